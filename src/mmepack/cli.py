@@ -1,0 +1,123 @@
+"""`mmepack` command line: every capability of the library without Pants.
+
+The Pants plugin runs these same commands inside its sandboxes, so what a user runs by hand and
+what CI runs are one code path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mmepack import __version__
+from mmepack.build import DEFAULT_PYTHON, REQUIREMENTS_FILE, package_model
+from mmepack.errors import MmepackError
+from mmepack.model_repository import read_model_directory
+from mmepack.python_env import build_portable_env
+from mmepack.weights import pull_weights, tracked_files, verify_weights
+
+
+def _cmd_package(args: argparse.Namespace) -> int:
+    result = package_model(
+        args.model_dir,
+        args.output_dir,
+        env_archive=args.env,
+        pull=args.pull,
+        repo_root=args.repo_root,
+        python_minor=args.python,
+    )
+    size = result.path.stat().st_size
+    print(f"mmepack: wrote {result.path} ({size / 1e6:.1f} MB, {len(result.members)} entries)")
+    return 0
+
+
+def _cmd_pull_weights(args: argparse.Namespace) -> int:
+    directory = read_model_directory(args.model_dir)
+    files = tracked_files(args.model_dir)
+    pull_weights(directory.name, args.repo_root, files)
+    verify_weights(directory.name, files)
+    for tracked in files:
+        print(f"mmepack: {tracked.path} ok (md5 {tracked.md5})")
+    return 0
+
+
+def _cmd_build_env(args: argparse.Namespace) -> int:
+    build_portable_env(args.requirements, args.python, args.output, label=args.label or "")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mmepack.testing import serve_artifact  # pants: no-infer-dep
+
+    with serve_artifact(args.artifact) as served:
+        print(
+            f"mmepack: serving model '{served.model_name}' at http://{served.url} on "
+            f"{served.device}; press Ctrl-C to stop",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmepack",
+        description="Package Triton model repositories as SageMaker multi-model artifacts.",
+    )
+    parser.add_argument("--version", action="version", version=f"mmepack {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    package = commands.add_parser(
+        "package", help="write <model>_<version>.tar.gz for one model directory"
+    )
+    package.add_argument("model_dir", type=Path, help="e.g. models/screen_detector")
+    package.add_argument("--output-dir", type=Path, default=Path("dist/mme"))
+    package.add_argument(
+        "--env", type=Path, help="an already built python_env.tar.gz (default: build one)"
+    )
+    package.add_argument("--pull", action="store_true", help="`dvc pull` the model's weights first")
+    package.add_argument("--repo-root", type=Path, default=Path("."))
+    package.add_argument("--python", default=DEFAULT_PYTHON, help="environment Python, e.g. 3.11")
+    package.set_defaults(run=_cmd_package)
+
+    pull = commands.add_parser("pull-weights", help="dvc pull and verify a model's weights")
+    pull.add_argument("model_dir", type=Path)
+    pull.add_argument("--repo-root", type=Path, default=Path("."))
+    pull.set_defaults(run=_cmd_pull_weights)
+
+    env = commands.add_parser(
+        "build-env", help=f"conda-pack an environment from {REQUIREMENTS_FILE}"
+    )
+    env.add_argument("--requirements", type=Path, required=True)
+    env.add_argument("--output", type=Path, required=True)
+    env.add_argument("--python", default=DEFAULT_PYTHON)
+    env.add_argument("--label", help="model name for messages")
+    env.set_defaults(run=_cmd_build_env)
+
+    serve = commands.add_parser("serve", help="run a local Triton server on an artifact")
+    serve.add_argument("artifact", type=Path)
+    serve.set_defaults(run=_cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except MmepackError as exc:
+        print(f"mmepack: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

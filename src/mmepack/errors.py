@@ -1,0 +1,9 @@
+"""One exception type for every failure a user can act on.
+
+The CLI and the Pants plugin print these messages verbatim, so each one must name the model,
+the file, what was expected and how to fix it; anything else escaping is a bug in mmepack.
+"""
+
+
+class MmepackError(Exception):
+    """A problem with the user's input or environment, explained in the message."""

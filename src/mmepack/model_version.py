@@ -1,0 +1,54 @@
+"""Read and check `model_version.txt`, which decides the artifact's S3 key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mmepack.errors import MmepackError
+
+VERSION_FILE = "model_version.txt"
+
+# The version ends up in an S3 key and in the SageMaker `TargetModel` string, where Triton also
+# uses the text after the first dot to guess a backend, so keep it to digits and dots.
+_VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def read_model_version(model_dir: Path) -> str:
+    """Return the version in `<model_dir>/model_version.txt`, or explain what is wrong with it."""
+    path = model_dir / VERSION_FILE
+    if not path.is_file():
+        raise MmepackError(
+            f"model '{model_dir.name}': {path} is missing; expected a file holding the model's "
+            f"version, e.g. `echo 1 > {path}`"
+        )
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) != 1:
+        raise MmepackError(
+            f"model '{model_dir.name}': {path} must hold exactly one non-empty line with the "
+            f"version (found {len(lines)})"
+        )
+    version = lines[0]
+    if not _VERSION_RE.match(version):
+        raise MmepackError(
+            f"model '{model_dir.name}': {path}:1: version {version!r} is not valid; expected "
+            "digits separated by at most two dots, e.g. `3` or `1.4.2`"
+        )
+    return version
+
+
+def check_model_name(name: str, where: Path) -> str:
+    """Model names become S3 keys and Triton model names: refuse ones that break either."""
+    if not _MODEL_NAME_RE.match(name):
+        raise MmepackError(
+            f"{where}: model name {name!r} is not valid; use letters, digits, '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def artifact_name(model: str, version: str) -> str:
+    """The SageMaker MME object name, `<model>_<version>.tar.gz`."""
+    return f"{model}_{version}.tar.gz"

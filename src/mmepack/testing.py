@@ -1,0 +1,149 @@
+"""Test a packaged model the way SageMaker will serve it: a real Triton on the real artifact.
+
+Typical model test (see README):
+
+    @pytest.fixture(scope="module")
+    def server():
+        with serve_artifact(find_artifact("screen_detector")) as served:
+            yield served
+
+    def test_label(server):
+        result = server.client.infer(server.model_name, inputs=[...])
+
+The artifact is unpacked into its own folder as an MME host would, and the ensemble is found with
+SageMaker's own rule, so a test passes only if the shipped tar works, not the source tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mmepack.errors import MmepackError
+from mmepack.model_repository import CONFIG_FILE, SAGEMAKER_ENSEMBLE_RE
+from mmepack.triton_server import TritonServer
+
+if TYPE_CHECKING:
+    import tritonclient.http
+
+ARTIFACT_DIR_VARIABLE = "MMEPACK_ARTIFACT_DIR"
+
+
+def find_artifact(model: str, search_root: Path | None = None) -> Path:
+    """The packaged `<model>_<version>.tar.gz`.
+
+    Pants puts a test's `runtime_package_dependencies` into its sandbox at their output paths;
+    outside Pants they are under `dist/`. `$MMEPACK_ARTIFACT_DIR` overrides both.
+    """
+    pattern = re.compile(rf"^{re.escape(model)}_[0-9][0-9.]*\.tar\.gz$")
+    roots = (
+        [Path(os.environ[ARTIFACT_DIR_VARIABLE])] if os.environ.get(ARTIFACT_DIR_VARIABLE) else []
+    )
+    base = search_root or Path.cwd()
+    roots += [base, base / "dist"]
+    for root in roots:
+        if not root.is_dir():
+            continue
+        found = sorted(p for p in root.rglob(f"{model}_*.tar.gz") if pattern.match(p.name))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise MmepackError(
+                f"several artifacts for model '{model}' under {root}: "
+                + ", ".join(str(p) for p in found)
+                + f"; remove stale ones or set {ARTIFACT_DIR_VARIABLE}"
+            )
+    raise MmepackError(
+        f"no packaged artifact {model}_<version>.tar.gz found under {', '.join(map(str, roots))}; "
+        f"in Pants add the model's target to this test's runtime_package_dependencies, "
+        f"outside Pants run `mmepack package` first"
+    )
+
+
+def unpack_like_mme(artifact: Path, destination: Path) -> tuple[Path, str]:
+    """Unpack into `<destination>/<artifact stem>/` and return (model repository, model name).
+
+    A multi-model tar is itself a repository whose ensemble is the model SageMaker loads; a tar
+    holding one model's files at its root is one model folder.
+    """
+    folder = destination / artifact.name[: -len(".tar.gz")]
+    folder.mkdir(parents=True)
+    with tarfile.open(artifact, "r:gz") as tar:
+        tar.extractall(folder, filter="data")
+    if (folder / CONFIG_FILE).is_file():
+        repository = destination / "repository"
+        repository.mkdir()
+        name = folder.name
+        folder.rename(repository / name)
+        return repository, name
+    ensembles = [
+        p.parent.name
+        for p in sorted(folder.glob(f"*/{CONFIG_FILE}"))
+        if SAGEMAKER_ENSEMBLE_RE.search(p.read_text(encoding="utf-8"))
+    ]
+    if len(ensembles) != 1:
+        raise MmepackError(
+            f"{artifact}: SageMaker needs exactly one ensemble config at the tar's top level, "
+            f"found {len(ensembles)} ({', '.join(ensembles) or 'none'})"
+        )
+    return folder, ensembles[0]
+
+
+@dataclass
+class ServedArtifact:
+    """A running server with the artifact loaded; `client` talks to it over HTTP."""
+
+    client: "tritonclient.http.InferenceServerClient"
+    model_name: str
+    model_dir: Path
+    device: str
+    url: str
+    log_path: Path
+    server_pid: int
+
+
+@contextmanager
+def serve_artifact(artifact: Path, *, startup_timeout: float = 300.0) -> Iterator[ServedArtifact]:
+    """Start Triton on an unpacked copy of `artifact`; stop it (and its stubs) on exit."""
+    import tritonclient.http
+
+    if not artifact.is_file():
+        raise MmepackError(f"{artifact}: artifact not found")
+    workdir = Path(tempfile.mkdtemp(prefix=f"mmepack-serve-{artifact.name[:40]}-"))
+    server: TritonServer | None = None
+    try:
+        repository, name = unpack_like_mme(artifact, workdir / "models")
+        server = TritonServer(repository, workdir)
+        print(
+            f"mmepack: starting Triton for {artifact.name} on {server.device}"
+            + (" (no GPU found)" if server.device == "CPU" else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        server.start(timeout=startup_timeout)
+        client = tritonclient.http.InferenceServerClient(url=server.url, network_timeout=120.0)
+        try:
+            yield ServedArtifact(
+                client=client,
+                model_name=name,
+                model_dir=repository,
+                device=server.device,
+                url=server.url,
+                log_path=server.log_path,
+                server_pid=server.pid,
+            )
+        finally:
+            client.close()
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
