@@ -4,7 +4,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import write_ensemble_model
+from tests.demo_models import write_ensemble_model
 
 from mmepack.build import package_model
 from mmepack.errors import MmepackError
@@ -113,7 +113,8 @@ def test_config_name_must_match_folder(model_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["/opt/env.tar.gz", "$$TRITON_MODEL_DIRECTORY/../env.tar.gz", "$$TRITON_MODEL_DIRECTORY/env"]
+    "value",
+    ["/opt/env.tar.gz", "$$TRITON_MODEL_DIRECTORY/../env.tar.gz", "$$TRITON_MODEL_DIRECTORY/env"],
 )
 def test_execution_env_path_must_stay_in_model_folder(model_dir: Path, value: str) -> None:
     config = model_dir / "demo_double" / "config.pbtxt"

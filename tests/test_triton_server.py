@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from conftest import write_ensemble_model
+from tests.demo_models import write_ensemble_model
 
 from mmepack.build import package_model
 from mmepack.errors import MmepackError

@@ -111,6 +111,35 @@ class ServedArtifact:
     server_pid: int
 
 
+def python_stub_files(server_pid: int) -> dict[str, set[str]]:
+    """Files mapped into each Python-backend stub of a server, keyed by model name.
+
+    Lets a test prove where a step's Python really came from (e.g. libpython and Pillow from the
+    unpacked python_env.tar.gz) instead of trusting the config. Linux only.
+    """
+    found: dict[str, set[str]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid != server_pid:
+                continue
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            maps = (proc / "maps").read_text()
+        except (OSError, ValueError, IndexError):
+            continue
+        if len(argv) < 2 or not argv[0].endswith(b"triton_python_backend_stub"):
+            continue
+        model = Path(argv[1].decode()).parent.parent.name
+        files = {
+            line.split(None, 5)[5] for line in maps.splitlines() if len(line.split(None, 5)) == 6
+        }
+        found.setdefault(model, set()).update(f for f in files if f.startswith("/"))
+    return found
+
+
 @contextmanager
 def serve_artifact(artifact: Path, *, startup_timeout: float = 300.0) -> Iterator[ServedArtifact]:
     """Start Triton on an unpacked copy of `artifact`; stop it (and its stubs) on exit."""

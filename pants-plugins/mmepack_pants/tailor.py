@@ -1,0 +1,69 @@
+"""`pants tailor` for Triton models: a `triton_model` target for every model directory without one.
+
+A model directory is recognised by its `model_version.txt` beside one or more folders holding a
+`config.pbtxt`, the layout `mmepack package` builds from; a directory some target already
+owns is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pants.core.goals.tailor import (
+    AllOwnedSources,
+    PutativeTarget,
+    PutativeTargets,
+    PutativeTargetsRequest,
+)
+from pants.engine.fs import PathGlobs, Paths
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.unions import UnionRule
+from pants.util.logging import LogLevel
+
+from mmepack_pants.subsystem import MmepackSubsystem
+from mmepack_pants.target_types import TritonModelTarget
+
+VERSION_FILE = "model_version.txt"
+
+
+@dataclass(frozen=True)
+class PutativeTritonModelTargetsRequest(PutativeTargetsRequest):
+    pass
+
+
+@rule(level=LogLevel.DEBUG, desc="Find Triton model directories without a triton_model target")
+async def find_putative_triton_models(
+    request: PutativeTritonModelTargetsRequest,
+    all_owned_sources: AllOwnedSources,
+    subsystem: MmepackSubsystem,
+) -> PutativeTargets:
+    version_files = await Get(Paths, PathGlobs, request.path_globs(VERSION_FILE))
+    unowned = sorted(set(version_files.files) - set(all_owned_sources))
+    model_dirs = [os.path.dirname(path) for path in unowned]
+    configs, dvc_files = await MultiGet(
+        MultiGet(Get(Paths, PathGlobs([os.path.join(d, "*", "config.pbtxt")])) for d in model_dirs),
+        MultiGet(Get(Paths, PathGlobs([os.path.join(d, "**", "*.dvc")])) for d in model_dirs),
+    )
+    targets = []
+    for model_dir, config_paths, tracked in zip(model_dirs, configs, dvc_files):
+        if not config_paths.files:
+            continue
+        kwargs = {"dependencies": [subsystem.dvc_target]} if tracked.files else {}
+        targets.append(
+            PutativeTarget.for_target_type(
+                TritonModelTarget,
+                path=model_dir,
+                name=os.path.basename(model_dir) or None,
+                triggering_sources=[VERSION_FILE],
+                kwargs=kwargs,
+            )
+        )
+    return PutativeTargets(targets)
+
+
+def rules():
+    return [
+        *collect_rules(),
+        UnionRule(PutativeTargetsRequest, PutativeTritonModelTargetsRequest),
+    ]

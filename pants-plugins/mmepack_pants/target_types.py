@@ -1,0 +1,66 @@
+"""The `triton_model` target: one deployable Triton model directory.
+
+Only declarations live here (fields and the target); the rules that act on them are in
+`package.py`, the way Pants' own backends keep target types, rules and subsystems apart.
+"""
+
+from __future__ import annotations
+
+from pants.engine.target import (
+    COMMON_TARGET_FIELDS,
+    Dependencies,
+    MultipleSourcesField,
+    StringField,
+    Target,
+)
+
+
+class TritonModelSourcesField(MultipleSourcesField):
+    # Everything in the model directory except its tests and BUILD file; DVC-tracked weights are
+    # git-ignored, so Pants never sees them and they are pulled from the DVC remote instead.
+    default = ("**/*", "!BUILD", "!tests/**", "!**/__pycache__/**")
+    help = (
+        "The model directory's files: one folder per Triton model (with config.pbtxt), "
+        "model_version.txt, requirements.txt and the .dvc files of the weights."
+    )
+
+
+class TritonModelDependenciesField(Dependencies):
+    help = (
+        "Targets whose files must sit beside the model while it is built, typically the "
+        "repository's DVC configuration (`//:dvc`) so the weights can be pulled."
+    )
+
+
+class TritonModelPythonVersionField(StringField):
+    alias = "python_version"
+    help = (
+        "Python version (e.g. `3.11`) of the conda-packed environment for the model's Python "
+        "steps; defaults to `[mmepack].python_version`."
+    )
+
+
+class TritonModelOutputDirField(StringField):
+    alias = "output_dir"
+    default = "mme"
+    help = (
+        "Folder under `dist/` that receives `<model>_<version>.tar.gz`. All models share one "
+        "folder by default, mirroring the flat S3 prefix of a multi-model endpoint."
+    )
+
+
+class TritonModelTarget(Target):
+    alias = "triton_model"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        TritonModelSourcesField,
+        TritonModelDependenciesField,
+        TritonModelPythonVersionField,
+        TritonModelOutputDirField,
+    )
+    help = (
+        "A deployable Triton model repository (an ensemble and its steps, or one model). "
+        "`package` pulls its DVC-tracked weights, conda-packs the Python steps' environment "
+        "from requirements.txt and writes a SageMaker multi-model artifact "
+        "`dist/<output_dir>/<model>_<version>.tar.gz`, the version read from model_version.txt."
+    )
