@@ -6,7 +6,8 @@ from mmepack.pbtxt import PbtxtSyntaxError, parse_pbtxt
 
 
 def test_parses_nested_messages_lists_and_scalars() -> None:
-    parsed = parse_pbtxt("""
+    parsed = parse_pbtxt(
+        """
         name: "m"  # a comment
         max_batch_size: 8
         input [ { name: "A" data_type: TYPE_FP32 dims: [ 3, -1 ] }, { name: 'B' } ]
@@ -14,7 +15,8 @@ def test_parses_nested_messages_lists_and_scalars() -> None:
         parameters: { key: "K" value: { string_value: "a" "b" } }
         optimization < cuda { graphs: true } >
         threshold: -1.5e2
-        """)
+        """
+    )
     assert parsed["name"] == ["m"]
     assert parsed["max_batch_size"] == [8]
     assert parsed["input"][0] == {"name": ["A"], "data_type": ["TYPE_FP32"], "dims": [3, -1]}

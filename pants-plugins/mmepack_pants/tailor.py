@@ -42,14 +42,16 @@ async def find_putative_triton_models(
     unowned = sorted(set(version_files.files) - set(all_owned_sources))
     model_dirs = [os.path.dirname(path) for path in unowned]
     configs, dvc_files = await MultiGet(
-        MultiGet(Get(Paths, PathGlobs([os.path.join(d, "*", "config.pbtxt")])) for d in model_dirs),
-        MultiGet(Get(Paths, PathGlobs([os.path.join(d, "**", "*.dvc")])) for d in model_dirs),
+        Get(Paths, PathGlobs([os.path.join(d, "*", "config.pbtxt") for d in model_dirs])),
+        Get(Paths, PathGlobs([os.path.join(d, "**", "*.dvc") for d in model_dirs])),
     )
     targets = []
-    for model_dir, config_paths, tracked in zip(model_dirs, configs, dvc_files):
-        if not config_paths.files:
+    for model_dir in model_dirs:
+        prefix = f"{model_dir}/" if model_dir else ""
+        if not any(path.startswith(prefix) for path in configs.files):
             continue
-        kwargs = {"dependencies": [subsystem.dvc_target]} if tracked.files else {}
+        tracks_weights = any(path.startswith(prefix) for path in dvc_files.files)
+        kwargs = {"dependencies": (subsystem.dvc_target,)} if tracks_weights else {}
         targets.append(
             PutativeTarget.for_target_type(
                 TritonModelTarget,

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 ARTIFACT_DIR_VARIABLE = "MMEPACK_ARTIFACT_DIR"
 
+# One line per server started in this process, for the pytest summary (see pytest_plugin).
+SERVED_REPORTS: list[str] = []
+
 
 def find_artifact(model: str, search_root: Path | None = None) -> Path:
     """The packaged `<model>_<version>.tar.gz`.
@@ -160,6 +163,11 @@ def serve_artifact(artifact: Path, *, startup_timeout: float = 300.0) -> Iterato
         )
         server.start(timeout=startup_timeout)
         client = tritonclient.http.InferenceServerClient(url=server.url, network_timeout=120.0)
+        version = client.get_server_metadata().get("version", "?")
+        SERVED_REPORTS.append(
+            f"{artifact.name}: model '{name}' served by Triton {version} on {server.device}"
+            + (" (no GPU found)" if server.device == "CPU" else "")
+        )
         try:
             yield ServedArtifact(
                 client=client,

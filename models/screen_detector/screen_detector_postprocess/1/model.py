@@ -13,7 +13,7 @@ import json
 from typing import Any, Dict, List
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
+import triton_python_backend_utils as pb_utils  # pants: no-infer-dep (Triton provides it)
 
 LABELS = (b"document", b"screen")  # index = class index in LOGITS
 DEFAULT_THRESHOLD = 0.5

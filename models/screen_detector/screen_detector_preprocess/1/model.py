@@ -14,7 +14,7 @@ import json
 from typing import Any, Dict, List
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
+import triton_python_backend_utils as pb_utils  # pants: no-infer-dep (Triton provides it)
 from PIL import Image, ImageOps
 
 IMAGE_SIZE = 32

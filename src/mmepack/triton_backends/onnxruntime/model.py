@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import NDArray
 import onnxruntime as ort
-import triton_python_backend_utils as pb_utils
+import triton_python_backend_utils as pb_utils  # pants: no-infer-dep (Triton provides it)
 
 # Triton config data types -> (numpy dtype, ONNX Runtime type string). TYPE_BF16 has no numpy
 # dtype and is left out on purpose: a config using it fails with a clear message at load time.
