@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Quality gates: black and mypy (strict on src/) through Pants.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./pants lint check ::
