@@ -1,0 +1,63 @@
+"""The tailor rule in a real Pants engine (RuleRunner), on an in-memory repository."""
+
+from __future__ import annotations
+
+import pytest
+from pants.core.goals.tailor import AllOwnedSources, PutativeTarget, PutativeTargets
+from pants.engine.rules import QueryRule
+from pants.testutil.rule_runner import RuleRunner
+
+from mmepack_pants import tailor
+from mmepack_pants.target_types import TritonModelTarget
+
+
+@pytest.fixture
+def rule_runner() -> RuleRunner:
+    return RuleRunner(
+        rules=[
+            *tailor.rules(),
+            QueryRule(PutativeTargets, (tailor.PutativeTritonModelTargetsRequest, AllOwnedSources)),
+        ],
+        target_types=[TritonModelTarget],
+    )
+
+
+def test_new_model_folders_get_a_target_and_owned_ones_do_not(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "models/new/model_version.txt": "1",
+            "models/new/new/config.pbtxt": 'platform: "ensemble"',
+            "models/new/new_onnx/1/model.onnx.dvc": "outs: []",
+            "models/plain/model_version.txt": "2",
+            "models/plain/plain/config.pbtxt": 'backend: "python"',
+            "models/owned/model_version.txt": "1",
+            "models/owned/owned/config.pbtxt": 'backend: "python"',
+            "models/not_a_model/model_version.txt": "1",
+        }
+    )
+    result = rule_runner.request(
+        PutativeTargets,
+        [
+            tailor.PutativeTritonModelTargetsRequest(
+                ("models/new", "models/plain", "models/owned", "models/not_a_model")
+            ),
+            AllOwnedSources(["models/owned/model_version.txt"]),
+        ],
+    )
+    assert result == PutativeTargets(
+        [
+            PutativeTarget.for_target_type(
+                TritonModelTarget,
+                path="models/new",
+                name="new",
+                triggering_sources=["model_version.txt"],
+                kwargs={"dependencies": ("//:dvc",)},
+            ),
+            PutativeTarget.for_target_type(
+                TritonModelTarget,
+                path="models/plain",
+                name="plain",
+                triggering_sources=["model_version.txt"],
+            ),
+        ]
+    )
