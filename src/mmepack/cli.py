@@ -16,8 +16,16 @@ from pathlib import Path
 from mmepack import __version__
 from mmepack.build import DEFAULT_PYTHON, REQUIREMENTS_FILE, package_model
 from mmepack.errors import MmepackError
-from mmepack.model_repository import read_model_directory
+from mmepack.model_repository import CONFIG_FILE, read_model_directory
+from mmepack.model_version import VERSION_FILE
 from mmepack.python_env import build_portable_env
+from mmepack.validate import (
+    Problem,
+    count_errors,
+    discover_model_directories,
+    validate_model_directory,
+    validate_tree,
+)
 from mmepack.weights import pull_weights, tracked_files, verify_weights
 
 
@@ -68,6 +76,27 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Print every problem of every given model directory or tree; fail only on errors."""
+    problems: list[Problem] = []
+    models = 0
+    for path in args.paths:
+        if (path / VERSION_FILE).is_file() or any(path.glob(f"*/{CONFIG_FILE}")):
+            models += 1
+            problems.extend(validate_model_directory(path))
+        else:
+            models += len(discover_model_directories(path)) if path.is_dir() else 0
+            problems.extend(validate_tree(path))
+    for problem in problems:
+        print(problem)
+    errors = count_errors(problems)
+    print(
+        f"{len(problems)} problems in {models} models "
+        f"({errors} errors, {len(problems) - errors} warnings)"
+    )
+    return 1 if errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmepack",
@@ -106,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run a local Triton server on an artifact")
     serve.add_argument("artifact", type=Path)
     serve.set_defaults(run=_cmd_serve)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check model directories (or trees of them) without packaging; exit 1 on errors",
+    )
+    validate.add_argument(
+        "paths", type=Path, nargs="+", metavar="PATH", help="e.g. models/ or models/screen_detector"
+    )
+    validate.set_defaults(run=_cmd_validate)
     return parser
 
 

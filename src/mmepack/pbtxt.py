@@ -31,6 +31,7 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 
+_MAX_DEPTH = 100
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\", "0": "\0"}
 
 
@@ -96,6 +97,7 @@ class _Parser:
         self.tokens = tokens
         self.path = path
         self.pos = 0
+        self.depth = 0
 
     def _peek(self) -> _Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -149,11 +151,23 @@ class _Parser:
                     raise self._error_here("expected ',' or ']' in list")
         return [self._value(has_colon)]
 
+    def _nested(self, closer: str) -> Message:
+        # Real configs nest a handful of levels; refusing absurd depth keeps hostile or corrupt
+        # input from exhausting Python's stack.
+        if self.depth >= _MAX_DEPTH:
+            self.pos -= 1
+            raise self._error_here(f"messages nested more than {_MAX_DEPTH} levels deep")
+        self.depth += 1
+        try:
+            return self.message(closer)
+        finally:
+            self.depth -= 1
+
     def _value(self, has_colon: bool) -> Value:
         if self._take("{"):
-            return self.message("}")
+            return self._nested("}")
         if self._take("<"):
-            return self.message(">")
+            return self._nested(">")
         if not has_colon:
             raise self._error_here("expected ':' or '{' after the field name")
         token = self._peek()
