@@ -11,16 +11,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pants.backend.python.target_types import EntryPoint
-from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
-from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
+from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.engine.addresses import Address, UnparsedAddressInputs
+from pants.engine.addresses import Address
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import AddPrefix, Digest, DigestSubset, MergeDigests, PathGlobs, RemovePrefix
-from pants.engine.fs import Snapshot
-from pants.engine.process import FallibleProcessResult, Process
+from pants.engine.fs import (
+    AddPrefix,
+    Digest,
+    DigestSubset,
+    MergeDigests,
+    PathGlobs,
+    RemovePrefix,
+    Snapshot,
+)
+from pants.engine.process import FallibleProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     SourcesField,
@@ -31,6 +36,7 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
+from mmepack_pants.cli import MmepackCliRequest
 from mmepack_pants.subsystem import MmepackSubsystem
 from mmepack_pants.target_types import (
     TritonModelOutputDirField,
@@ -56,26 +62,6 @@ class TritonModelPackageFieldSet(PackageFieldSet):
     output_dir: TritonModelOutputDirField
 
 
-async def _mmepack_cli(subsystem: MmepackSubsystem) -> VenvPex:
-    targets = await Get(
-        Targets,
-        UnparsedAddressInputs(
-            [subsystem.cli], owning_address=None, description_of_origin="[mmepack].cli"
-        ),
-    )
-    pex_request = await Get(
-        PexRequest,
-        PexFromTargetsRequest(
-            [t.address for t in targets],
-            output_filename="mmepack.pex",
-            internal_only=True,
-            main=EntryPoint("mmepack.cli", "main"),
-            description="mmepack command line",
-        ),
-    )
-    return await Get(VenvPex, PexRequest, pex_request)
-
-
 def _failure(address: Address, step: str, result: FallibleProcessResult) -> MmepackBuildError:
     stderr = result.stderr.decode(errors="replace").strip()
     lines = [line for line in stderr.splitlines() if line.startswith("mmepack: error:")]
@@ -93,7 +79,7 @@ async def package_triton_model(
         Get(TransitiveTargets, TransitiveTargetsRequest([address])),
         Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
     )
-    cli = await _mmepack_cli(subsystem)
+    cli = await Get(VenvPex, MmepackCliRequest())
     sources = await Get(
         SourceFiles,
         SourceFilesRequest(t.get(SourcesField) for t in transitive.closure),
