@@ -1,4 +1,4 @@
-"""The mmepack command line as a PEX that the plugin's rules run in their sandboxes."""
+"""The mmepack programs (the CLI and the environment builder) as PEXes the rules run."""
 
 from __future__ import annotations
 
@@ -17,25 +17,56 @@ from mmepack_pants.subsystem import MmepackSubsystem
 
 @dataclass(frozen=True)
 class MmepackCliRequest:
-    """The one mmepack CLI every rule shares, built from `[mmepack].cli`."""
+    """The full mmepack CLI, built from `[mmepack].cli`."""
+
+
+@dataclass(frozen=True)
+class EnvBuilderRequest:
+    """Only the environment builder, built from `[mmepack].env_builder`, so that environment
+    builds are cached independently of the rest of mmepack."""
+
+
+@dataclass(frozen=True)
+class _ProgramRequest:
+    address: str
+    option: str
+    module: str
+    function: str
 
 
 @rule(desc="Build the mmepack command line", level=LogLevel.DEBUG)
 async def build_mmepack_cli(_: MmepackCliRequest, subsystem: MmepackSubsystem) -> VenvPex:
+    return await Get(
+        VenvPex, _ProgramRequest(subsystem.cli, "[mmepack].cli", "mmepack.cli", "main")
+    )
+
+
+@rule(desc="Build the mmepack environment builder", level=LogLevel.DEBUG)
+async def build_env_builder(_: EnvBuilderRequest, subsystem: MmepackSubsystem) -> VenvPex:
+    return await Get(
+        VenvPex,
+        _ProgramRequest(
+            subsystem.env_builder, "[mmepack].env_builder", "mmepack.python_env", "main"
+        ),
+    )
+
+
+@rule(level=LogLevel.DEBUG)
+async def build_program(request: _ProgramRequest) -> VenvPex:
     targets = await Get(
         Targets,
         UnparsedAddressInputs(
-            [subsystem.cli], owning_address=None, description_of_origin="[mmepack].cli"
+            [request.address], owning_address=None, description_of_origin=request.option
         ),
     )
     pex_request = await Get(
         PexRequest,
         PexFromTargetsRequest(
             [t.address for t in targets],
-            output_filename="mmepack.pex",
+            output_filename=f"{request.module}.pex",
             internal_only=True,
-            main=EntryPoint("mmepack.cli", "main"),
-            description="mmepack command line",
+            main=EntryPoint(request.module, request.function),
+            description=request.module,
         ),
     )
     return await Get(VenvPex, PexRequest, pex_request)

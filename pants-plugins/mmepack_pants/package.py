@@ -36,7 +36,7 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from mmepack_pants.cli import MmepackCliRequest
+from mmepack_pants.cli import EnvBuilderRequest, MmepackCliRequest
 from mmepack_pants.subsystem import MmepackSubsystem
 from mmepack_pants.target_types import (
     TritonModelOutputDirField,
@@ -90,19 +90,24 @@ async def package_triton_model(
     inputs = [sources.snapshot.digest]
     env_args: list[str] = []
     if requirements in sources.snapshot.files:
-        requirements_digest = await Get(
+        # The environment depends on requirements.txt alone: moved to the sandbox root and built
+        # with no model-specific argument, models with identical requirements make identical
+        # processes, which Pants runs once and caches across runs.
+        requirements_only = await Get(
             Digest, DigestSubset(sources.snapshot.digest, PathGlobs([requirements]))
+        )
+        requirements_digest, builder = await MultiGet(
+            Get(Digest, RemovePrefix(requirements_only, model_dir)),
+            Get(VenvPex, EnvBuilderRequest()),
         )
         env_result = await Get(
             FallibleProcessResult,
             VenvPexProcess(
-                cli,
+                builder,
                 argv=[
-                    "build-env",
-                    f"--requirements={requirements}",
+                    "--requirements=requirements.txt",
                     f"--output={_ENV_FILE}",
                     f"--python={python_version}",
-                    f"--label={address.target_name}",
                 ],
                 description=f"Build Python {python_version} environment for {address}",
                 input_digest=requirements_digest,

@@ -14,6 +14,11 @@ class MmepackSubsystem(Subsystem):
         default="//src/mmepack:cli",
         help="Address of the `pex_binary` of the mmepack command line that the rules run.",
     )
+    env_builder = StrOption(
+        default="//src/mmepack:env-builder",
+        help="Address of the `pex_binary` of mmepack's environment builder.",
+        advanced=True,
+    )
     python_version = StrOption(
         default="3.11",
         help="Default Python version of the conda-packed environments (`python_version` field).",

@@ -7,6 +7,7 @@ what CI runs are one code path.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from mmepack.build import DEFAULT_PYTHON, REQUIREMENTS_FILE, package_model
 from mmepack.errors import MmepackError
 from mmepack.model_repository import CONFIG_FILE, read_model_directory
 from mmepack.model_version import VERSION_FILE
+from mmepack.provenance import build_provenance, git_commit, parse_artifact_name
 from mmepack.python_env import build_portable_env
 from mmepack.validate import (
     Problem,
@@ -54,7 +56,7 @@ def _cmd_pull_weights(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_env(args: argparse.Namespace) -> int:
-    build_portable_env(args.requirements, args.python, args.output, label=args.label or "")
+    build_portable_env(args.requirements, args.python, args.output, label=args.label)
     return 0
 
 
@@ -97,6 +99,76 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from mmepack.publish import choose_bucket, current_branch, publish_artifact
+
+    branch = current_branch(args.branch)
+    bucket = choose_bucket(branch, args.staging_bucket, args.production_bucket)
+    production = bucket == args.production_bucket
+    print(
+        f"mmepack: branch '{branch or 'unknown'}' publishes to "
+        f"{'production' if production else 'staging'} bucket '{bucket}'"
+    )
+    commit = git_commit()
+    for artifact in args.artifacts:
+        model, _ = parse_artifact_name(artifact)
+        model_dir = args.models_root / model
+        provenance = build_provenance(
+            artifact, model_dir=model_dir if model_dir.is_dir() else None, commit=commit
+        )
+        publish_artifact(
+            artifact,
+            bucket,
+            args.prefix,
+            provenance=provenance,
+            protect_existing=production,
+            region=args.region,
+            dry_run=args.dry_run,
+        )
+    return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from mmepack.publish import promote
+
+    for name, value in (
+        ("--staging-bucket", args.staging_bucket),
+        ("--production-bucket", args.production_bucket),
+    ):
+        if not value:
+            raise MmepackError(f"promote needs {name} (or its MMEPACK_*_BUCKET variable)")
+    promote(
+        args.model,
+        args.version,
+        args.staging_bucket,
+        args.production_bucket,
+        args.prefix,
+        region=args.region,
+        dry_run=args.dry_run,
+    )
+    return 0
+
+
+def _add_s3_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--staging-bucket",
+        default=os.environ.get("MMEPACK_STAGING_BUCKET"),
+        help="default: $MMEPACK_STAGING_BUCKET",
+    )
+    parser.add_argument(
+        "--production-bucket",
+        default=os.environ.get("MMEPACK_PRODUCTION_BUCKET"),
+        help="default: $MMEPACK_PRODUCTION_BUCKET",
+    )
+    parser.add_argument(
+        "--prefix",
+        default=os.environ.get("MMEPACK_S3_PREFIX", ""),
+        help="key prefix, e.g. mme/ (default: $MMEPACK_S3_PREFIX)",
+    )
+    parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmepack",
@@ -129,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--requirements", type=Path, required=True)
     env.add_argument("--output", type=Path, required=True)
     env.add_argument("--python", default=DEFAULT_PYTHON)
-    env.add_argument("--label", help="model name for messages")
+    env.add_argument("--label", default="", help="model name for messages")
     env.set_defaults(run=_cmd_build_env)
 
     serve = commands.add_parser("serve", help="run a local Triton server on an artifact")
@@ -144,6 +216,31 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", type=Path, nargs="+", metavar="PATH", help="e.g. models/ or models/screen_detector"
     )
     validate.set_defaults(run=_cmd_validate)
+
+    publish = commands.add_parser(
+        "publish",
+        help="upload artifacts to S3: branch main to the production bucket, others to staging",
+    )
+    publish.add_argument("artifacts", type=Path, nargs="+", metavar="ARTIFACT")
+    publish.add_argument(
+        "--branch", help="default: $GITHUB_REF_NAME, $CI_COMMIT_BRANCH, $BRANCH_NAME, then git"
+    )
+    publish.add_argument(
+        "--models-root",
+        type=Path,
+        default=Path("models"),
+        help="where <model>/ folders are, to record DVC weight md5s (default: models)",
+    )
+    _add_s3_options(publish)
+    publish.set_defaults(run=_cmd_publish)
+
+    promote = commands.add_parser(
+        "promote", help="copy a published version from the staging to the production bucket"
+    )
+    promote.add_argument("model")
+    promote.add_argument("version")
+    _add_s3_options(promote)
+    promote.set_defaults(run=_cmd_promote)
     return parser
 
 

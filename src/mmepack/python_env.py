@@ -8,6 +8,7 @@ plus numpy into it, and hands the prefix to conda-pack, which is what produces t
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -149,3 +150,29 @@ def build_portable_env(
     size = output.stat().st_size
     log(f"{who}environment ready: {output} ({size / 1e6:.1f} MB, {seconds:.0f} s)")
     return EnvReport(output=output, python_version=base.version, packed_bytes=size, seconds=seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mmepack.python_env`: the environment builder alone.
+
+    The Pants plugin runs this narrow entry point rather than the whole CLI, so Pants' cache key
+    for an environment covers only the requirements, the Python version and the builder's own
+    code: editing other parts of mmepack never rebuilds environments, and models with identical
+    requirements share one build.
+    """
+    parser = argparse.ArgumentParser(prog="mmepack-build-env")
+    parser.add_argument("--requirements", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--python", required=True, help="e.g. 3.11")
+    parser.add_argument("--label", default="", help="model name for messages")
+    args = parser.parse_args(argv)
+    try:
+        build_portable_env(args.requirements, args.python, args.output, label=args.label)
+    except MmepackError as exc:
+        print(f"mmepack: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
