@@ -852,6 +852,9 @@ def _check_version_file(root: Path, deployable: str | None) -> list[Problem]:
         version = read_model_version(root)
     except MmepackError as exc:
         message = str(exc).split(": ", 1)[-1]
+        # The Problem already names the file and line; drop read_model_version's copy of them.
+        for prefix in (f"{path}:1: ", f"{path} "):
+            message = message.removeprefix(prefix)
         line = 1 if path.is_file() else None
         return [Problem(path, line, VERSION_FILE, message)]
     except (OSError, UnicodeDecodeError) as exc:
