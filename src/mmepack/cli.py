@@ -19,7 +19,6 @@ from mmepack.build import DEFAULT_PYTHON, REQUIREMENTS_FILE, package_model
 from mmepack.errors import MmepackError
 from mmepack.model_repository import CONFIG_FILE, read_model_directory
 from mmepack.model_version import VERSION_FILE
-from mmepack.provenance import build_provenance, git_commit, parse_artifact_name
 from mmepack.python_env import build_portable_env
 from mmepack.validate import (
     Problem,
@@ -100,6 +99,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
+    from mmepack.provenance import build_provenance, git_commit, parse_artifact_name
     from mmepack.publish import choose_bucket, current_branch, publish_artifact
 
     branch = current_branch(args.branch)
@@ -109,7 +109,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         f"mmepack: branch '{branch or 'unknown'}' publishes to "
         f"{'production' if production else 'staging'} bucket '{bucket}'"
     )
-    commit = git_commit()
+    commit = args.commit or git_commit()
     for artifact in args.artifacts:
         model, _ = parse_artifact_name(artifact)
         model_dir = args.models_root / model
@@ -224,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("artifacts", type=Path, nargs="+", metavar="ARTIFACT")
     publish.add_argument(
         "--branch", help="default: $GITHUB_REF_NAME, $CI_COMMIT_BRANCH, $BRANCH_NAME, then git"
+    )
+    publish.add_argument(
+        "--commit",
+        help="git commit recorded in the manifest (default: $GITHUB_SHA, $CI_COMMIT_SHA, "
+        "$GIT_COMMIT, then `git rev-parse HEAD`)",
     )
     publish.add_argument(
         "--models-root",

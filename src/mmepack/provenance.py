@@ -1,0 +1,136 @@
+"""Where an artifact came from: git commit, model, version, content hash and DVC weight md5s.
+
+A published object carries this record twice: as S3 object metadata (short fields only, S3
+limits user metadata to 2 KB) and in full as `<artifact>.manifest.json` beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from mmepack import __version__
+from mmepack.errors import MmepackError
+from mmepack.weights import tracked_files
+
+# `<model>_<version>.tar.gz`; model names may hold '_', versions are digits and dots.
+_ARTIFACT_RE = re.compile(
+    r"^(?P<model>[A-Za-z0-9][A-Za-z0-9_-]*)_(?P<version>[0-9]+(\.[0-9]+){0,2})\.tar\.gz$"
+)
+# CI systems check out a detached HEAD and say which commit in these variables.
+_COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
+
+
+def parse_artifact_name(path: Path) -> tuple[str, str]:
+    """(model, version) from `<model>_<version>.tar.gz`, or explain the expected name."""
+    match = _ARTIFACT_RE.match(path.name)
+    if match is None:
+        raise MmepackError(
+            f"{path}: not an mmepack artifact name; expected `<model>_<version>.tar.gz` as "
+            "written by `mmepack package`, e.g. screen_detector_1.tar.gz"
+        )
+    return match.group("model"), match.group("version")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit(repo_root: Path | None = None) -> str | None:
+    """The commit being built: CI variables first, then `git rev-parse HEAD`; None if unknown."""
+    for variable in _COMMIT_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo_root,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = result.stdout.strip()
+    return commit if result.returncode == 0 and commit else None
+
+
+def _member_md5(tar: tarfile.TarFile, name: str) -> str | None:
+    try:
+        handle = tar.extractfile(name)
+    except KeyError:
+        return None
+    if handle is None:
+        return None
+    digest = hashlib.md5(usedforsecurity=False)
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_md5s(artifact: Path, model_dir: Path) -> dict[str, str]:
+    """The DVC md5 of every weight file `model_dir` tracks, checked against the tar's bytes.
+
+    Keys are the tar member names. A tracked file whose bytes in the tar differ from its `.dvc`
+    record is an error: the artifact was built from other weights than the ones recorded.
+    Directory outputs (md5 ending in `.dir`) are recorded as DVC states them.
+    """
+    md5s: dict[str, str] = {}
+    model, _ = parse_artifact_name(artifact)
+    with tarfile.open(artifact, "r:gz") as tar:
+        for tracked in tracked_files(model_dir):
+            member = tracked.path.relative_to(model_dir).as_posix()
+            if tracked.is_directory:
+                md5s[member] = tracked.md5
+                continue
+            actual = _member_md5(tar, member)
+            if actual is None:
+                raise MmepackError(
+                    f"model '{model}': {artifact} has no '{member}', which {tracked.dvc_file} "
+                    "tracks; re-run `mmepack package --pull`"
+                )
+            if actual != tracked.md5:
+                raise MmepackError(
+                    f"model '{model}': '{member}' in {artifact} has md5 {actual} but "
+                    f"{tracked.dvc_file} records {tracked.md5}; the artifact was built from other "
+                    "weights; re-run `mmepack package --pull`"
+                )
+            md5s[member] = actual
+    return md5s
+
+
+def build_provenance(
+    artifact: Path,
+    *,
+    model_dir: Path | None = None,
+    commit: str | None = None,
+    weights: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The provenance record of one artifact.
+
+    `weights` (tar member -> DVC md5) is read from `model_dir`'s `.dvc` files when not given.
+    """
+    model, version = parse_artifact_name(artifact)
+    if weights is None:
+        weights = weights_md5s(artifact, model_dir) if model_dir is not None else {}
+    return {
+        "model": model,
+        "version": version,
+        "artifact": artifact.name,
+        "sha256": file_sha256(artifact),
+        "size": artifact.stat().st_size,
+        "git_commit": commit if commit is not None else git_commit(),
+        "dvc_weights_md5": dict(sorted(weights.items())),
+        "mmepack_version": __version__,
+    }
