@@ -1,0 +1,142 @@
+"""`pants publish` for `triton_model` targets: `mmepack publish` on the packaged artifact.
+
+Pants builds the package first and hands it here; the upload itself (bucket by branch,
+refusal to overwrite production, checksums, provenance) is the library's job. The branch and
+commit come from CI variables or the git worktree, since the upload runs outside the repo.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.core.goals.publish import (
+    PublishFieldSet,
+    PublishOutputData,
+    PublishPackages,
+    PublishProcesses,
+    PublishRequest,
+)
+from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import Digest, MergeDigests
+from pants.engine.process import InteractiveProcess, Process
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.option.option_types import BoolOption, StrListOption, StrOption
+from pants.option.subsystem import Subsystem
+from pants.vcs.git import GitWorktreeRequest, MaybeGitWorktree
+
+from mmepack_pants.cli import MmepackCliRequest
+from mmepack_pants.target_types import TritonModelSourcesField
+
+
+class MmepackPublish(Subsystem):
+    options_scope = "mmepack-publish"
+    help = "Where `pants publish` uploads triton_model artifacts (`mmepack publish`)."
+
+    staging_bucket = StrOption(default=None, help="S3 bucket for every branch but `main`.")
+    production_bucket = StrOption(default=None, help="S3 bucket for `main`.")
+    prefix = StrOption(default="models", help="Key prefix: s3://<bucket>/<prefix>/<artifact>.")
+    region = StrOption(default=None, help="AWS region of the buckets (default: boto3's).")
+    branch = StrOption(
+        default=None,
+        help="Publish as if on this branch (default: the CI's branch variable, else git's).",
+    )
+    dry_run = BoolOption(default=False, help="Print what would be uploaded; touch nothing.")
+    env_passthrough = StrListOption(
+        default=[
+            "AWS_PROFILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_DEFAULT_REGION",
+            "AWS_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_CA_BUNDLE",
+            "HOME",
+            "GITHUB_REF_NAME",
+            "CI_COMMIT_BRANCH",
+            "CI_COMMIT_REF_NAME",
+            "BRANCH_NAME",
+            "GITHUB_SHA",
+            "CI_COMMIT_SHA",
+        ],
+        help="Environment variables handed to the upload: AWS credentials and CI branch names.",
+        advanced=True,
+    )
+
+
+class PublishTritonModelRequest(PublishRequest):
+    pass
+
+
+@dataclass(frozen=True)
+class PublishTritonModelFieldSet(PublishFieldSet):
+    publish_request_type = PublishTritonModelRequest
+    required_fields = (TritonModelSourcesField,)
+
+    sources: TritonModelSourcesField
+
+    def get_output_data(self) -> PublishOutputData:
+        return PublishOutputData({"publisher": "mmepack", **super().get_output_data()})
+
+
+@rule(desc="Publish Triton model artifacts to S3")
+async def publish_triton_model(
+    request: PublishTritonModelRequest, options: MmepackPublish
+) -> PublishProcesses:
+    artifacts = tuple(
+        artifact.relpath
+        for package in request.packages
+        for artifact in package.artifacts
+        if artifact.relpath
+    )
+    cli, env, worktree, sources = await MultiGet(
+        Get(VenvPex, MmepackCliRequest()),
+        Get(EnvironmentVars, EnvironmentVarsRequest(options.env_passthrough)),
+        Get(MaybeGitWorktree, GitWorktreeRequest()),
+        Get(SourceFiles, SourceFilesRequest([request.field_set.sources])),
+    )
+    # The model's .dvc files ride along so the manifest can record the weights' DVC hashes.
+    input_digest = await Get(
+        Digest,
+        MergeDigests([sources.snapshot.digest, *(package.digest for package in request.packages)]),
+    )
+    models_root = os.path.dirname(request.field_set.address.spec_path) or "."
+    argv = ["publish", *artifacts, f"--prefix={options.prefix}", f"--models-root={models_root}"]
+    for flag, value in (
+        ("--staging-bucket", options.staging_bucket),
+        ("--production-bucket", options.production_bucket),
+        ("--region", options.region),
+        ("--branch", options.branch),
+    ):
+        if value:
+            argv.append(f"{flag}={value}")
+    git = worktree.git_worktree
+    if git is not None:
+        if not options.branch and not any(
+            env.get(v) for v in ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
+        ):
+            argv.append(f"--branch={git.current_rev_identifier}")
+        argv.append(f"--commit={git.commit_id}")
+    if options.dry_run:
+        argv.append("--dry-run")
+    process = await Get(
+        Process,
+        VenvPexProcess(
+            cli,
+            argv=argv,
+            description=f"Publish {', '.join(artifacts)}",
+            input_digest=input_digest,
+            extra_env=dict(env),
+        ),
+    )
+    return PublishProcesses(
+        [PublishPackages(names=artifacts, process=InteractiveProcess.from_process(process))]
+    )
+
+
+def rules():
+    return [*collect_rules(), *PublishTritonModelFieldSet.rules()]
