@@ -73,6 +73,22 @@ def _run(argv: list[str], what: str, env_vars: dict[str, str]) -> None:
         raise MmepackError(f"{what} failed (exit {result.returncode}):\n" + "\n".join(output[-40:]))
 
 
+def _tree_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _largest_packages(env: Path, minor: str, count: int = 5) -> str:
+    """The biggest entries of site-packages, so a bloated environment is noticed at build time."""
+    site = env / "lib" / f"python{minor}" / "site-packages"
+    sizes = sorted(
+        ((_tree_bytes(p), p.name) for p in site.iterdir() if not p.name.endswith(".dist-info")),
+        reverse=True,
+    )
+    return ", ".join(f"{name} {size / 1e6:.1f} MB" for size, name in sizes[:count])
+
+
 def _requirements_mention_numpy(requirements: Path) -> bool:
     for line in requirements.read_text(encoding="utf-8").splitlines():
         name = line.split("#", 1)[0].strip().lower().replace("_", "-")
@@ -130,7 +146,13 @@ def build_portable_env(
             f"{who}installing {requirements}",
             env_vars,
         )
+        _run(
+            [python, "-m", "pip", "uninstall", "--yes", "pip"],
+            f"{who}removing pip (a served model never installs packages)",
+            env_vars,
+        )
         shutil.rmtree(env / "include", ignore_errors=True)
+        log(f"{who}largest packages: {_largest_packages(env, base.minor)}")
         (env / "conda-meta").mkdir()
         (env / "conda-meta" / "history").write_text("# built by mmepack (portable builder)\n")
         log(f"{who}packing with conda-pack")
