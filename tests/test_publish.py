@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from mmepack.build import package_model
 from mmepack.cli import main
 from mmepack.errors import MmepackError
 from mmepack.provenance import build_provenance, weights_md5s
@@ -30,6 +31,7 @@ from mmepack.publish import (
     promote,
     publish_artifact,
 )
+from tests.demo_models import write_ensemble_model
 
 ACCESS_KEY = "AKIAMMEPACKTESTKEY01"
 SECRET_KEY = "mmepack-test-secret-0123456789abcdefSECRET"
@@ -549,3 +551,14 @@ def test_cli_publish_and_promote(
         == 1
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_provenance_records_each_packed_environment(tmp_path: Path) -> None:
+    model_dir = write_ensemble_model(tmp_path / "demo", env=True)
+    env = tmp_path / "python_env.tar.gz"
+    env.write_bytes(b"stand-in bytes: provenance only hashes the packed environment")
+    artifact = package_model(model_dir, tmp_path / "dist", env_archive=env).path
+    record = build_provenance(artifact, model_dir=model_dir, commit="c0ffee")
+    assert record["python_env_sha256"] == {
+        "demo_double/python_env.tar.gz": hashlib.sha256(env.read_bytes()).hexdigest()
+    }

@@ -110,6 +110,27 @@ def weights_md5s(artifact: Path, model_dir: Path) -> dict[str, str]:
     return md5s
 
 
+def environment_sha256s(artifact: Path) -> dict[str, str]:
+    """sha256 of each packed Python environment inside the artifact, by tar member.
+
+    Identifies exactly which environment build shipped (the same requirements, Python and
+    builder give the same cached build), so two artifacts can be told to share one.
+    """
+    found: dict[str, str] = {}
+    if not tarfile.is_tarfile(artifact):
+        return found
+    with tarfile.open(artifact, "r:*") as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith("python_env.tar.gz"):
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    digest = hashlib.sha256()
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+                    found[member.name] = digest.hexdigest()
+    return dict(sorted(found.items()))
+
+
 def build_provenance(
     artifact: Path,
     *,
@@ -132,5 +153,6 @@ def build_provenance(
         "size": artifact.stat().st_size,
         "git_commit": commit if commit is not None else git_commit(),
         "dvc_weights_md5": dict(sorted(weights.items())),
+        "python_env_sha256": environment_sha256s(artifact),
         "mmepack_version": __version__,
     }
