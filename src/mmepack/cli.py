@@ -60,7 +60,14 @@ def _cmd_build_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from mmepack.testing import serve_artifact  # pants: no-infer-dep
+    try:
+        from mmepack.testing import serve_artifact  # pants: no-infer-dep
+    except ImportError as exc:
+        raise MmepackError(
+            f"`mmepack serve` needs the test packages (nvidia-pytriton, tritonclient[http], "
+            f"onnxruntime-gpu) and mmepack.testing, which this installation lacks ({exc}); run it "
+            "from the repository's test environment"
+        ) from None
 
     with serve_artifact(args.artifact) as served:
         print(
