@@ -106,7 +106,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from mmepack.provenance import build_provenance, git_commit, parse_artifact_name
+    from mmepack.model_version import parse_artifact_name
+    from mmepack.provenance import build_provenance, git_commit
     from mmepack.publish import choose_bucket, current_branch, publish_artifact
 
     branch = current_branch(args.branch)

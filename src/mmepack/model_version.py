@@ -11,8 +11,12 @@ VERSION_FILE = "model_version.txt"
 
 # The version ends up in an S3 key and in the SageMaker `TargetModel` string, where Triton also
 # uses the text after the first dot to guess a backend, so keep it to digits and dots.
-_VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_VERSION = r"[0-9]+(\.[0-9]+){0,2}"
+_MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+_VERSION_RE = re.compile(rf"^{_VERSION}$")
+_MODEL_NAME_RE = re.compile(rf"^{_MODEL_NAME}$")
+# Model names may hold '_'; the version after the last one is digits and dots.
+_ARTIFACT_RE = re.compile(rf"^(?P<model>{_MODEL_NAME})_(?P<version>{_VERSION})\.tar\.gz$")
 
 
 def read_model_version(model_dir: Path) -> str:
@@ -52,3 +56,14 @@ def check_model_name(name: str, where: Path) -> str:
 def artifact_name(model: str, version: str) -> str:
     """The SageMaker MME object name, `<model>_<version>.tar.gz`."""
     return f"{model}_{version}.tar.gz"
+
+
+def parse_artifact_name(path: Path) -> tuple[str, str]:
+    """(model, version) from `<model>_<version>.tar.gz`, or explain the expected name."""
+    match = _ARTIFACT_RE.match(path.name)
+    if match is None:
+        raise MmepackError(
+            f"{path}: not an mmepack artifact name; expected `<model>_<version>.tar.gz` as "
+            "written by `mmepack package`, e.g. screen_detector_1.tar.gz"
+        )
+    return match.group("model"), match.group("version")

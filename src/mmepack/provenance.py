@@ -6,64 +6,28 @@ limits user metadata to 2 KB) and in full as `<artifact>.manifest.json` beside i
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
 
 from mmepack import __version__
+from mmepack.ci_context import from_ci_or_git
 from mmepack.errors import MmepackError
+from mmepack.hashing import file_hexdigest, stream_hexdigest
+from mmepack.model_version import parse_artifact_name
 from mmepack.weights import tracked_files
 
-# `<model>_<version>.tar.gz`; model names may hold '_', versions are digits and dots.
-_ARTIFACT_RE = re.compile(
-    r"^(?P<model>[A-Za-z0-9][A-Za-z0-9_-]*)_(?P<version>[0-9]+(\.[0-9]+){0,2})\.tar\.gz$"
-)
 # CI systems check out a detached HEAD and say which commit in these variables.
 _COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
 
 
-def parse_artifact_name(path: Path) -> tuple[str, str]:
-    """(model, version) from `<model>_<version>.tar.gz`, or explain the expected name."""
-    match = _ARTIFACT_RE.match(path.name)
-    if match is None:
-        raise MmepackError(
-            f"{path}: not an mmepack artifact name; expected `<model>_<version>.tar.gz` as "
-            "written by `mmepack package`, e.g. screen_detector_1.tar.gz"
-        )
-    return match.group("model"), match.group("version")
-
-
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_hexdigest(path, "sha256")
 
 
 def git_commit(repo_root: Path | None = None) -> str | None:
     """The commit being built: CI variables first, then `git rev-parse HEAD`; None if unknown."""
-    for variable in _COMMIT_VARIABLES:
-        value = os.environ.get(variable, "").strip()
-        if value:
-            return value
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=repo_root,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and commit else None
+    return from_ci_or_git(_COMMIT_VARIABLES, ["rev-parse", "HEAD"], cwd=repo_root)
 
 
 def _member_md5(tar: tarfile.TarFile, name: str) -> str | None:
@@ -73,10 +37,7 @@ def _member_md5(tar: tarfile.TarFile, name: str) -> str | None:
         return None
     if handle is None:
         return None
-    digest = hashlib.md5(usedforsecurity=False)
-    for chunk in iter(lambda: handle.read(1 << 20), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
+    return stream_hexdigest(handle, "md5")
 
 
 def weights_md5s(artifact: Path, model_dir: Path) -> dict[str, str]:
@@ -124,10 +85,7 @@ def environment_sha256s(artifact: Path) -> dict[str, str]:
             if member.isfile() and member.name.endswith("python_env.tar.gz"):
                 handle = tar.extractfile(member)
                 if handle is not None:
-                    digest = hashlib.sha256()
-                    for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(chunk)
-                    found[member.name] = digest.hexdigest()
+                    found[member.name] = stream_hexdigest(handle, "sha256")
     return dict(sorted(found.items()))
 
 

@@ -23,7 +23,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +43,11 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from mmepack.ci_context import from_ci_or_git
 from mmepack.errors import MmepackError
 from mmepack.model_version import VERSION_FILE, artifact_name
-from mmepack.provenance import file_sha256, parse_artifact_name
+from mmepack.model_version import parse_artifact_name
+from mmepack.provenance import file_sha256
 
 if TYPE_CHECKING:
     # From types-boto3[s3] (3rdparty/python), which Pants maps to boto3 for type checking.
@@ -102,23 +103,9 @@ def current_branch(override: str | None = None) -> str | None:
     """The branch being built: `override`, then CI variables, then git; None when unknown."""
     if override:
         return override
-    for variable in BRANCH_VARIABLES:
-        value = os.environ.get(variable, "").strip()
-        if value:
-            return value
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    branch = result.stdout.strip()
+    branch = from_ci_or_git(BRANCH_VARIABLES, ["rev-parse", "--abbrev-ref", "HEAD"])
     # A detached HEAD prints "HEAD": not a branch, so not production.
-    return branch if result.returncode == 0 and branch and branch != "HEAD" else None
+    return branch if branch != "HEAD" else None
 
 
 def choose_bucket(

@@ -17,7 +17,6 @@ SageMaker's own rule, so a test passes only if the shipped tar works, not the so
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import tarfile
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from mmepack.errors import MmepackError
 from mmepack.model_repository import CONFIG_FILE, SAGEMAKER_ENSEMBLE_RE
+from mmepack.model_version import parse_artifact_name
 from mmepack.triton_server import TritonServer
 
 if TYPE_CHECKING:
@@ -41,13 +41,19 @@ ARTIFACT_DIR_VARIABLE = "MMEPACK_ARTIFACT_DIR"
 SERVED_REPORTS: list[str] = []
 
 
+def _is_artifact_of(path: Path, model: str) -> bool:
+    try:
+        return parse_artifact_name(path)[0] == model
+    except MmepackError:
+        return False
+
+
 def find_artifact(model: str, search_root: Path | None = None) -> Path:
     """The packaged `<model>_<version>.tar.gz`.
 
     Pants puts a test's `runtime_package_dependencies` into its sandbox at their output paths;
     outside Pants they are under `dist/`. `$MMEPACK_ARTIFACT_DIR` overrides both.
     """
-    pattern = re.compile(rf"^{re.escape(model)}_[0-9][0-9.]*\.tar\.gz$")
     roots = (
         [Path(os.environ[ARTIFACT_DIR_VARIABLE])] if os.environ.get(ARTIFACT_DIR_VARIABLE) else []
     )
@@ -56,7 +62,7 @@ def find_artifact(model: str, search_root: Path | None = None) -> Path:
     for root in roots:
         if not root.is_dir():
             continue
-        found = sorted(p for p in root.rglob(f"{model}_*.tar.gz") if pattern.match(p.name))
+        found = sorted(p for p in root.rglob(f"{model}_*.tar.gz") if _is_artifact_of(p, model))
         if len(found) == 1:
             return found[0]
         if len(found) > 1:

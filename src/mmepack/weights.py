@@ -6,7 +6,6 @@ Weights never live in git, so an artifact is only as trustworthy as this check: 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from mmepack.errors import MmepackError
+from mmepack.hashing import file_hexdigest
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,7 @@ def tracked_files(model_dir: Path) -> list[TrackedFile]:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_hexdigest(path, "md5")
 
 
 def verify_weights(model: str, files: list[TrackedFile]) -> None:
