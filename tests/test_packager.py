@@ -40,6 +40,10 @@ def test_environment_goes_where_execution_env_path_points(tmp_path: Path) -> Non
     with tarfile.open(result.path) as tar:
         member = tar.extractfile("demo_double/python_env.tar.gz")
         assert member is not None and member.read() == env.read_bytes()
+        # The default target (Triton 2.51.0) runs a 3.10 stub; the 3.11 environment needs its own.
+        stub = tar.getmember("demo_double/triton_python_backend_stub")
+        assert stub.mode == 0o755 and stub.size > 100_000
+        assert "demo/triton_python_backend_stub" not in tar.getnames()  # not for the ensemble
 
 
 def test_same_inputs_give_identical_bytes(model_dir: Path, tmp_path: Path) -> None:

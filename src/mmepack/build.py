@@ -1,7 +1,8 @@
 """The whole packaging path for one model directory, shared by the CLI and the Pants plugin.
 
-Order matters for the user: cheap checks (version file, configs, weights) run before the
-minutes-long environment build, so a typo fails in a second rather than after pip.
+Order matters for the user: cheap checks (version file, configs, weights, whether the target
+server can run the environment's Python) run before the minutes-long environment build, so a
+typo fails in a second rather than after pip.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from mmepack.errors import MmepackError
 from mmepack.model_repository import read_model_directory
 from mmepack.model_version import read_model_version
 from mmepack.packager import PackageResult, write_artifact
-from mmepack.python_env import build_portable_env
+from mmepack.python_env import EnvRequest, build_environment
+from mmepack.target_server import STUB_NAME, TargetServer, stub_for
 from mmepack.weights import pull_weights, tracked_files, verify_weights
 
 REQUIREMENTS_FILE = "requirements.txt"
@@ -25,29 +27,44 @@ def package_model(
     output_dir: Path,
     *,
     env_archive: Path | None = None,
+    stub: Path | None = None,
     pull: bool = False,
     repo_root: Path | None = None,
-    python_minor: str = DEFAULT_PYTHON,
+    env_request: EnvRequest | None = None,
 ) -> PackageResult:
-    """Check, optionally pull weights, build the environment if none is given, write the tar."""
+    """Check, optionally pull weights, build the environment if none is given, write the tar.
+
+    `env_request` says how to build the environment (Python, builder, target server); its
+    requirements path is ignored in favour of the model's own requirements.txt.
+    """
     version = read_model_version(model_dir)
     directory = read_model_directory(model_dir)
     weights = tracked_files(model_dir)
     if pull:
         pull_weights(directory.name, repo_root or Path.cwd(), weights)
     verify_weights(directory.name, weights)
-    needs_env = bool(directory.python_env_models())
-    if not needs_env:
+    if not directory.python_env_models():
         return write_artifact(directory, version, output_dir, None, weights)
+    request = EnvRequest(
+        requirements=model_dir / REQUIREMENTS_FILE,
+        python=env_request.python if env_request else DEFAULT_PYTHON,
+        label=directory.name,
+        builder=env_request.builder if env_request else "auto",
+        conda=env_request.conda if env_request else None,
+        target=env_request.target if env_request else TargetServer(),
+    )
     if env_archive is not None:
         if not env_archive.is_file():
             raise MmepackError(f"model '{directory.name}': environment {env_archive} is missing")
-        return write_artifact(directory, version, output_dir, env_archive, weights)
+        if stub is None:
+            stub = stub_for(request.target, request.python, directory.name)
+        elif not stub.is_file():
+            raise MmepackError(f"model '{directory.name}': {STUB_NAME} {stub} is missing")
+        return write_artifact(directory, version, output_dir, env_archive, weights, stub)
     with tempfile.TemporaryDirectory(prefix="mmepack-env-") as scratch:
-        built = build_portable_env(
-            model_dir / REQUIREMENTS_FILE,
-            python_minor,
+        built = build_environment(
+            request,
             Path(scratch) / "python_env.tar.gz",
-            label=directory.name,
+            stub_output=Path(scratch) / STUB_NAME,
         )
-        return write_artifact(directory, version, output_dir, built.output, weights)
+        return write_artifact(directory, version, output_dir, built.archive, weights, built.stub)

@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmepack import __version__
-from mmepack.build import DEFAULT_PYTHON, REQUIREMENTS_FILE, package_model
+from mmepack.build import REQUIREMENTS_FILE, package_model
+from mmepack.env_cache import EnvCache
 from mmepack.errors import MmepackError
 from mmepack.model_repository import CONFIG_FILE, read_model_directory
 from mmepack.model_version import VERSION_FILE
-from mmepack.python_env import build_portable_env
+from mmepack.python_env import add_build_options, build_environment, request_from_args
+from mmepack.target_server import STUB_NAME
 from mmepack.validate import (
     Problem,
     count_errors,
@@ -35,9 +37,10 @@ def _cmd_package(args: argparse.Namespace) -> int:
         args.model_dir,
         args.output_dir,
         env_archive=args.env,
+        stub=args.stub,
         pull=args.pull,
         repo_root=args.repo_root,
-        python_minor=args.python,
+        env_request=request_from_args(args, args.model_dir / REQUIREMENTS_FILE, ""),
     )
     size = result.path.stat().st_size
     print(f"mmepack: wrote {result.path} ({size / 1e6:.1f} MB, {len(result.members)} entries)")
@@ -55,7 +58,12 @@ def _cmd_pull_weights(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_env(args: argparse.Namespace) -> int:
-    build_portable_env(args.requirements, args.python, args.output, label=args.label)
+    build_environment(
+        request_from_args(args, args.requirements, args.label),
+        args.output,
+        stub_output=args.stub_output,
+        cache=EnvCache(args.cache_dir) if args.cache_dir else None,
+    )
     return 0
 
 
@@ -193,9 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument(
         "--env", type=Path, help="an already built python_env.tar.gz (default: build one)"
     )
+    package.add_argument(
+        "--stub", type=Path, help=f"the {STUB_NAME} to ship with --env (default: chosen for it)"
+    )
     package.add_argument("--pull", action="store_true", help="`dvc pull` the model's weights first")
     package.add_argument("--repo-root", type=Path, default=Path("."))
-    package.add_argument("--python", default=DEFAULT_PYTHON, help="environment Python, e.g. 3.11")
+    add_build_options(package)
     package.set_defaults(run=_cmd_package)
 
     pull = commands.add_parser("pull-weights", help="dvc pull and verify a model's weights")
@@ -208,8 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env.add_argument("--requirements", type=Path, required=True)
     env.add_argument("--output", type=Path, required=True)
-    env.add_argument("--python", default=DEFAULT_PYTHON)
+    env.add_argument("--stub-output", type=Path, help=f"where to write {STUB_NAME} if needed")
     env.add_argument("--label", default="", help="model name for messages")
+    add_build_options(env)
     env.set_defaults(run=_cmd_build_env)
 
     serve = commands.add_parser("serve", help="run a local Triton server on an artifact")

@@ -22,6 +22,7 @@ from pathlib import Path
 from mmepack.errors import MmepackError
 from mmepack.model_repository import CONFIG_FILE, ModelDirectory, TritonModel
 from mmepack.model_version import artifact_name, check_model_name
+from mmepack.target_server import STUB_NAME
 from mmepack.weights import TrackedFile
 
 _VERSION_DIR_RE = re.compile(r"^[1-9][0-9]*$")
@@ -66,13 +67,17 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
 def _add_file(tar: tarfile.TarFile, name: str, source: Path) -> None:
     info = tarfile.TarInfo(name)
     info.size = source.stat().st_size
-    info.mode = 0o755 if os.access(source, os.X_OK) else 0o644
+    executable = os.access(source, os.X_OK) or name.endswith(f"/{STUB_NAME}")
+    info.mode = 0o755 if executable else 0o644
     with source.open("rb") as handle:
         tar.addfile(info, handle)
 
 
 def plan_members(
-    directory: ModelDirectory, env_archive: Path | None, weights: list[TrackedFile]
+    directory: ModelDirectory,
+    env_archive: Path | None,
+    weights: list[TrackedFile],
+    stub: Path | None = None,
 ) -> list[tuple[str, Path | None]]:
     """Every tar member in order: (name, source file) or (name, None) for a directory."""
     members: dict[str, Path | None] = {}
@@ -104,6 +109,10 @@ def plan_members(
                     "requirements.txt)"
                 )
             members[f"{model.name}/{env_rel}"] = env_archive
+            if stub is not None:
+                # Triton's Python backend runs a stub found beside config.pbtxt instead of its
+                # own, which is how a step gets a Python other than the server's.
+                members[f"{model.name}/{STUB_NAME}"] = stub
     return sorted(members.items(), key=lambda item: item[0])
 
 
@@ -113,10 +122,11 @@ def write_artifact(
     output_dir: Path,
     env_archive: Path | None,
     weights: list[TrackedFile],
+    stub: Path | None = None,
 ) -> PackageResult:
     """Write `<output_dir>/<model>_<version>.tar.gz` atomically: a failure leaves nothing."""
     name = check_model_name(directory.name, directory.root)
-    members = plan_members(directory, env_archive, weights)
+    members = plan_members(directory, env_archive, weights, stub)
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / artifact_name(name, version)
     partial = output_dir / f".{final.name}.partial-{os.getpid()}"

@@ -1,9 +1,14 @@
-"""Build the conda-packed `python_env.tar.gz` that Triton's Python backend unpacks at load time.
+"""Build, slim, pack, prove and cache the `python_env.tar.gz` that Triton's Python backend unpacks.
 
-This is the "portable" builder: no conda channel is needed. It copies a local shared-library
-CPython prefix (interpreter, libpython, standard library), pip-installs the model's requirements
-plus numpy into it, and hands the prefix to conda-pack, which is what produces the archive layout
-(`bin/activate`, `conda-unpack`) Triton expects.
+One entry point for every caller (the CLI, the Pants plugin's builder process, tests and the
+benchmark): `build_environment`. The order is chosen so that failures come as early and as cheaply
+as possible, and so that only a proven environment is ever stored or returned:
+
+1. read requirements.txt and decide which stub the artifact needs (fails in a second when the
+   target server cannot run this Python, before minutes of pip);
+2. answer from the content-addressed cache when an identical environment was built before;
+3. otherwise build the prefix (conda or portable builder), slim it, conda-pack it, prove it
+   under a real Triton stub, and only then store it in the cache.
 """
 
 from __future__ import annotations
@@ -11,21 +16,28 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mmepack.base_python import BaseInterpreter, find_base_interpreter
+from mmepack.env_builders import BUILDER_KINDS, EnvBuilder, choose_builder
+from mmepack.env_cache import EnvCache, EnvKey
+from mmepack.env_probe import import_names, prove_environment
+from mmepack.env_slim import site_packages, slim_prefix
 from mmepack.errors import MmepackError
+from mmepack.requirements_file import mentions_numpy, read_requirements, requirement_names
+from mmepack.target_server import (
+    DEFAULT_STUB_PYTHON,
+    DEFAULT_TRITON_VERSION,
+    STUB_NAME,
+    TargetServer,
+    stub_for,
+)
 
 Log = Callable[[str], None]
-
-# Parts of the standard library a served model never imports; dropping them keeps every
-# artifact (and every model load, which unpacks the archive) smaller.
-_STDLIB_SKIP = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "__pycache__"}
 
 
 def _stderr(message: str) -> None:
@@ -33,163 +45,223 @@ def _stderr(message: str) -> None:
 
 
 @dataclass(frozen=True)
-class EnvReport:
-    """What was built, for progress output and provenance."""
+class EnvRequest:
+    """What to build, for whom, and with which builder."""
 
-    output: Path
+    requirements: Path
+    python: str
+    label: str = ""
+    builder: str = "auto"
+    conda: str | None = None
+    target: TargetServer = field(default_factory=TargetServer)
+
+
+@dataclass(frozen=True)
+class BuiltEnv:
+    archive: Path
+    stub: Path | None
     python_version: str
     packed_bytes: int
     seconds: float
+    cached: bool
+    manifest: dict[str, Any]
 
 
-def _copy_prefix(base: BaseInterpreter, env: Path) -> None:
-    minor = base.minor
-    (env / "bin").mkdir(parents=True)
-    shutil.copy2(base.prefix / "bin" / f"python{minor}", env / "bin" / f"python{minor}")
-    for alias in ("python3", "python"):
-        (env / "bin" / alias).symlink_to(f"python{minor}")
-    (env / "lib").mkdir()
-    for lib in sorted(
-        set(base.libdir.glob(f"libpython{minor}*.so*")) | {base.libdir / "libpython3.so"}
-    ):
-        if lib.exists():
-            shutil.copy2(lib, env / "lib" / lib.name, follow_symlinks=False)
-
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        top = Path(directory) == base.stdlib
-        skipped = {n for n in names if n == "__pycache__" or n.endswith(".a")}
-        return skipped | ({n for n in names if n in _STDLIB_SKIP} if top else set())
-
-    shutil.copytree(base.stdlib, env / "lib" / f"python{minor}", symlinks=True, ignore=ignore)
-    (env / "lib" / f"python{minor}" / "site-packages").mkdir()
-    if (base.prefix / "include").is_dir():  # needed only if a requirement builds from source
-        shutil.copytree(base.prefix / "include", env / "include", symlinks=True)
+def _copy_atomically(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.parent / f".{destination.name}.partial-{os.getpid()}"
+    try:
+        shutil.copy2(source, partial)
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
-def _run(argv: list[str], what: str, env_vars: dict[str, str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, env=env_vars)
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr).strip().splitlines()
-        raise MmepackError(f"{what} failed (exit {result.returncode}):\n" + "\n".join(output[-40:]))
-
-
-def _tree_bytes(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def _largest_packages(env: Path, minor: str, count: int = 5) -> str:
-    """The biggest entries of site-packages, so a bloated environment is noticed at build time."""
-    site = env / "lib" / f"python{minor}" / "site-packages"
-    sizes = sorted(
-        ((_tree_bytes(p), p.name) for p in site.iterdir() if not p.name.endswith(".dist-info")),
-        reverse=True,
-    )
-    return ", ".join(f"{name} {size / 1e6:.1f} MB" for size, name in sizes[:count])
-
-
-def _requirements_mention_numpy(requirements: Path) -> bool:
-    for line in requirements.read_text(encoding="utf-8").splitlines():
-        name = line.split("#", 1)[0].strip().lower().replace("_", "-")
-        if name.startswith("numpy") and (len(name) == 5 or not name[5].isalnum()):
-            return True
-    return False
-
-
-def build_portable_env(
-    requirements: Path,
-    python_minor: str,
-    output: Path,
-    *,
-    label: str = "",
-    log: Log = _stderr,
-) -> EnvReport:
-    """Build and conda-pack an environment; `output` appears only if every step succeeded."""
+def _pack(prefix: Path, archive: Path) -> None:
     import conda_pack
 
+    conda_pack.pack(
+        prefix=str(prefix),
+        output=str(archive),
+        format="tar.gz",
+        n_threads=os.cpu_count() or 1,
+        compress_level=4,
+        verbose=False,
+    )
+
+
+def _build_into_cache(
+    request: EnvRequest, builder: EnvBuilder, text: str, key: EnvKey, cache: EnvCache, log: Log
+) -> dict[str, Any]:
+    """Build one environment in the cache's staging area; store it only once proven."""
+    who = f"model '{request.label}': " if request.label else ""
     started = time.monotonic()
-    who = f"model '{label}': " if label else ""
-    if not requirements.is_file():
-        raise MmepackError(f"{who}{requirements} is missing; list the Python steps' packages there")
-    base = find_base_interpreter(python_minor)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.parent / f".{output.name}.building-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    env = staging / "env"
+    staging = cache.staging(key)
     try:
+        prefix = staging / "env"
+        extra = [] if mentions_numpy(text) else ["numpy"]
         log(
-            f"{who}building Python {base.version} environment from {requirements} (seed {base.prefix})"
+            f"{who}building a Python {request.python} environment from {request.requirements} "
+            f"with the {builder.kind} builder{' (+ numpy)' if extra else ''}; this takes minutes"
         )
-        _copy_prefix(base, env)
-        python = str(env / "bin" / f"python{base.minor}")
-        env_vars = {
-            k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PIP_USER")
-        }
-        env_vars["PYTHONNOUSERSITE"] = "1"
-        env_vars["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-        _run([python, "-m", "ensurepip", "--default-pip"], f"{who}bootstrapping pip", env_vars)
-        extra = [] if _requirements_mention_numpy(requirements) else ["numpy"]
-        log(f"{who}pip-installing {requirements.name}{' + numpy' if extra else ''}")
-        _run(
-            [
-                python,
-                "-m",
-                "pip",
-                "install",
-                "--no-input",
-                "--no-warn-script-location",
-                "-r",
-                str(requirements),
-                *extra,
-            ],
-            f"{who}installing {requirements}",
-            env_vars,
-        )
-        _run(
-            [python, "-m", "pip", "uninstall", "--yes", "pip"],
-            f"{who}removing pip (a served model never installs packages)",
-            env_vars,
-        )
-        shutil.rmtree(env / "include", ignore_errors=True)
-        log(f"{who}largest packages: {_largest_packages(env, base.minor)}")
-        (env / "conda-meta").mkdir()
-        (env / "conda-meta" / "history").write_text("# built by mmepack (portable builder)\n")
+        try:
+            version = builder.populate(request.requirements, extra, request.python, prefix)
+        except MmepackError as exc:
+            raise MmepackError(f"{who}{exc}") from None
+        slim = slim_prefix(prefix)
+        log(f"{who}slimmed: {slim.describe()}")
+        modules = import_names(site_packages(prefix), requirement_names(text))
+        archive = staging / "python_env.tar.gz"
         log(f"{who}packing with conda-pack")
-        packed = staging / output.name
-        conda_pack.pack(
-            prefix=str(env),
-            output=str(packed),
-            format="tar.gz",
-            n_threads=os.cpu_count() or 1,
-            compress_level=4,
-            verbose=False,
+        _pack(prefix, archive)
+        shutil.rmtree(prefix)
+        proof = prove_environment(
+            archive,
+            request.python,
+            modules,
+            server_stub_python=request.target.stub_python,
+            label=request.label,
+            log=log,
         )
-        os.replace(packed, output)
+        log(f"{who}proven: Triton {proof.triton_version} imported {', '.join(proof.modules)}")
+        manifest = {
+            "python_version": version,
+            "builder": builder.identity(request.python),
+            "packed_bytes": archive.stat().st_size,
+            "build_seconds": round(time.monotonic() - started, 1),
+            "removed_bytes": slim.removed_bytes,
+            "largest_packages": dict(slim.largest),
+            "proven_imports": list(proof.modules),
+            "proven_with_triton": proof.triton_version,
+        }
+        return cache.store(key, archive, manifest).manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    seconds = time.monotonic() - started
+
+
+def build_environment(
+    request: EnvRequest,
+    output: Path,
+    *,
+    stub_output: Path | None = None,
+    cache: EnvCache | None = None,
+    log: Log = _stderr,
+) -> BuiltEnv:
+    """Write a proven environment to `output` (and the stub the target needs, if any, to
+    `stub_output`); nothing is written unless every step succeeded."""
+    started = time.monotonic()
+    who = f"model '{request.label}': " if request.label else ""
+    text = read_requirements(request.requirements, request.label)
+    stub = stub_for(request.target, request.python, request.label)
+    cache = cache or EnvCache()
+    builder = choose_builder(request.builder, request.conda, log)
+    key = EnvKey.of(text, request.python, builder.identity(request.python))
+    hit = cache.lookup(key)
+    if hit is None:
+        with cache.locked(key):
+            hit = cache.lookup(key)  # built meanwhile by a concurrent process
+            if hit is None:
+                _build_into_cache(request, builder, text, key, cache, log)
+                hit = cache.lookup(key)
+                if hit is None:
+                    raise MmepackError(f"{who}the environment cache at {cache.root} lost an entry")
+                cached = False
+            else:
+                cached = True
+    else:
+        cached = True
+    _copy_atomically(hit.archive, output)
+    shipped = None
+    if stub is not None and stub_output is not None:
+        _copy_atomically(stub, stub_output)
+        stub_output.chmod(0o755)
+        shipped = stub_output
     size = output.stat().st_size
-    log(f"{who}environment ready: {output} ({size / 1e6:.1f} MB, {seconds:.0f} s)")
-    return EnvReport(output=output, python_version=base.version, packed_bytes=size, seconds=seconds)
+    source = f"cache {cache.entry(key).name[:12]}" if cached else "built now"
+    stub_note = (
+        f"; ships the Python {request.python} stub (Triton {request.target.triton_version}'s own "
+        f"runs {request.target.stub_python})"
+        if stub is not None
+        else ""
+    )
+    log(
+        f"{who}environment ready: {output} ({size / 1e6:.1f} MB, Python "
+        f"{hit.manifest.get('python_version', request.python)}, {source}){stub_note}"
+    )
+    return BuiltEnv(
+        archive=output,
+        stub=shipped if shipped is not None else stub,
+        python_version=str(hit.manifest.get("python_version", request.python)),
+        packed_bytes=size,
+        seconds=time.monotonic() - started,
+        cached=cached,
+        manifest=hit.manifest,
+    )
+
+
+def add_build_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `mmepack build-env`, `mmepack package` and the builder entry point."""
+    parser.add_argument("--python", default="3.11", help="environment Python, e.g. 3.11")
+    parser.add_argument(
+        "--builder",
+        choices=BUILDER_KINDS,
+        default="auto",
+        help="auto: conda if found, else portable; conda: conda only; portable: no conda",
+    )
+    parser.add_argument("--conda", help="conda, mamba or micromamba executable to use")
+    parser.add_argument(
+        "--triton-version",
+        default=DEFAULT_TRITON_VERSION,
+        help=f"Triton server version the artifact is for (default {DEFAULT_TRITON_VERSION})",
+    )
+    parser.add_argument(
+        "--stub-python",
+        default=DEFAULT_STUB_PYTHON,
+        help=f"Python of that server's own stub (default {DEFAULT_STUB_PYTHON})",
+    )
+    parser.add_argument(
+        "--stub-dir",
+        type=Path,
+        help=f"folder of 3.X/{STUB_NAME} built by the target release (default: nvidia-pytriton's)",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, help="environment cache (default: $MMEPACK_ENV_CACHE or ~/.cache)"
+    )
+
+
+def request_from_args(args: argparse.Namespace, requirements: Path, label: str) -> EnvRequest:
+    return EnvRequest(
+        requirements=requirements,
+        python=args.python,
+        label=label,
+        builder=args.builder,
+        conda=args.conda,
+        target=TargetServer(args.triton_version, args.stub_python, args.stub_dir),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m mmepack.python_env`: the environment builder alone.
 
     The Pants plugin runs this narrow entry point rather than the whole CLI, so Pants' cache key
-    for an environment covers only the requirements, the Python version and the builder's own
+    for an environment covers only the requirements, the build options and the builder's own
     code: editing other parts of mmepack never rebuilds environments, and models with identical
     requirements share one build.
     """
     parser = argparse.ArgumentParser(prog="mmepack-build-env")
     parser.add_argument("--requirements", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--python", required=True, help="e.g. 3.11")
+    parser.add_argument("--stub-output", type=Path, help=f"where to write {STUB_NAME} if needed")
     parser.add_argument("--label", default="", help="model name for messages")
+    add_build_options(parser)
     args = parser.parse_args(argv)
     try:
-        build_portable_env(args.requirements, args.python, args.output, label=args.label)
+        build_environment(
+            request_from_args(args, args.requirements, args.label),
+            args.output,
+            stub_output=args.stub_output,
+            cache=EnvCache(args.cache_dir) if args.cache_dir else None,
+        )
     except MmepackError as exc:
         print(f"mmepack: error: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from mmepack.errors import MmepackError
 from mmepack.triton_install import TritonInstall, find_triton
@@ -199,6 +201,12 @@ class TritonServer:
                 pass
             time.sleep(0.25)
         return False
+
+    def metadata(self) -> dict[str, Any]:
+        """The server's `/v2` metadata (name, version, extensions)."""
+        with urllib.request.urlopen(f"http://{self.url}/v2", timeout=10) as response:
+            data: dict[str, Any] = json.load(response)
+        return data
 
     def stop(self) -> None:
         """Stop the server and every stub it started (they share its process group)."""

@@ -1,0 +1,146 @@
+"""Content-addressed store of built Python backend environments.
+
+An environment takes minutes to build and depends only on what pip and the builder see, so its
+key is a hash of exactly that: the normalised requirements, the Python build it runs on, the
+platform and the builder's identity. Anything sharing a key shares one build, whether two models
+in one `pants package` run, two CI jobs on one runner, or `mmepack package` by hand.
+
+Entries appear atomically (built elsewhere, renamed into place) and only after the environment
+has been proven to start, so a failed or interrupted build never leaves something that looks
+usable. A per-key lock makes a second builder of the same key wait and then reuse the first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmepack.errors import MmepackError
+from mmepack.hashing import file_hexdigest
+from mmepack.requirements_file import normalised_requirements
+
+CACHE_VARIABLE = "MMEPACK_ENV_CACHE"
+ARCHIVE = "python_env.tar.gz"
+MANIFEST = "manifest.json"
+# Bump when the builders change what they put in an environment: old entries stop matching.
+ENV_FORMAT = 3
+
+
+def default_cache_root() -> Path:
+    """$MMEPACK_ENV_CACHE, else the XDG cache folder, else ~/.cache/mmepack/envs."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mmepack" / "envs"
+
+
+def platform_tag() -> str:
+    """What a compiled wheel must match: OS, architecture and C library."""
+    libc, libc_version = platform.libc_ver()
+    return f"{sysconfig.get_platform()}-{libc or 'nolibc'}{libc_version}"
+
+
+@dataclass(frozen=True)
+class EnvKey:
+    """Everything an environment's bytes depend on, and the hash naming its cache entry."""
+
+    requirements: str
+    python: str
+    platform: str
+    builder: str
+
+    @staticmethod
+    def of(requirements_text: str, python: str, builder: str) -> EnvKey:
+        return EnvKey(normalised_requirements(requirements_text), python, platform_tag(), builder)
+
+    @property
+    def digest(self) -> str:
+        payload = json.dumps(
+            {"format": ENV_FORMAT, **self.__dict__}, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedEnv:
+    archive: Path
+    manifest: dict[str, Any]
+
+
+class EnvCache:
+    """One folder per key: `<root>/<digest>/{python_env.tar.gz,manifest.json}`."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or default_cache_root()
+
+    def entry(self, key: EnvKey) -> Path:
+        return self.root / key.digest
+
+    def lookup(self, key: EnvKey) -> CachedEnv | None:
+        """The entry for `key` if it is complete and its archive still has the recorded hash;
+        a damaged entry is removed so the caller rebuilds it."""
+        folder = self.entry(key)
+        archive, manifest_path = folder / ARCHIVE, folder / MANIFEST
+        if not (archive.is_file() and manifest_path.is_file()):
+            return None
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            intact = manifest.get("sha256") == file_hexdigest(archive, "sha256")
+        except (OSError, ValueError):
+            intact = False
+        if not intact:
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return CachedEnv(archive, manifest)
+
+    @contextmanager
+    def locked(self, key: EnvKey) -> Iterator[None]:
+        """Hold the key's lock: a concurrent build of the same environment waits here."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = (self.root / f"{key.digest}.lock").open("a")
+        except OSError as exc:
+            raise MmepackError(
+                f"cannot use the environment cache at {self.root} ({exc}); make it writable or "
+                f"point {CACHE_VARIABLE} at a writable folder"
+            ) from None
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def staging(self, key: EnvKey) -> Path:
+        """A fresh folder on the cache's file system, so the finished entry can be renamed."""
+        path = self.root / f".{key.digest}.building-{os.getpid()}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def store(self, key: EnvKey, archive: Path, manifest: dict[str, Any]) -> CachedEnv:
+        """Move a proven archive into the cache, with its manifest, in one rename."""
+        folder = self.entry(key)
+        ready = archive.parent / ".entry"
+        ready.mkdir()
+        os.replace(archive, ready / ARCHIVE)
+        (ready / ARCHIVE).chmod(0o644)  # conda-pack writes a private temporary file
+        record = {
+            **manifest,
+            "sha256": file_hexdigest(ready / ARCHIVE, "sha256"),
+            "key": key.__dict__,
+        }
+        (ready / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(ready, folder)
+        return CachedEnv(folder / ARCHIVE, record)

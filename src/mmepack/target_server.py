@@ -1,0 +1,110 @@
+"""The Triton release an artifact is built for, and the Python-backend stub it must carry.
+
+Triton's Python backend runs each model in a `triton_python_backend_stub` process that embeds
+one Python version. A model whose environment has another Python needs a stub built for that
+Python by the same Triton release, placed beside its `config.pbtxt`; a stub from another release
+hangs or fails on the host, and no stub at all makes the server's stub run the wrong Python. So
+the artifact is built against a stated target, and a missing stub is a build error, not a
+surprise on the endpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from mmepack.errors import MmepackError
+
+STUB_NAME = "triton_python_backend_stub"
+# NGC release 24.10 (Triton 2.51.0): the newest release whose stubs this toolchain carries (in
+# nvidia-pytriton 0.7.0), so its artifacts are checked against the very server the tests run.
+# Its stub embeds Python 3.10, the default from 23.05 through 24.11.
+DEFAULT_TRITON_VERSION = "2.51.0"
+DEFAULT_STUB_PYTHON = "3.10"
+# nvidia-pytriton release -> the Triton server inside it; others are asked at run time.
+_PYTRITON_SERVER = {"0.7.0": "2.51.0"}
+
+
+@dataclass(frozen=True)
+class TargetServer:
+    triton_version: str = DEFAULT_TRITON_VERSION
+    stub_python: str = DEFAULT_STUB_PYTHON
+    # Stubs for other releases: `<stub_dir>/3.X/triton_python_backend_stub`, built from the
+    # target release's python_backend.
+    stub_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"\d+\.\d+\.\d+", self.triton_version):
+            raise MmepackError(
+                f"Triton version {self.triton_version!r} is not valid; expected the server "
+                "version, e.g. '2.51.0' (NGC container 24.10)"
+            )
+        if not re.fullmatch(r"3\.\d+", self.stub_python):
+            raise MmepackError(
+                f"stub Python {self.stub_python!r} is not valid; expected e.g. '3.10'"
+            )
+
+    def needs_stub(self, env_python: str) -> bool:
+        return env_python != self.stub_python
+
+
+@cache
+def local_triton_version() -> str:
+    """The version of the Triton server in the installed nvidia-pytriton."""
+    try:
+        pytriton = importlib.metadata.version("nvidia-pytriton")
+    except importlib.metadata.PackageNotFoundError:
+        raise MmepackError(
+            "nvidia-pytriton is not installed; it carries the Triton server and the stubs "
+            "environments are proven with"
+        ) from None
+    if pytriton in _PYTRITON_SERVER:
+        return _PYTRITON_SERVER[pytriton]
+    from mmepack.triton_server import TritonServer
+
+    with tempfile.TemporaryDirectory(prefix="mmepack-version-") as scratch:
+        repository = Path(scratch) / "models"
+        repository.mkdir()
+        server = TritonServer(repository, Path(scratch))
+        server.start(timeout=120)
+        try:
+            return str(server.metadata()["version"])
+        finally:
+            server.stop()
+
+
+def stub_for(target: TargetServer, env_python: str, label: str = "") -> Path | None:
+    """The stub to ship beside each Python step's config, or None when the server's own stub
+    already runs `env_python`."""
+    if not target.needs_stub(env_python):
+        return None
+    who = f"model '{label}': " if label else ""
+    if target.stub_dir is not None:
+        stub = target.stub_dir / env_python / STUB_NAME
+        if stub.is_file():
+            return stub
+        raise MmepackError(
+            f"{who}the environment runs Python {env_python} but Triton {target.triton_version}'s "
+            f"stub runs Python {target.stub_python}, and the stub folder {target.stub_dir} has no "
+            f"{env_python}/{STUB_NAME}; build one from the python_backend of Triton "
+            f"{target.triton_version} for Python {env_python}, or set the model's python_version "
+            f"to {target.stub_python}"
+        )
+    from mmepack.triton_install import find_triton
+
+    local = local_triton_version()
+    if local != target.triton_version:
+        raise MmepackError(
+            f"{who}the environment runs Python {env_python} but Triton {target.triton_version}'s "
+            f"stub runs Python {target.stub_python}, so the artifact needs a {STUB_NAME} for "
+            f"Python {env_python} built by Triton {target.triton_version}; the only stubs at hand "
+            f"are Triton {local}'s (nvidia-pytriton), and a stub from another release hangs or "
+            f"fails on the server. Set the model's python_version to {target.stub_python}, target "
+            f"Triton {local}, or set the stub folder ([triton-server].stub_dir / --stub-dir) to "
+            f"stubs built for Triton {target.triton_version}"
+        )
+    return find_triton().stub_for(env_python)
