@@ -1,9 +1,18 @@
-"""`[mmepack]` options in pants.toml."""
+"""`[mmepack]` and `[triton-server]` options in pants.toml."""
 
 from __future__ import annotations
 
-from pants.option.option_types import StrListOption, StrOption
+from enum import Enum
+
+from pants.option.option_types import EnumOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
+from pants.util.strutil import softwrap
+
+
+class EnvBuilderKind(Enum):
+    auto = "auto"
+    conda = "conda"
+    portable = "portable"
 
 
 class MmepackSubsystem(Subsystem):
@@ -23,6 +32,26 @@ class MmepackSubsystem(Subsystem):
         default="3.11",
         help="Default Python version of the conda-packed environments (`python_version` field).",
     )
+    builder = EnumOption(
+        default=EnvBuilderKind.auto,
+        help=softwrap(
+            """
+            How Python backend environments are made. `auto`: with conda, mamba or micromamba
+            when one is found (see `conda`), else the portable builder (a local shared-library
+            CPython). `conda`: conda only; the build fails where none is found, for teams that
+            accept only conda-built environments. `portable`: never conda.
+            """
+        ),
+    )
+    conda = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            The conda, mamba or micromamba executable (name on PATH or absolute path). Default:
+            $MMEPACK_CONDA_EXE, $MAMBA_EXE, $CONDA_EXE, then micromamba, mamba, conda on PATH.
+            """
+        ),
+    )
     dvc_target = StrOption(
         default="//:dvc",
         help=(
@@ -35,9 +64,17 @@ class MmepackSubsystem(Subsystem):
             "PATH",
             "HOME",
             "PYENV_ROOT",
+            "MMEPACK_PYTHON_3_8",
+            "MMEPACK_PYTHON_3_9",
             "MMEPACK_PYTHON_3_10",
             "MMEPACK_PYTHON_3_11",
             "MMEPACK_PYTHON_3_12",
+            "MMEPACK_PYTHON_3_13",
+            "MMEPACK_ENV_CACHE",
+            "XDG_CACHE_HOME",
+            "MMEPACK_CONDA_EXE",
+            "MAMBA_EXE",
+            "CONDA_EXE",
             "HTTP_PROXY",
             "HTTPS_PROXY",
             "NO_PROXY",
@@ -60,4 +97,41 @@ class MmepackSubsystem(Subsystem):
             "pip's index and proxies, and credentials for an S3 DVC remote."
         ),
         advanced=True,
+    )
+
+
+class TritonServerSubsystem(Subsystem):
+    options_scope = "triton-server"
+    help = softwrap(
+        """
+        The Triton server the artifacts are built for. When a model's environment Python differs
+        from this server's own Python-backend stub, each Python step ships a stub for the
+        environment's Python, built by this same Triton release; without one at hand the build
+        fails rather than ship a model that would hang on load.
+        """
+    )
+
+    version = StrOption(
+        default="2.51.0",
+        help=softwrap(
+            """
+            Triton server version (not the container tag): 2.51.0 is NGC/SageMaker release 24.10,
+            the release whose stubs nvidia-pytriton 0.7.0 carries and whose server the model
+            tests run.
+            """
+        ),
+    )
+    stub_python = StrOption(
+        default="3.10",
+        help="Python version of that server's own stub (3.10 for releases 23.05 to 24.11).",
+    )
+    stub_dir = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            Folder of stubs built by the target release, laid out as
+            `3.X/triton_python_backend_stub` (relative to the build root or absolute). Needed only
+            when `version` is not the release in nvidia-pytriton.
+            """
+        ),
     )
