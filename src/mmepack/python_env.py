@@ -77,7 +77,8 @@ def _copy_atomically(source: Path, destination: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _pack(prefix: Path, archive: Path) -> None:
+def pack_prefix(prefix: Path, archive: Path) -> None:
+    """conda-pack a prefix: it adds bin/activate and conda-unpack, which Triton's loader uses."""
     import conda_pack
 
     conda_pack.pack(
@@ -113,7 +114,7 @@ def _build_into_cache(
         modules = import_names(site_packages(prefix), requirement_names(text))
         archive = staging / "python_env.tar.gz"
         log(f"{who}packing with conda-pack")
-        _pack(prefix, archive)
+        pack_prefix(prefix, archive)
         shutil.rmtree(prefix)
         proof = prove_environment(
             archive,

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import NDArray
-import onnxruntime as ort
+import onnxruntime as ort  # pants: no-infer-dep (mmepack.testing depends on it)
 import triton_python_backend_utils as pb_utils  # pants: no-infer-dep (Triton provides it)
 
 # Triton config data types -> (numpy dtype, ONNX Runtime type string). TYPE_BF16 has no numpy
