@@ -140,12 +140,11 @@ def test_same_model_without_the_stub_does_not_run_its_environment(
     """Why the stub ships: the server's own stub cannot run a 3.12 environment."""
     model_dir = _demo_model(tmp_path / "demo")
     target = TargetServer(stub_python=ENV_PYTHON)  # claims no stub is needed: wrong here
-    request = EnvRequest(requirements=model_dir / "requirements.txt", python=ENV_PYTHON)
     result = package_model(
         model_dir,
         tmp_path / "dist",
         env_archive=built.archive,
-        env_request=EnvRequest(request.requirements, ENV_PYTHON, target=target),
+        env_request=EnvRequest(model_dir / "requirements.txt", ENV_PYTHON, target=target),
     )
     assert f"demo_double/{STUB_NAME}" not in result.members
     outcome: float | str

@@ -8,6 +8,7 @@ typo fails in a second rather than after pip.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from mmepack.errors import MmepackError
@@ -15,7 +16,7 @@ from mmepack.model_repository import read_model_directory
 from mmepack.model_version import read_model_version
 from mmepack.packager import PackageResult, write_artifact
 from mmepack.python_env import EnvRequest, build_environment
-from mmepack.target_server import STUB_NAME, TargetServer, stub_for
+from mmepack.target_server import STUB_NAME, stub_for
 from mmepack.weights import pull_weights, tracked_files, verify_weights
 
 REQUIREMENTS_FILE = "requirements.txt"
@@ -45,13 +46,10 @@ def package_model(
     verify_weights(directory.name, weights)
     if not directory.python_env_models():
         return write_artifact(directory, version, output_dir, None, weights)
-    request = EnvRequest(
+    request = replace(
+        env_request or EnvRequest(Path(REQUIREMENTS_FILE), DEFAULT_PYTHON),
         requirements=model_dir / REQUIREMENTS_FILE,
-        python=env_request.python if env_request else DEFAULT_PYTHON,
         label=directory.name,
-        builder=env_request.builder if env_request else "auto",
-        conda=env_request.conda if env_request else None,
-        target=env_request.target if env_request else TargetServer(),
     )
     if env_archive is not None:
         if not env_archive.is_file():

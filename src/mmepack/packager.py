@@ -2,8 +2,9 @@
 
 Layout (what SageMaker's Triton front end expects of a multi-model tar): every Triton model
 folder at the tar root, the ensemble with a version folder even though it holds no files, each
-Python step's packed environment where its EXECUTION_ENV_PATH points. Build inputs (BUILD,
-tests, `.dvc` files, requirements) stay out.
+Python step's packed environment where its EXECUTION_ENV_PATH points and, when the target
+server's own stub runs another Python, the environment's `triton_python_backend_stub` beside
+that step's config.pbtxt. Build inputs (BUILD, tests, `.dvc` files, requirements) stay out.
 
 The tar is reproducible (sorted entries, fixed times and owners) so the same inputs give the same
 bytes, which is what lets a publish of an unchanged model be a no-op.

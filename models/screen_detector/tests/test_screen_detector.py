@@ -26,6 +26,8 @@ STEPS = ("screen_detector_preprocess", "screen_detector_classifier", "screen_det
 PYTHON_STEPS = ("screen_detector_preprocess", "screen_detector_postprocess")
 OUTPUTS = ("SCREEN_PROBABILITY", "LABEL", "LOGITS")
 MAX_BATCH_SIZE = 8
+# The environment Python set by python_version in ../BUILD.
+ENV_PYTHON = "3.12"
 
 
 @pytest.fixture(scope="module")
@@ -203,11 +205,18 @@ def test_python_steps_use_the_packed_environment(server: Any) -> None:
 
 def test_python_steps_run_inside_the_packed_environment(server: Any) -> None:
     """The stubs really loaded libpython (and the preprocess step Pillow) from the unpacked
-    python_env.tar.gz, not from the Python the tests run on."""
+    python_env.tar.gz, not from the Python the tests run on.
+
+    The environment's Python (ENV_PYTHON) differs from the test server's own stub (the tests'
+    Python) and from the target server's (3.10): it runs only thanks to the stub the artifact
+    carries beside each Python step's config."""
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" != ENV_PYTHON
     stubs = python_stub_files(server.server_pid)
     for step in PYTHON_STEPS:
+        assert (server.model_dir / step / "triton_python_backend_stub").is_file(), step
         libpython = [f for f in stubs.get(step, set()) if "/lib/libpython3." in f]
         assert len(libpython) == 1, f"{step}: libpython mapped from {libpython}"
+        assert f"/lib/libpython{ENV_PYTHON}." in libpython[0], libpython
         env_root = libpython[0].rsplit("/lib/libpython3.", 1)[0]
         assert not sys.prefix.startswith(env_root) and not sys.base_prefix.startswith(env_root)
         assert any(
