@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 from mmepack.env_cache import ARCHIVE, MANIFEST, EnvCache, EnvKey
@@ -70,3 +72,20 @@ def test_lock_can_be_taken_again_after_release(tmp_path: Path) -> None:
         pass
     with cache.locked(_key()):
         assert (tmp_path / "cache" / f"{_key().digest}.lock").exists()
+
+
+def test_lookup_records_use_and_prune_removes_only_unused_entries(tmp_path: Path) -> None:
+    cache, key = _stored(tmp_path)
+    old = EnvKey.of("pillow\n", "3.11", "b1")
+    staging = cache.staging(old)
+    (staging / ARCHIVE).write_bytes(b"old environment")
+    cache.store(old, staging / ARCHIVE, {})
+    week_ago = time.time() - 7 * 86400
+    os.utime(cache.entry(old) / MANIFEST, (week_ago, week_ago))
+    os.utime(cache.entry(key) / MANIFEST, (week_ago, week_ago))
+    assert cache.lookup(key) is not None  # a use: the entry is fresh again
+    assert [e.digest for e in cache.entries()] == [key.digest, old.digest]
+    assert [e.digest for e in cache.prune(86400, dry_run=True)] == [old.digest]
+    assert cache.entry(old).exists()
+    assert [e.digest for e in cache.prune(86400)] == [old.digest]
+    assert not cache.entry(old).exists() and cache.lookup(key) is not None

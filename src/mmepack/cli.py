@@ -67,6 +67,29 @@ def _cmd_build_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_env_cache(args: argparse.Namespace) -> int:
+    cache = EnvCache(args.cache_dir) if args.cache_dir else EnvCache()
+    if args.action == "list":
+        entries = cache.entries()
+        for entry in entries:
+            manifest = entry.manifest
+            requirements = manifest.get("key", {}).get("requirements", "").strip().splitlines()
+            age_days = (time.time() - entry.last_used) / 86400
+            print(
+                f"{entry.digest[:12]}  Python {manifest.get('python_version', '?'):<7} "
+                f"{entry.packed_bytes / 1e6:6.1f} MB  used {age_days:5.1f} days ago  "
+                f"{', '.join(requirements) or '(numpy only)'}"
+            )
+        total = sum(e.packed_bytes for e in entries)
+        print(f"mmepack: {len(entries)} environments, {total / 1e6:.1f} MB in {cache.root}")
+        return 0
+    removed = cache.prune(args.unused_days * 86400, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    freed = sum(e.packed_bytes for e in removed)
+    print(f"mmepack: {verb} {len(removed)} environments ({freed / 1e6:.1f} MB) from {cache.root}")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from mmepack.testing import serve_artifact  # pants: no-infer-dep
@@ -223,6 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--label", default="", help="model name for messages")
     add_build_options(env)
     env.set_defaults(run=_cmd_build_env)
+
+    env_cache = commands.add_parser(
+        "env-cache", help="list or prune the content-addressed environment cache"
+    )
+    env_cache.add_argument("action", choices=("list", "prune"))
+    env_cache.add_argument(
+        "--unused-days",
+        type=float,
+        default=30.0,
+        help="prune: remove environments not used for this many days (default 30)",
+    )
+    env_cache.add_argument("--dry-run", action="store_true", help="prune: only say what would go")
+    env_cache.add_argument(
+        "--cache-dir", type=Path, help="default: $MMEPACK_ENV_CACHE or ~/.cache/mmepack/envs"
+    )
+    env_cache.set_defaults(run=_cmd_env_cache)
 
     serve = commands.add_parser("serve", help="run a local Triton server on an artifact")
     serve.add_argument("artifact", type=Path)

@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import sysconfig
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +78,16 @@ class CachedEnv:
     manifest: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class CacheEntry:
+    """One stored environment, for `mmepack env-cache list` and `prune`."""
+
+    digest: str
+    manifest: dict[str, Any]
+    packed_bytes: int
+    last_used: float
+
+
 class EnvCache:
     """One folder per key: `<root>/<digest>/{python_env.tar.gz,manifest.json}`."""
 
@@ -101,6 +112,7 @@ class EnvCache:
         if not intact:
             shutil.rmtree(folder, ignore_errors=True)
             return None
+        os.utime(manifest_path)  # the manifest's mtime records the last use, for pruning
         return CachedEnv(archive, manifest)
 
     @contextmanager
@@ -144,3 +156,41 @@ class EnvCache:
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(ready, folder)
         return CachedEnv(folder / ARCHIVE, record)
+
+    def entries(self) -> list[CacheEntry]:
+        """Complete entries, most recently used first."""
+        found = []
+        if not self.root.is_dir():
+            return []
+        for folder in self.root.iterdir():
+            manifest_path, archive = folder / MANIFEST, folder / ARCHIVE
+            if folder.name.startswith(".") or not (manifest_path.is_file() and archive.is_file()):
+                continue
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            found.append(
+                CacheEntry(
+                    folder.name, manifest, archive.stat().st_size, manifest_path.stat().st_mtime
+                )
+            )
+        return sorted(found, key=lambda e: e.last_used, reverse=True)
+
+    def prune(self, unused_seconds: float, *, dry_run: bool = False) -> list[CacheEntry]:
+        """Remove entries not used for `unused_seconds`, each under its key's lock so a build of
+        the same key is not interrupted; returns what was (or would be) removed."""
+        cutoff = time.time() - unused_seconds
+        removed = []
+        for entry in self.entries():
+            if entry.last_used >= cutoff:
+                continue
+            removed.append(entry)
+            if dry_run:
+                continue
+            lock = self.root / f"{entry.digest}.lock"
+            with lock.open("a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                shutil.rmtree(self.root / entry.digest, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+        return removed
