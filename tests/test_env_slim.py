@@ -46,3 +46,17 @@ def test_import_names_come_from_what_pip_installed(tmp_path: Path) -> None:
     (site / "six-1.16.0.dist-info" / "RECORD").write_text("six.py,sha256=x,1\n")
     names = import_names(site, ["pillow", "scikit-learn", "six", "not-installed"])
     assert names == ["numpy", "PIL", "sklearn", "six"]
+
+
+def test_an_installer_is_kept_only_when_something_requires_it_by_name(tmp_path: Path) -> None:
+    from mmepack.env_slim import _required_by_others
+
+    tool = tmp_path / "tool-1.0.dist-info"
+    tool.mkdir()
+    (tool / "METADATA").write_text(
+        "Name: tool\nRequires-Dist: pip-tools>=7\nRequires-Dist: wheel[dev]; extra == 'dev'\n"
+        "Requires-Dist: setuptools>=40; python_version < '3.12'\n"
+    )
+    assert _required_by_others(tmp_path, "setuptools")
+    assert not _required_by_others(tmp_path, "pip")  # pip-tools is another distribution
+    assert not _required_by_others(tmp_path, "wheel")  # only for an extra

@@ -102,13 +102,19 @@ class PortableBuilder:
 
     def __init__(self, log: Log | None = None) -> None:
         self.log = log
+        self._bases: dict[str, BaseInterpreter] = {}
+
+    def _base(self, python: str) -> BaseInterpreter:
+        """Found once per builder: finding it runs each candidate interpreter."""
+        if python not in self._bases:
+            self._bases[python] = find_base_interpreter(python)
+        return self._bases[python]
 
     def identity(self, python: str) -> str:
-        base = find_base_interpreter(python)
-        return f"portable:cpython-{base.version}"
+        return f"portable:cpython-{self._base(python).version}"
 
     def populate(self, requirements: Path, extra: list[str], python: str, prefix: Path) -> str:
-        base = find_base_interpreter(python)
+        base = self._base(python)
         if self.log:
             self.log(f"portable builder: seeding Python {base.version} from {base.prefix}")
         _copy_prefix(base, prefix)

@@ -12,13 +12,13 @@ import json
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmepack.errors import MmepackError
+from mmepack.errors import MmepackError, model_prefix
 from mmepack.requirements_file import canonical_name
+from mmepack.target_server import STUB_NAME
 
 Log = Callable[[str], None]
 PROBE_MODEL = "mmepack_env_probe"
@@ -71,7 +71,6 @@ class TritonPythonModel:
 class ProofResult:
     modules: tuple[str, ...]
     triton_version: str
-    seconds: float
 
 
 def _dist_info_dirs(site_packages: Path) -> dict[str, Path]:
@@ -125,7 +124,7 @@ def _write_probe_model(
     (folder / "1" / "model.py").write_text(_PROBE_SOURCE, encoding="utf-8")
     shutil.copy2(archive, folder / "python_env.tar.gz")
     if stub is not None:
-        shutil.copy2(stub, folder / "triton_python_backend_stub")
+        shutil.copy2(stub, folder / STUB_NAME)
     parameters = {
         "EXECUTION_ENV_PATH": "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         "MMEPACK_EXPECT_PYTHON": python,
@@ -159,18 +158,17 @@ def prove_environment(
     differ the probe model carries the environment's stub beside its config, exactly as the
     artifact will.
     """
+    from mmepack.triton_install import find_triton
     from mmepack.triton_server import TritonServer
 
-    who = f"model '{label}': " if label else ""
-    started = time.monotonic()
+    who = model_prefix(label)
     server_python = server_stub_python or python
+    if not (find_triton().stubs / server_python).is_dir():
+        server_python = python
     with tempfile.TemporaryDirectory(prefix="mmepack-proof-") as scratch:
         workdir = Path(scratch)
         repository = workdir / "models"
         server = TritonServer(repository, workdir, python_minor=server_python)
-        if not (server.install.stubs / server_python).is_dir():
-            server = TritonServer(repository, workdir, python_minor=python)
-            server_python = python
         stub = server.install.stub_for(python) if python != server_python else None
         _write_probe_model(repository, archive, stub, python, modules)
         if log is not None:
@@ -191,4 +189,4 @@ def prove_environment(
                 f"{who}Triton reported the probe model ready but it never confirmed its imports; "
                 f"server log:\n{server.log_tail()}"
             )
-    return ProofResult(tuple(modules), version, time.monotonic() - started)
+    return ProofResult(tuple(modules), version)

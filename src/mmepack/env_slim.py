@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmepack.requirements_file import requirement_names
+
 # Folders inside an installed package that only its own test suite or a compiler uses.
 # Compiled bytecode (__pycache__) stays: without it every load recompiles the packages.
 _PACKAGE_DIRS = {"tests", "test", "include"}
@@ -46,13 +48,11 @@ def site_packages(prefix: Path) -> Path:
     return found[0]
 
 
-def _remove(path: Path) -> int:
-    size = tree_bytes(path)
+def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
         path.unlink()
-    return size
 
 
 def _uninstall_installers(prefix: Path, site: Path) -> None:
@@ -77,9 +77,8 @@ def _required_by_others(site: Path, name: str) -> bool:
         if metadata.parent.name.lower().startswith(f"{name}-"):
             continue
         for line in metadata.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("Requires-Dist:"):
-                required = line.split(":", 1)[1].strip().lower()
-                if required.split(";")[0].strip().startswith(name) and "extra ==" not in line:
+            if line.startswith("Requires-Dist:") and "extra ==" not in line:
+                if requirement_names(line.split(":", 1)[1]) == [name]:
                     return True
     return False
 

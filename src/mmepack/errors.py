@@ -7,3 +7,8 @@ the file, what was expected and how to fix it; anything else escaping is a bug i
 
 class MmepackError(Exception):
     """A problem with the user's input or environment, explained in the message."""
+
+
+def model_prefix(label: str) -> str:
+    """How a message names the model it is about ("model 'x': "), or nothing without a name."""
+    return f"model '{label}': " if label else ""

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from mmepack.env_builders import BUILDER_KINDS, EnvBuilder, choose_builder
-from mmepack.env_cache import EnvCache, EnvKey
+from mmepack.env_cache import CachedEnv, EnvCache, EnvKey
 from mmepack.env_probe import import_names, prove_environment
 from mmepack.env_slim import site_packages, slim_prefix
-from mmepack.errors import MmepackError
+from mmepack.errors import MmepackError, model_prefix
 from mmepack.requirements_file import mentions_numpy, read_requirements, requirement_names
 from mmepack.target_server import (
     DEFAULT_STUB_PYTHON,
@@ -61,8 +61,6 @@ class BuiltEnv:
     archive: Path
     stub: Path | None
     python_version: str
-    packed_bytes: int
-    seconds: float
     cached: bool
     manifest: dict[str, Any]
 
@@ -93,9 +91,9 @@ def pack_prefix(prefix: Path, archive: Path) -> None:
 
 def _build_into_cache(
     request: EnvRequest, builder: EnvBuilder, text: str, key: EnvKey, cache: EnvCache, log: Log
-) -> dict[str, Any]:
+) -> CachedEnv:
     """Build one environment in the cache's staging area; store it only once proven."""
-    who = f"model '{request.label}': " if request.label else ""
+    who = model_prefix(request.label)
     started = time.monotonic()
     staging = cache.staging(key)
     try:
@@ -135,7 +133,7 @@ def _build_into_cache(
             "proven_imports": list(proof.modules),
             "proven_with_triton": proof.triton_version,
         }
-        return cache.store(key, archive, manifest).manifest
+        return cache.store(key, archive, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -150,28 +148,22 @@ def build_environment(
 ) -> BuiltEnv:
     """Write a proven environment to `output` (and the stub the target needs, if any, to
     `stub_output`); nothing is written unless every step succeeded."""
-    started = time.monotonic()
-    who = f"model '{request.label}': " if request.label else ""
+    who = model_prefix(request.label)
     text = read_requirements(request.requirements, request.label)
     stub = stub_for(request.target, request.python, request.label)
     cache = cache or EnvCache()
     builder = choose_builder(request.builder, request.conda, log)
     key = EnvKey.of(text, request.python, builder.identity(request.python))
     hit = cache.lookup(key)
+    cached = hit is not None
     if hit is None:
         with cache.locked(key):
             hit = cache.lookup(key)  # built meanwhile by a concurrent process
+            cached = hit is not None
             if hit is None:
-                _build_into_cache(request, builder, text, key, cache, log)
-                hit = cache.lookup(key)
-                if hit is None:
-                    raise MmepackError(f"{who}the environment cache at {cache.root} lost an entry")
-                cached = False
-            else:
-                cached = True
-    else:
-        cached = True
+                hit = _build_into_cache(request, builder, text, key, cache, log)
     _copy_atomically(hit.archive, output)
+    python_version = str(hit.manifest.get("python_version", request.python))
     shipped = None
     if stub is not None and stub_output is not None:
         _copy_atomically(stub, stub_output)
@@ -187,14 +179,12 @@ def build_environment(
     )
     log(
         f"{who}environment ready: {output} ({size / 1e6:.1f} MB, Python "
-        f"{hit.manifest.get('python_version', request.python)}, {source}){stub_note}"
+        f"{python_version}, {source}){stub_note}"
     )
     return BuiltEnv(
         archive=output,
         stub=shipped if shipped is not None else stub,
-        python_version=str(hit.manifest.get("python_version", request.python)),
-        packed_bytes=size,
-        seconds=time.monotonic() - started,
+        python_version=python_version,
         cached=cached,
         manifest=hit.manifest,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mmepack.errors import MmepackError
+from mmepack.errors import MmepackError, model_prefix
 
 _NAME_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 _NUMPY = "numpy"
@@ -80,9 +80,8 @@ def mentions_numpy(text: str) -> bool:
 def read_requirements(path: Path, label: str = "") -> str:
     """The file's text, or an error naming the model and saying what belongs there."""
     if not path.is_file():
-        who = f"model '{label}': " if label else ""
         raise MmepackError(
-            f"{who}{path} is missing; list the Python steps' packages there "
+            f"{model_prefix(label)}{path} is missing; list the Python steps' packages there "
             "(numpy is always added)"
         )
     return path.read_text(encoding="utf-8")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from mmepack.errors import MmepackError
+from mmepack.errors import MmepackError, model_prefix
 
 STUB_NAME = "triton_python_backend_stub"
 # NGC release 24.10 (Triton 2.51.0): the newest release whose stubs this toolchain carries (in
@@ -82,7 +82,7 @@ def stub_for(target: TargetServer, env_python: str, label: str = "") -> Path | N
     already runs `env_python`."""
     if not target.needs_stub(env_python):
         return None
-    who = f"model '{label}': " if label else ""
+    who = model_prefix(label)
     if target.stub_dir is not None:
         stub = target.stub_dir / env_python / STUB_NAME
         if stub.is_file():
