@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from mmepack.env_cache import EnvCache
 from mmepack.errors import MmepackError
 from mmepack.model_repository import read_model_directory
 from mmepack.model_version import read_model_version
@@ -32,6 +33,7 @@ def package_model(
     pull: bool = False,
     repo_root: Path | None = None,
     env_request: EnvRequest | None = None,
+    env_cache: EnvCache | None = None,
 ) -> PackageResult:
     """Check, optionally pull weights, build the environment if none is given, write the tar.
 
@@ -64,5 +66,6 @@ def package_model(
             request,
             Path(scratch) / "python_env.tar.gz",
             stub_output=Path(scratch) / STUB_NAME,
+            cache=env_cache,
         )
         return write_artifact(directory, version, output_dir, built.archive, weights, built.stub)

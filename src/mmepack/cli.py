@@ -41,6 +41,7 @@ def _cmd_package(args: argparse.Namespace) -> int:
         pull=args.pull,
         repo_root=args.repo_root,
         env_request=request_from_args(args, args.model_dir / REQUIREMENTS_FILE, ""),
+        env_cache=EnvCache(args.cache_dir) if args.cache_dir else None,
     )
     size = result.path.stat().st_size
     print(f"mmepack: wrote {result.path} ({size / 1e6:.1f} MB, {len(result.members)} entries)")
