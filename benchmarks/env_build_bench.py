@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mmepack.env_builders import PortableBuilder
-from mmepack.env_cache import EnvCache
-from mmepack.python_env import EnvRequest, pack_prefix, build_environment
-from mmepack.requirements_file import mentions_numpy
+from mmepack.environment.builders import PortableBuilder
+from mmepack.environment.cache import EnvCache
+from mmepack.environment.build import EnvRequest, pack_prefix, build_environment
+from mmepack.environment.requirements import mentions_numpy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENT_SETS = {

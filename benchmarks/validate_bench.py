@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mmepack.triton_schema import read_model_config
+from mmepack.model.config import read_model_config
 from mmepack.validate import count_errors, validate_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

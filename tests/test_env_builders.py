@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmepack.env_builders import CondaBuilder, PortableBuilder, choose_builder
+from mmepack.environment.builders import CondaBuilder, PortableBuilder, choose_builder
 from mmepack.errors import MmepackError
 
 

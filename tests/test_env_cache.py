@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from mmepack.env_cache import ARCHIVE, MANIFEST, EnvCache, EnvKey
+from mmepack.environment.cache import ARCHIVE, MANIFEST, EnvCache, EnvKey
 
 
 def _key(requirements: str = "numpy<2\n", python: str = "3.11", builder: str = "b1") -> EnvKey:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmepack.env_probe import import_names
-from mmepack.env_slim import slim_prefix
+from mmepack.environment.probe import import_names
+from mmepack.environment.slim import slim_prefix
 
 
 def _file(path: Path, size: int = 10) -> None:
@@ -49,7 +49,7 @@ def test_import_names_come_from_what_pip_installed(tmp_path: Path) -> None:
 
 
 def test_an_installer_is_kept_only_when_something_requires_it_by_name(tmp_path: Path) -> None:
-    from mmepack.env_slim import _required_by_others
+    from mmepack.environment.slim import _required_by_others
 
     tool = tmp_path / "tool-1.0.dist-info"
     tool.mkdir()

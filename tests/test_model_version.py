@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mmepack.errors import MmepackError
-from mmepack.model_version import artifact_name, read_model_version
+from mmepack.model.version import artifact_name, read_model_version
 
 
 @pytest.mark.parametrize("text", ["1\n", "  12 \n\n", "1.4.2"])

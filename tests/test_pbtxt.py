@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmepack.pbtxt import PbtxtSyntaxError, parse_pbtxt
+from mmepack.model.pbtxt import PbtxtSyntaxError, parse_pbtxt
 
 
 def test_parses_nested_messages_lists_and_scalars() -> None:

@@ -1,7 +1,7 @@
 """Property tests: no config text, however mangled, escapes as anything but a reported problem.
 
-Both readers of `config.pbtxt` (the schema-less `mmepack.pbtxt` and Triton's schema in
-`mmepack.triton_schema`) and the whole `validate_model_directory` are fed random text and
+Both readers of `config.pbtxt` (the schema-less `mmepack.model.pbtxt` and Triton's schema in
+`mmepack.model.config`) and the whole `validate_model_directory` are fed random text and
 mutations of realistic configs. A traceback instead of a positioned error would be a bug: users
 see these messages, and CI relies on validation finishing for every model.
 """
@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmepack.errors import MmepackError
-from mmepack.pbtxt import PbtxtSyntaxError, parse_pbtxt
-from mmepack.triton_schema import ConfigSchemaError, parse_model_config
+from mmepack.model.pbtxt import PbtxtSyntaxError, parse_pbtxt
+from mmepack.model.config import ConfigSchemaError, parse_model_config
 from mmepack.validate import Problem, validate_model_directory
 from tests.test_validate import ENSEMBLE, NET, POST, PRE, write_good
 

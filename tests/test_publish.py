@@ -23,8 +23,8 @@ import pytest
 from mmepack.build import package_model
 from mmepack.cli import main
 from mmepack.errors import MmepackError
-from mmepack.provenance import build_provenance, weights_md5s
-from mmepack.publish import (
+from mmepack.publish.provenance import build_provenance, weights_md5s
+from mmepack.publish.s3 import (
     choose_bucket,
     current_branch,
     make_client,

@@ -16,10 +16,10 @@ from tritonclient.utils import InferenceServerException
 from tests.demo_models import write_ensemble_model
 
 from mmepack.build import package_model
-from mmepack.env_cache import EnvCache
+from mmepack.environment.cache import EnvCache
 from mmepack.errors import MmepackError
-from mmepack.python_env import BuiltEnv, EnvRequest, build_environment
-from mmepack.target_server import STUB_NAME, TargetServer
+from mmepack.environment.build import BuiltEnv, EnvRequest, build_environment
+from mmepack.triton.target import STUB_NAME, TargetServer
 from mmepack.testing import python_stub_files, serve_artifact
 
 # The server's own stub in these tests runs the test interpreter's Python (3.11); the target

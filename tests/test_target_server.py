@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmepack.errors import MmepackError
-from mmepack.target_server import STUB_NAME, TargetServer, local_triton_version, stub_for
+from mmepack.triton.target import STUB_NAME, TargetServer, local_triton_version, stub_for
 
 
 def test_no_stub_when_the_server_already_runs_that_python() -> None:

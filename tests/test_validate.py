@@ -17,7 +17,7 @@ from typing import Union
 import pytest
 
 from mmepack.cli import main
-from mmepack.triton_schema import ConfigSchemaError, parse_model_config
+from mmepack.model.config import ConfigSchemaError, parse_model_config
 from mmepack.validate import (
     Problem,
     discover_model_directories,

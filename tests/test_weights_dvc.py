@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mmepack.errors import MmepackError
-from mmepack.weights import file_md5, pull_weights, tracked_files, verify_weights
+from mmepack.model.weights import file_md5, pull_weights, tracked_files, verify_weights
 
 
 def _dvc(cwd: Path, *args: str) -> None:

@@ -11,14 +11,14 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from mmepack.env_cache import EnvCache
+from mmepack.environment.cache import EnvCache
 from mmepack.errors import MmepackError
-from mmepack.model_repository import read_model_directory
-from mmepack.model_version import read_model_version
-from mmepack.packager import PackageResult, write_artifact
-from mmepack.python_env import EnvRequest, build_environment
-from mmepack.target_server import STUB_NAME, stub_for
-from mmepack.weights import pull_weights, tracked_files, verify_weights
+from mmepack.model.repository import read_model_directory
+from mmepack.model.version import read_model_version
+from mmepack.artifact.writer import PackageResult, write_artifact
+from mmepack.environment.build import EnvRequest, build_environment
+from mmepack.triton.target import STUB_NAME, stub_for
+from mmepack.model.weights import pull_weights, tracked_files, verify_weights
 
 REQUIREMENTS_FILE = "requirements.txt"
 DEFAULT_PYTHON = "3.11"

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from mmepack import __version__
 from mmepack.build import REQUIREMENTS_FILE, package_model
-from mmepack.env_cache import EnvCache
+from mmepack.environment.cache import EnvCache
 from mmepack.errors import MmepackError
-from mmepack.model_repository import CONFIG_FILE, read_model_directory
-from mmepack.model_version import VERSION_FILE
-from mmepack.python_env import add_build_options, build_environment, request_from_args
-from mmepack.target_server import STUB_NAME
+from mmepack.model.repository import CONFIG_FILE, read_model_directory
+from mmepack.model.version import VERSION_FILE
+from mmepack.environment.build import add_build_options, build_environment, request_from_args
+from mmepack.triton.target import STUB_NAME
 from mmepack.validate import (
     Problem,
     count_errors,
@@ -29,7 +29,7 @@ from mmepack.validate import (
     validate_model_directory,
     validate_tree,
 )
-from mmepack.weights import pull_weights, tracked_files, verify_weights
+from mmepack.model.weights import pull_weights, tracked_files, verify_weights
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
@@ -138,9 +138,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from mmepack.model_version import parse_artifact_name
-    from mmepack.provenance import build_provenance, git_commit
-    from mmepack.publish import choose_bucket, current_branch, publish_artifact
+    from mmepack.model.version import parse_artifact_name
+    from mmepack.publish.provenance import build_provenance, git_commit
+    from mmepack.publish.s3 import choose_bucket, current_branch, publish_artifact
 
     branch = current_branch(args.branch)
     bucket = choose_bucket(branch, args.staging_bucket, args.production_bucket)
@@ -169,7 +169,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from mmepack.publish import promote
+    from mmepack.publish.s3 import promote
 
     for name, value in (
         ("--staging-bucket", args.staging_bucket),

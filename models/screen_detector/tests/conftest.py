@@ -1,3 +1,3 @@
 """Reports in the pytest summary which Triton and which device (GPU or CPU) ran the tests."""
 
-from mmepack.pytest_plugin import pytest_terminal_summary  # noqa: F401
+from mmepack.testing.pytest_plugin import pytest_terminal_summary  # noqa: F401

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from mmepack.errors import MmepackError
-from mmepack.hashing import file_hexdigest
-from mmepack.requirements_file import normalised_requirements
+from mmepack.files import file_hexdigest
+from mmepack.environment.requirements import normalised_requirements
 
 CACHE_VARIABLE = "MMEPACK_ENV_CACHE"
 ARCHIVE = "python_env.tar.gz"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.errors import MmepackError, model_prefix
-from mmepack.requirements_file import canonical_name
-from mmepack.target_server import STUB_NAME
+from mmepack.environment.requirements import canonical_name
+from mmepack.triton.target import STUB_NAME
 
 Log = Callable[[str], None]
 PROBE_MODEL = "mmepack_env_probe"
@@ -158,8 +158,8 @@ def prove_environment(
     differ the probe model carries the environment's stub beside its config, exactly as the
     artifact will.
     """
-    from mmepack.triton_install import find_triton
-    from mmepack.triton_server import TritonServer
+    from mmepack.triton.install import find_triton
+    from mmepack.triton.server import TritonServer
 
     who = model_prefix(label)
     server_python = server_stub_python or python

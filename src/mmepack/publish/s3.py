@@ -43,11 +43,11 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from mmepack.ci_context import from_ci_or_git
+from mmepack.publish.revision import from_ci_or_git
 from mmepack.errors import MmepackError
-from mmepack.model_version import VERSION_FILE, artifact_name
-from mmepack.model_version import parse_artifact_name
-from mmepack.provenance import file_sha256
+from mmepack.model.version import VERSION_FILE, artifact_name
+from mmepack.model.version import parse_artifact_name
+from mmepack.publish.provenance import file_sha256
 
 if TYPE_CHECKING:
     # From types-boto3[s3] (3rdparty/python), which Pants maps to boto3 for type checking.

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmepack.requirements_file import requirement_names
+from mmepack.environment.requirements import requirement_names
 
 # Folders inside an installed package that only its own test suite or a compiler uses.
 # Compiled bytecode (__pycache__) stays: without it every load recompiles the packages.

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from mmepack.errors import MmepackError
-from mmepack.triton_install import TritonInstall, find_triton
+from mmepack.triton.install import TritonInstall, find_triton
 
-_ONNXRUNTIME_BACKEND = Path(__file__).parent / "triton_backends" / "onnxruntime" / "model.py"
+_ONNXRUNTIME_BACKEND = Path(__file__).parent / "backends" / "onnxruntime" / "model.py"
 _PR_SET_PDEATHSIG = 1
 _ERROR_LINE_RE = re.compile(r"^E\d{4} ")
 # Printed by every CPU-only start; not why a model failed.

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmepack.env_builders import BUILDER_KINDS, EnvBuilder, choose_builder
-from mmepack.env_cache import CachedEnv, EnvCache, EnvKey
-from mmepack.env_probe import import_names, prove_environment
-from mmepack.env_slim import site_packages, slim_prefix
+from mmepack.environment.builders import BUILDER_KINDS, EnvBuilder, choose_builder
+from mmepack.environment.cache import CachedEnv, EnvCache, EnvKey
+from mmepack.environment.probe import import_names, prove_environment
+from mmepack.environment.slim import site_packages, slim_prefix
 from mmepack.errors import MmepackError, model_prefix
-from mmepack.requirements_file import mentions_numpy, read_requirements, requirement_names
-from mmepack.target_server import (
+from mmepack.environment.requirements import mentions_numpy, read_requirements, requirement_names
+from mmepack.triton.target import (
     DEFAULT_STUB_PYTHON,
     DEFAULT_TRITON_VERSION,
     STUB_NAME,
@@ -232,7 +232,7 @@ def request_from_args(args: argparse.Namespace, requirements: Path, label: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mmepack.python_env`: the environment builder alone.
+    """`python -m mmepack.environment.build`: the environment builder alone.
 
     The Pants plugin runs this narrow entry point rather than the whole CLI, so Pants' cache key
     for an environment covers only the requirements, the build options and the builder's own

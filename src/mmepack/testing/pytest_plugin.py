@@ -1,6 +1,6 @@
 """pytest hooks for model tests; enable them with one line in the model's `tests/conftest.py`:
 
-    from mmepack.pytest_plugin import pytest_terminal_summary  # noqa: F401
+    from mmepack.testing.pytest_plugin import pytest_terminal_summary  # noqa: F401
 
 The summary says which artifact each test server ran and whether it used a GPU or the CPU, so
 a green run on a laptop is never mistaken for a GPU check.

@@ -64,7 +64,7 @@ def local_triton_version() -> str:
         ) from None
     if pytriton in _PYTRITON_SERVER:
         return _PYTRITON_SERVER[pytriton]
-    from mmepack.triton_server import TritonServer
+    from mmepack.triton.server import TritonServer
 
     with tempfile.TemporaryDirectory(prefix="mmepack-version-") as scratch:
         repository = Path(scratch) / "models"
@@ -94,7 +94,7 @@ def stub_for(target: TargetServer, env_python: str, label: str = "") -> Path | N
             f"{target.triton_version} for Python {env_python}, or set the model's python_version "
             f"to {target.stub_python}"
         )
-    from mmepack.triton_install import find_triton
+    from mmepack.triton.install import find_triton
 
     local = local_triton_version()
     if local != target.triton_version:

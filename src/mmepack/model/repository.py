@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.errors import MmepackError
-from mmepack.pbtxt import Message, read_pbtxt
+from mmepack.model.pbtxt import Message, read_pbtxt
 
 CONFIG_FILE = "config.pbtxt"
 ENV_PATH_PARAMETER = "EXECUTION_ENV_PATH"

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.errors import MmepackError
-from mmepack.model_repository import CONFIG_FILE, ModelDirectory, TritonModel
-from mmepack.model_version import artifact_name, check_model_name
-from mmepack.target_server import STUB_NAME
-from mmepack.weights import TrackedFile
+from mmepack.model.repository import CONFIG_FILE, ModelDirectory, TritonModel
+from mmepack.model.version import artifact_name, check_model_name
+from mmepack.triton.target import STUB_NAME
+from mmepack.model.weights import TrackedFile
 
 _VERSION_DIR_RE = re.compile(r"^[1-9][0-9]*$")
 # Files that describe how to build or track a model, never part of what the server loads.

@@ -1,6 +1,6 @@
 """Read a `config.pbtxt` with Triton's own schema, the `inference.ModelConfig` protobuf message.
 
-`mmepack.pbtxt` reads any protobuf text without a schema, so it cannot tell a misspelt field or
+`mmepack.model.pbtxt` reads any protobuf text without a schema, so it cannot tell a misspelt field or
 an unknown enum value from a real one; Triton can, but only when the server loads the model, and
 then it reports one error at a time. Parsing against the message class generated from Triton's
 `model_config.proto` (it ships inside the `tritonclient` wheel) rejects exactly what the server

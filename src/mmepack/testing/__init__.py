@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmepack.errors import MmepackError
-from mmepack.model_repository import CONFIG_FILE, SAGEMAKER_ENSEMBLE_RE
-from mmepack.model_version import parse_artifact_name
-from mmepack.triton_server import TritonServer
+from mmepack.model.repository import CONFIG_FILE, SAGEMAKER_ENSEMBLE_RE
+from mmepack.model.version import parse_artifact_name
+from mmepack.triton.server import TritonServer
 
 if TYPE_CHECKING:
     import tritonclient.http

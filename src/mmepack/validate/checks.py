@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmepack.errors import MmepackError
-from mmepack.model_repository import (
+from mmepack.model.repository import (
     CONFIG_FILE,
     ENV_PATH_PARAMETER,
     MODEL_DIR_VARIABLE,
     SAGEMAKER_ENSEMBLE_RE,
 )
-from mmepack.model_version import VERSION_FILE, artifact_name, check_model_name, read_model_version
-from mmepack.triton_schema import (
+from mmepack.model.version import VERSION_FILE, artifact_name, check_model_name, read_model_version
+from mmepack.model.config import (
     ConfigSchemaError,
     ModelConfig,
     Problem,

@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from mmepack.errors import MmepackError
-from mmepack.hashing import file_hexdigest
+from mmepack.files import file_hexdigest
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from mmepack.base_python import BaseInterpreter, find_base_interpreter
+from mmepack.environment.base_python import BaseInterpreter, find_base_interpreter
 from mmepack.errors import MmepackError
 
 Log = Callable[[str], None]

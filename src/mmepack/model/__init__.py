@@ -1,0 +1,2 @@
+"""Reading a model repository: Triton configs against Triton's own schema, the version file,
+and the weights DVC tracks. Nothing here writes; later stages build on what it reads."""

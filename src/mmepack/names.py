@@ -1,0 +1,24 @@
+"""The file-name contract between a model directory, the artifact and Triton.
+
+Every name a data scientist writes, a builder produces or Triton looks for is spelled here and
+nowhere else, so a rename is one edit and no two stages can disagree about a file.
+"""
+
+from __future__ import annotations
+
+# What a model directory holds besides its Triton model folders.
+CONFIG_FILE = "config.pbtxt"
+VERSION_FILE = "model_version.txt"
+REQUIREMENTS_FILE = "requirements.txt"
+
+# What the environment build produces and the artifact carries beside a Python step's config.
+ENV_ARCHIVE = "python_env.tar.gz"
+STUB_NAME = "triton_python_backend_stub"
+
+# The Python backend parameter that points a step at its packed environment, and the prefix it
+# must start with (the host path of an MME model is only known at load time).
+ENV_PATH_PARAMETER = "EXECUTION_ENV_PATH"
+MODEL_DIR_VARIABLE = "$$TRITON_MODEL_DIRECTORY/"
+
+# The artifact name SageMaker uses as TargetModel: `<model>_<version>.tar.gz`.
+ARTIFACT_SUFFIX = ".tar.gz"
