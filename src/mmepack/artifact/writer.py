@@ -13,7 +13,6 @@ bytes, which is what lets a publish of an unchanged model be a no-op.
 from __future__ import annotations
 
 import gzip
-
 import os
 import re
 import tarfile
@@ -21,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.errors import MmepackError
-from mmepack.model.repository import CONFIG_FILE, ModelDirectory, TritonModel
+from mmepack.files import atomic_path
+from mmepack.model.repository import ModelDirectory, TritonModel
 from mmepack.model.version import artifact_name, check_model_name
-from mmepack.triton.target import STUB_NAME
 from mmepack.model.weights import TrackedFile
+from mmepack.names import CONFIG_FILE, ENV_PATH_PARAMETER, REQUIREMENTS_FILE, STUB_NAME
 
 _VERSION_DIR_RE = re.compile(r"^[1-9][0-9]*$")
 # Files that describe how to build or track a model, never part of what the server loads.
@@ -105,9 +105,9 @@ def plan_members(
         if env_rel is not None:
             if env_archive is None:
                 raise MmepackError(
-                    f"{model.folder / CONFIG_FILE}: sets EXECUTION_ENV_PATH but no Python "
+                    f"{model.folder / CONFIG_FILE}: sets {ENV_PATH_PARAMETER} but no Python "
                     "environment was built; pass --env (or let `mmepack package` build one from "
-                    "requirements.txt)"
+                    f"{REQUIREMENTS_FILE})"
                 )
             members[f"{model.name}/{env_rel}"] = env_archive
             if stub is not None:
@@ -128,22 +128,15 @@ def write_artifact(
     """Write `<output_dir>/<model>_<version>.tar.gz` atomically: a failure leaves nothing."""
     name = check_model_name(directory.name, directory.root)
     members = plan_members(directory, env_archive, weights, stub)
-    output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / artifact_name(name, version)
-    partial = output_dir / f".{final.name}.partial-{os.getpid()}"
-    try:
-        with partial.open("wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6
-        ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for member, source in members:
-                if source is None:
-                    _add_dir(tar, member.rstrip("/"))
-                else:
-                    _add_file(tar, member, source)
-        os.replace(partial, final)
-    finally:
-        if partial.exists():
-            partial.unlink()
+    with atomic_path(final) as partial, partial.open("wb") as raw, gzip.GzipFile(
+        filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6
+    ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member, source in members:
+            if source is None:
+                _add_dir(tar, member.rstrip("/"))
+            else:
+                _add_file(tar, member, source)
     return PackageResult(
         path=final, model=name, version=version, members=tuple(m for m, _ in members)
     )

@@ -28,6 +28,7 @@ from mmepack.environment.cache import CachedEnv, EnvCache, EnvKey
 from mmepack.environment.probe import import_names, prove_environment
 from mmepack.environment.slim import site_packages, slim_prefix
 from mmepack.errors import MmepackError, model_prefix
+from mmepack.files import copy_atomically
 from mmepack.environment.requirements import mentions_numpy, read_requirements, requirement_names
 from mmepack.triton.target import (
     DEFAULT_STUB_PYTHON,
@@ -63,16 +64,6 @@ class BuiltEnv:
     python_version: str
     cached: bool
     manifest: dict[str, Any]
-
-
-def _copy_atomically(source: Path, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.parent / f".{destination.name}.partial-{os.getpid()}"
-    try:
-        shutil.copy2(source, partial)
-        os.replace(partial, destination)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def pack_prefix(prefix: Path, archive: Path) -> None:
@@ -162,11 +153,11 @@ def build_environment(
             cached = hit is not None
             if hit is None:
                 hit = _build_into_cache(request, builder, text, key, cache, log)
-    _copy_atomically(hit.archive, output)
+    copy_atomically(hit.archive, output)
     python_version = str(hit.manifest.get("python_version", request.python))
     shipped = None
     if stub is not None and stub_output is not None:
-        _copy_atomically(stub, stub_output)
+        copy_atomically(stub, stub_output)
         stub_output.chmod(0o755)
         shipped = stub_output
     size = output.stat().st_size

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mmepack.errors import MmepackError
-from mmepack.files import file_hexdigest
+from mmepack.files import atomic_path, file_hexdigest
 from mmepack.environment.requirements import normalised_requirements
 
 CACHE_VARIABLE = "MMEPACK_ENV_CACHE"
@@ -143,18 +143,16 @@ class EnvCache:
     def store(self, key: EnvKey, archive: Path, manifest: dict[str, Any]) -> CachedEnv:
         """Move a proven archive into the cache, with its manifest, in one rename."""
         folder = self.entry(key)
-        ready = archive.parent / ".entry"
-        ready.mkdir()
-        os.replace(archive, ready / ARCHIVE)
-        (ready / ARCHIVE).chmod(0o644)  # conda-pack writes a private temporary file
-        record = {
-            **manifest,
-            "sha256": file_hexdigest(ready / ARCHIVE, "sha256"),
-            "key": key.__dict__,
-        }
-        (ready / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(ready, folder)
+        with atomic_path(folder) as ready:
+            ready.mkdir()
+            os.replace(archive, ready / ARCHIVE)
+            (ready / ARCHIVE).chmod(0o644)  # conda-pack writes a private temporary file
+            record = {
+                **manifest,
+                "sha256": file_hexdigest(ready / ARCHIVE, "sha256"),
+                "key": key.__dict__,
+            }
+            (ready / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         return CachedEnv(folder / ARCHIVE, record)
 
     def entries(self) -> list[CacheEntry]:
