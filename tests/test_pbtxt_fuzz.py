@@ -1,8 +1,8 @@
 """Property tests: no config text, however mangled, escapes as anything but a reported problem.
 
-Both readers of `config.pbtxt` (the schema-less `mmepack.model.pbtxt` and Triton's schema in
-`mmepack.model.config`) and the whole `validate_model_directory` are fed random text and
-mutations of realistic configs. A traceback instead of a positioned error would be a bug: users
+The one reader of `config.pbtxt` (Triton's schema in `mmepack.model.config`, with and without
+recording field positions), the packager's `read_model_directory` and the whole
+`validate_model_directory` are fed random text and mutations of realistic configs. A traceback instead of a positioned error would be a bug: users
 see these messages, and CI relies on validation finishing for every model.
 """
 
@@ -16,8 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmepack.errors import MmepackError
-from mmepack.model.pbtxt import PbtxtSyntaxError, parse_pbtxt
-from mmepack.model.config import ConfigSchemaError, parse_model_config
+from mmepack.model.config import (
+    ConfigSchemaError,
+    parse_model_config,
+    parse_model_config_with_positions,
+)
+from mmepack.model.repository import read_model_directory
 from mmepack.validate import Problem, validate_model_directory
 from tests.test_validate import ENSEMBLE, NET, POST, PRE, write_good
 
@@ -62,15 +66,24 @@ any_text = st.one_of(st.text(max_size=200), token_soup)
 
 
 def _parse_both(text: str) -> None:
+    """Both parses agree: the same error (or none), and positions only point at real lines."""
     try:
-        parse_pbtxt(text, "config.pbtxt")
-    except MmepackError:
-        pass
-    try:
-        parse_model_config(text, Path("config.pbtxt"))
+        plain = parse_model_config(text, Path("config.pbtxt"))
     except ConfigSchemaError as exc:
         assert exc.problem.field == "syntax"
         assert exc.problem.line is None or exc.problem.line >= 1
+        with pytest.raises(ConfigSchemaError) as recorded:
+            parse_model_config_with_positions(text, Path("config.pbtxt"))
+        assert recorded.value.problem == exc.problem
+        return
+    config, positions = parse_model_config_with_positions(text, Path("config.pbtxt"))
+    assert config == plain
+    line_count = max(1, len(text.split("\n")))
+    pending = [positions]
+    while pending:
+        record = pending.pop()
+        assert all(1 <= line <= line_count for lines in record.lines.values() for line in lines)
+        pending.extend(child for children in record.nested.values() for child in children)
 
 
 @settings(max_examples=300, deadline=None)
@@ -99,14 +112,24 @@ def test_validation_reports_problems_and_never_raises(
 ) -> None:
     folder, text = mutated
     config = good_dir / folder / "config.pbtxt"
+    refusal = ""
     try:
         config.write_text(text, encoding="utf-8", errors="surrogatepass")
         problems = validate_model_directory(good_dir)
+        # The packager reads the same text with the same reader: it accepts it or says why.
+        try:
+            read_model_directory(good_dir)
+        except MmepackError as exc:
+            refusal = str(exc)
+            assert refusal
     finally:
         config.write_text(CONFIGS[folder])
     assert all(isinstance(p, Problem) for p in problems)
     assert all(p.severity in ("error", "warning") for p in problems)
     assert all(str(p) for p in problems)
+    # Whatever the packager refuses, validation reports as an error too (one set of rules).
+    if refusal:
+        assert any(p.severity == "error" for p in problems), refusal
 
 
 @settings(max_examples=50, deadline=None)
@@ -124,12 +147,8 @@ def test_validation_of_non_utf8_config(
     assert all(isinstance(p, Problem) for p in problems)
 
 
-def test_schemaless_parser_refuses_absurd_nesting() -> None:
-    with pytest.raises(PbtxtSyntaxError, match="nested more than 100 levels"):
-        parse_pbtxt("a {" * 2000, "config.pbtxt")
-    assert parse_pbtxt("a {" * 50 + "}" * 50)["a"]
-
-
 def test_schema_parser_on_deep_nesting() -> None:
     with pytest.raises(ConfigSchemaError):
         parse_model_config("optimization {" * 2000, Path("config.pbtxt"))
+    with pytest.raises(ConfigSchemaError):
+        parse_model_config_with_positions("optimization {" * 2000, Path("config.pbtxt"))

@@ -17,10 +17,10 @@ from mmepack.model.repository import read_model_directory
 from mmepack.model.version import read_model_version
 from mmepack.artifact.writer import PackageResult, write_artifact
 from mmepack.environment.build import EnvRequest, build_environment
-from mmepack.triton.target import STUB_NAME, stub_for
 from mmepack.model.weights import pull_weights, tracked_files, verify_weights
+from mmepack.names import ENV_ARCHIVE, REQUIREMENTS_FILE, STUB_NAME
+from mmepack.triton.target import stub_for
 
-REQUIREMENTS_FILE = "requirements.txt"
 DEFAULT_PYTHON = "3.11"
 
 
@@ -64,7 +64,7 @@ def package_model(
     with tempfile.TemporaryDirectory(prefix="mmepack-env-") as scratch:
         built = build_environment(
             request,
-            Path(scratch) / "python_env.tar.gz",
+            Path(scratch) / ENV_ARCHIVE,
             stub_output=Path(scratch) / STUB_NAME,
             cache=env_cache,
         )

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmepack import __version__
-from mmepack.build import REQUIREMENTS_FILE, package_model
+from mmepack.build import package_model
 from mmepack.environment.cache import EnvCache
 from mmepack.errors import MmepackError
-from mmepack.model.repository import CONFIG_FILE, read_model_directory
-from mmepack.model.version import VERSION_FILE
+from mmepack.model.repository import read_model_directory
+from mmepack.names import CONFIG_FILE, REQUIREMENTS_FILE, STUB_NAME, VERSION_FILE
 from mmepack.environment.build import add_build_options, build_environment, request_from_args
-from mmepack.triton.target import STUB_NAME
 from mmepack.validate import (
     Problem,
     count_errors,

@@ -1,10 +1,16 @@
 """Read a `config.pbtxt` with Triton's own schema, the `inference.ModelConfig` protobuf message.
 
-`mmepack.model.pbtxt` reads any protobuf text without a schema, so it cannot tell a misspelt field or
-an unknown enum value from a real one; Triton can, but only when the server loads the model, and
-then it reports one error at a time. Parsing against the message class generated from Triton's
-`model_config.proto` (it ships inside the `tritonclient` wheel) rejects exactly what the server
-would reject, before any server runs, and keeps the file, line and column of the mistake.
+This is the one reader of `config.pbtxt` in mmepack: validation and packaging both build on it.
+A schemaless reader cannot tell a misspelt field or an unknown enum value from a real one; Triton
+can, but only when the server loads the model, and then it reports one error at a time. Parsing
+against the message class generated from Triton's `model_config.proto` (it ships inside the
+`tritonclient` wheel) rejects exactly what the server would reject, before any server runs, and
+keeps the file, line and column of the mistake.
+
+Findings about a well-formed config need positions too. They come from the same parse: while
+protobuf's `text_format` parser reads the text, `Positions` records the line of every field
+occurrence from protobuf's own tokenizer, so comments, strings and nesting can never mislead it
+the way a search of the raw lines could.
 
 `Problem`, the unit of every validation finding, lives here because this parse is the first
 place that produces one; `mmepack.validate` re-exports it.
@@ -15,7 +21,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, TypeAlias
@@ -111,15 +117,108 @@ def instance_kind_name(value: int) -> str:
     return str(model_config_pb2.ModelInstanceGroup.Kind.Name(value))
 
 
+@dataclass
+class Positions:
+    """Where each field of one parsed message was written (the role of C++'s ParseInfoTree).
+
+    `lines[name]` holds the 1-based line of every occurrence of field `name`, in parse order, so
+    index i is the i-th element of a repeated field; `nested[name]` holds the same record for
+    each occurrence of a message field. A lookup that finds nothing answers None (or an empty
+    record), so a finding about a field that is not written in the file simply has no line.
+    """
+
+    lines: dict[str, list[int]] = field(default_factory=dict)
+    nested: dict[str, list[Positions]] = field(default_factory=dict)
+    # A map entry's own `key` and (string) `value`, to find the entry for a given key or value.
+    strings: dict[str, str] = field(default_factory=dict)
+
+    def line(self, name: str, index: int = 0) -> int | None:
+        """Line of the `index`-th occurrence of field `name`, or None if it is not written."""
+        found = self.lines.get(name, [])
+        return found[index] if 0 <= index < len(found) else None
+
+    def child(self, name: str, index: int = 0) -> Positions:
+        """The record of the `index`-th occurrence of message field `name` (empty if none)."""
+        found = self.nested.get(name, [])
+        return found[index] if 0 <= index < len(found) else _NOWHERE
+
+    def entry(self, name: str, side: Literal["key", "value"], text: str) -> Positions:
+        """The first entry of map field `name` whose key (or string value) is `text`."""
+        for nested in self.nested.get(name, []):
+            if nested.strings.get(side) == text:
+                return nested
+        return _NOWHERE
+
+
+_NOWHERE = Positions()
+
+
+def _token_line(tokenizer: text_format.Tokenizer) -> int:
+    """1-based line of the tokenizer's current token (protobuf keeps it 0-based in `_line`)."""
+    return int(getattr(tokenizer, "_line")) + 1
+
+
+class _RecordingParser(text_format._Parser):
+    """protobuf's own text parser, noting the line of each field as it merges it.
+
+    Python's `text_format` has no `info=ParseInfoTree` argument (only the C++ parser has one),
+    so this subclass hooks the three merge steps of the parser `text_format.Parse` uses: the
+    field name's line is taken when a field starts, and each message value opens a nested
+    record. Only positions are added; parsing and its errors are protobuf's, unchanged.
+    """
+
+    def __init__(self, root: Positions) -> None:
+        super().__init__()
+        self._stack = [root]
+        self._pending: int | None = None
+
+    def _occurrence(self, tokenizer: text_format.Tokenizer, name: str) -> None:
+        # The first value of a field is placed at its name; later values of a `[ ... ]` list
+        # at their own token.
+        line = self._pending if self._pending is not None else _token_line(tokenizer)
+        self._pending = None
+        self._stack[-1].lines.setdefault(name, []).append(line)
+
+    def _MergeField(self, tokenizer: text_format.Tokenizer, message: Any) -> None:
+        self._pending = _token_line(tokenizer)
+        super()._MergeField(tokenizer, message)  # type: ignore[misc]
+
+    def _MergeMessageField(self, tokenizer: text_format.Tokenizer, message: Any, fd: Any) -> None:
+        self._occurrence(tokenizer, fd.name)
+        nested = Positions()
+        self._stack[-1].nested.setdefault(fd.name, []).append(nested)
+        self._stack.append(nested)
+        try:
+            super()._MergeMessageField(tokenizer, message, fd)  # type: ignore[misc]
+        finally:
+            self._stack.pop()
+
+    def _MergeScalarField(self, tokenizer: text_format.Tokenizer, message: Any, fd: Any) -> None:
+        self._occurrence(tokenizer, fd.name)
+        super()._MergeScalarField(tokenizer, message, fd)  # type: ignore[misc]
+        if message.DESCRIPTOR.GetOptions().map_entry and isinstance(getattr(message, fd.name), str):
+            self._stack[-1].strings[fd.name] = getattr(message, fd.name)
+
+
 def parse_model_config(text: str, path: Path) -> ModelConfig:
     """Parse `text` as Triton does, or raise ConfigSchemaError positioned at the first mistake.
 
     Unknown fields are rejected, as Triton's C++ text parser rejects them: a misspelt
     `max_batch_sizes` would otherwise be silently ignored here and fail on the server.
     """
+    return _parse(text, path, text_format._Parser())
+
+
+def parse_model_config_with_positions(text: str, path: Path) -> tuple[ModelConfig, Positions]:
+    """The parsed config and where each of its fields was written, from one protobuf parse."""
+    positions = Positions()
+    return _parse(text, path, _RecordingParser(positions)), positions
+
+
+def _parse(text: str, path: Path, parser: text_format._Parser) -> ModelConfig:
     config = model_config_pb2.ModelConfig()
     try:
-        text_format.Parse(text, config)
+        parser.ParseLines(text.split("\n"), config)
     except text_format.ParseError as exc:
         line = exc.GetLine()
         column = exc.GetColumn()
@@ -147,8 +246,8 @@ def parse_model_config(text: str, path: Path) -> ModelConfig:
     return config
 
 
-def read_model_config(path: Path) -> ModelConfig:
-    """Read and parse one `config.pbtxt`; unreadable files are schema errors too."""
+def read_config_text(path: Path) -> str:
+    """The text of one `config.pbtxt`; unreadable or non-UTF-8 files are schema errors too."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -159,4 +258,9 @@ def read_model_config(path: Path) -> ModelConfig:
         raise ConfigSchemaError(
             Problem(path, None, "syntax", f"cannot read: {exc.strerror}")
         ) from None
-    return parse_model_config(text, path)
+    return text
+
+
+def read_model_config(path: Path) -> ModelConfig:
+    """Read and parse one `config.pbtxt` (no positions: the cheapest schema-aware read)."""
+    return parse_model_config(read_config_text(path), path)

@@ -4,76 +4,94 @@ A deployable model directory (e.g. `models/screen_detector/`) is itself a Triton
 repository: every sub-folder with a `config.pbtxt` is a model, and at most one of them is the
 ensemble that SageMaker will load. Everything else in the directory (`model_version.txt`,
 `requirements.txt`, `tests/`, `BUILD`) is build input, not artifact content.
+
+Each model is read once, with Triton's schema (`mmepack.model.config`); validation and
+packaging share that reading and the packaging rules of `mmepack.model.rules`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.errors import MmepackError
-from mmepack.model.pbtxt import Message, read_pbtxt
-
-CONFIG_FILE = "config.pbtxt"
-ENV_PATH_PARAMETER = "EXECUTION_ENV_PATH"
-MODEL_DIR_VARIABLE = "$$TRITON_MODEL_DIRECTORY/"
-
-# SageMaker's Triton front end picks the ensemble of a multi-model tar with this exact pattern
-# over the raw config text, so mmepack applies the same test rather than a parsed comparison.
-SAGEMAKER_ENSEMBLE_RE = re.compile(r'platform:(\s)*"ensemble"')
+from mmepack.model.config import (
+    ModelConfig,
+    Positions,
+    Problem,
+    Severity,
+    parse_model_config_with_positions,
+    read_config_text,
+)
+from mmepack.model.rules import ENSEMBLE_PLATFORM, env_path_relpath, packaging_problems
+from mmepack.names import CONFIG_FILE, ENV_PATH_PARAMETER
 
 
 @dataclass(frozen=True)
 class TritonModel:
-    """One Triton model folder and the few config fields packaging depends on."""
+    """One Triton model folder: its config as Triton parses it, the text, and where each field is.
+
+    The model's name is its folder's: Triton loads a model only from the folder of its name
+    (a differing `name:` is a packaging error, see `mmepack.model.rules`).
+    """
 
     folder: Path
-    name: str
-    platform: str
-    backend: str
-    config: Message
-    config_text: str
+    text: str
+    config: ModelConfig
+    positions: Positions
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG_FILE
+
+    @property
+    def platform(self) -> str:
+        return str(self.config.platform)
+
+    @property
+    def backend(self) -> str:
+        return str(self.config.backend)
 
     @property
     def is_ensemble(self) -> bool:
-        return self.platform == "ensemble"
+        return self.platform == ENSEMBLE_PLATFORM
 
     @property
     def is_python(self) -> bool:
         return self.backend == "python"
 
-    def parameter(self, key: str) -> str | None:
-        """A `parameters { key: ... value: { string_value: ... } }` entry, if set."""
-        for entry in self.config.get("parameters", []):
-            if isinstance(entry, dict) and entry.get("key") == [key]:
-                for value in entry.get("value", []):
-                    if isinstance(value, dict):
-                        strings = value.get("string_value", [])
-                        if strings and isinstance(strings[0], str):
-                            return strings[0]
-        return None
+    @property
+    def max_batch_size(self) -> int:
+        return int(self.config.max_batch_size)
+
+    def env_path(self) -> str | None:
+        """The `EXECUTION_ENV_PATH` parameter as written, if set."""
+        if ENV_PATH_PARAMETER not in self.config.parameters:
+            return None
+        return str(self.config.parameters[ENV_PATH_PARAMETER].string_value)
 
     def execution_env_relpath(self) -> str | None:
         """Where inside this model folder the packed Python environment must be placed."""
-        raw = self.parameter(ENV_PATH_PARAMETER)
+        raw = self.env_path()
         if raw is None:
             return None
-        config = self.folder / CONFIG_FILE
-        if not raw.startswith(MODEL_DIR_VARIABLE):
+        rel = env_path_relpath(raw)
+        if rel is None:
+            # read_model_directory refuses such a path; a model read on its own may still hold it.
             raise MmepackError(
-                f"{config}: parameter {ENV_PATH_PARAMETER} is {raw!r}; it must start with "
-                f"'{MODEL_DIR_VARIABLE}' because the host path of an MME model is only known "
-                f"at load time, e.g. '{MODEL_DIR_VARIABLE}python_env.tar.gz'"
-            )
-        rel = raw[len(MODEL_DIR_VARIABLE) :]
-        parts = Path(rel).parts
-        if not rel or ".." in parts or Path(rel).is_absolute() or not rel.endswith(".tar.gz"):
-            raise MmepackError(
-                f"{config}: parameter {ENV_PATH_PARAMETER} is {raw!r}; expected a .tar.gz path "
-                f"inside the model folder, e.g. '{MODEL_DIR_VARIABLE}python_env.tar.gz'"
+                "\n".join(str(p) for p in packaging_problems(self.folder.parent, [self], 1))
             )
         return rel
+
+    def problem(
+        self, line: int | None, field: str, message: str, severity: Severity = "error"
+    ) -> Problem:
+        """A finding about this model's config.pbtxt."""
+        return Problem(self.config_path, line, field, message, severity)
 
 
 @dataclass(frozen=True)
@@ -97,61 +115,31 @@ class ModelDirectory:
         return [m for m in self.models if m.execution_env_relpath() is not None]
 
 
-def _first_string(config: Message, field: str) -> str:
-    values = config.get(field, [])
-    return values[0] if values and isinstance(values[0], str) else ""
+def model_folders(root: Path) -> list[Path]:
+    """The Triton model folders of a model directory: sub-folders holding a config.pbtxt."""
+    return sorted(p.parent for p in root.glob(f"*/{CONFIG_FILE}") if p.is_file())
 
 
 def read_triton_model(folder: Path) -> TritonModel:
+    """Parse one model folder's config.pbtxt; raises ConfigSchemaError (an MmepackError)."""
     config_path = folder / CONFIG_FILE
-    config = read_pbtxt(config_path)
-    name = _first_string(config, "name") or folder.name
-    if name != folder.name:
-        raise MmepackError(
-            f"{config_path}: name is {name!r} but the folder is {folder.name!r}; Triton requires "
-            "them to match, rename one of them"
-        )
-    platform = _first_string(config, "platform")
-    backend = _first_string(config, "backend")
-    if not platform and not backend:
-        raise MmepackError(
-            f"{config_path}: neither 'platform' nor 'backend' is set; set one explicitly (e.g. "
-            'backend: "python"), since under SageMaker MME Triton would guess it from the '
-            "model name"
-        )
-    return TritonModel(
-        folder=folder,
-        name=name,
-        platform=platform,
-        backend=backend,
-        config=config,
-        config_text=config_path.read_text(encoding="utf-8"),
-    )
+    text = read_config_text(config_path)
+    config, positions = parse_model_config_with_positions(text, config_path)
+    return TritonModel(folder=folder, text=text, config=config, positions=positions)
 
 
 def read_model_directory(root: Path) -> ModelDirectory:
-    """Read every model folder under `root` and check the MME rule of one ensemble per tar."""
+    """Read every model folder under `root`; refuse a directory that breaks a packaging rule."""
     if not root.is_dir():
         raise MmepackError(f"{root}: not a directory; expected a model directory")
-    folders = sorted(p.parent for p in root.glob(f"*/{CONFIG_FILE}"))
+    folders = model_folders(root)
     if not folders:
         raise MmepackError(
             f"{root}: no Triton model found; expected sub-folders holding a {CONFIG_FILE}, e.g. "
             f"{root}/<model_name>/{CONFIG_FILE}"
         )
     models = tuple(read_triton_model(folder) for folder in folders)
-    ensembles = [m for m in models if m.is_ensemble]
-    if len(models) > 1:
-        if len(ensembles) != 1:
-            found = ", ".join(m.name for m in ensembles) or "none"
-            raise MmepackError(
-                f"{root}: holds {len(models)} Triton models and {len(ensembles)} ensembles "
-                f"({found}); a multi-model SageMaker MME package needs exactly one ensemble"
-            )
-        if not SAGEMAKER_ENSEMBLE_RE.search(ensembles[0].config_text):
-            raise MmepackError(
-                f"{ensembles[0].folder / CONFIG_FILE}: SageMaker finds the ensemble with the "
-                'pattern platform:(\\s)*"ensemble"; write the line exactly as '
-                'platform: "ensemble" (double quotes, no comments in between)'
-            )
+    errors = [p for p in packaging_problems(root, models, len(models)) if p.severity == "error"]
+    if errors:
+        raise MmepackError("\n".join(str(p) for p in errors))
     return ModelDirectory(root=root, models=models)

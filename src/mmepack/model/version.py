@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mmepack.errors import MmepackError
 
-VERSION_FILE = "model_version.txt"
+# Re-exported for mmepack.publish, which names the file in its refusals.
+from mmepack.names import VERSION_FILE as VERSION_FILE
 
 # The version ends up in an S3 key and in the SageMaker `TargetModel` string, where Triton also
 # uses the text after the first dot to guess a backend, so keep it to digits and dots.

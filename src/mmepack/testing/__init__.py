@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmepack.errors import MmepackError
-from mmepack.model.repository import CONFIG_FILE, SAGEMAKER_ENSEMBLE_RE
+from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
 from mmepack.model.version import parse_artifact_name
+from mmepack.names import CONFIG_FILE
 from mmepack.triton.server import TritonServer
 
 if TYPE_CHECKING:
