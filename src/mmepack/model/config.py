@@ -151,6 +151,7 @@ class Positions:
 
 
 _NOWHERE = Positions()
+_MAP_ENTRY_FIELDS = frozenset({"key", "value"})
 
 
 def _token_line(tokenizer: text_format.Tokenizer) -> int:
@@ -196,8 +197,10 @@ class _RecordingParser(text_format._Parser):
     def _MergeScalarField(self, tokenizer: text_format.Tokenizer, message: Any, fd: Any) -> None:
         self._occurrence(tokenizer, fd.name)
         super()._MergeScalarField(tokenizer, message, fd)  # type: ignore[misc]
-        if message.DESCRIPTOR.GetOptions().map_entry and isinstance(getattr(message, fd.name), str):
-            self._stack[-1].strings[fd.name] = getattr(message, fd.name)
+        if fd.name in _MAP_ENTRY_FIELDS and message.DESCRIPTOR.GetOptions().map_entry:
+            value = getattr(message, fd.name)
+            if isinstance(value, str):
+                self._stack[-1].strings[fd.name] = value
 
 
 def parse_model_config(text: str, path: Path) -> ModelConfig:
