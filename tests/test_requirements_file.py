@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mmepack.environment.requirements import mentions_numpy, normalised_requirements, requirement_names
+from mmepack.environment.requirements import (
+    mentions_numpy,
+    normalised_requirements,
+    requirement_names,
+)
 
 BASE = "pillow==13.*\nnumpy<2\n"
 
