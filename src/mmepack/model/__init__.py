@@ -1,2 +1,3 @@
-"""Reading a model repository: Triton configs against Triton's own schema, the version file,
-and the weights DVC tracks. Nothing here writes; later stages build on what it reads."""
+"""Reading a model repository: Triton configs against Triton's own schema, the packaging rules
+every deployable must meet, the version file, and the weights DVC tracks. Nothing here writes;
+later stages build on what it reads."""
