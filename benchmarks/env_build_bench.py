@@ -28,7 +28,9 @@ from pathlib import Path
 
 from mmepack.environment.builders import PortableBuilder
 from mmepack.environment.cache import EnvCache
-from mmepack.environment.build import EnvRequest, pack_prefix, build_environment
+from mmepack.environment.build import build_environment
+from mmepack.environment.pack import pack_prefix
+from mmepack.environment.request import EnvOptions, EnvRequest
 from mmepack.environment.requirements import mentions_numpy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +57,11 @@ def baseline_build(requirements: Path, python: str, output: Path) -> None:
 
 def mmepack_build(cache: EnvCache, requirements: Path, python: str, output: Path) -> bool:
     built = build_environment(
-        EnvRequest(requirements, python, builder="portable"), output, cache=cache, log=_quiet
+        EnvRequest(requirements, python),
+        output,
+        options=EnvOptions(builder="portable"),
+        cache=cache,
+        log=_quiet,
     )
     return built.cached
 

@@ -18,7 +18,8 @@ from tests.demo_models import write_ensemble_model
 from mmepack.build import package_model
 from mmepack.environment.cache import EnvCache
 from mmepack.errors import MmepackError
-from mmepack.environment.build import BuiltEnv, EnvRequest, build_environment
+from mmepack.environment.build import BuiltEnv, build_environment
+from mmepack.environment.request import EnvOptions, EnvRequest
 from mmepack.triton.target import STUB_NAME, TargetServer
 from mmepack.testing import python_stub_files, serve_artifact
 
@@ -52,7 +53,10 @@ def machine_pip_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _request(requirements: Path, python: str = ENV_PYTHON, label: str = "demo") -> EnvRequest:
-    return EnvRequest(requirements=requirements, python=python, label=label, builder="portable")
+    return EnvRequest(requirements=requirements, python=python, label=label)
+
+
+PORTABLE = EnvOptions(builder="portable")
 
 
 def _cache_entries(cache: EnvCache) -> list[str]:
@@ -74,6 +78,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, cache_root: Path) -> Iterato
         yield build_environment(
             _request(requirements),
             work / "out" / "python_env.tar.gz",
+            options=PORTABLE,
             stub_output=work / "out" / STUB_NAME,
             cache=EnvCache(cache_root),
         )
@@ -144,7 +149,8 @@ def test_same_model_without_the_stub_does_not_run_its_environment(
         model_dir,
         tmp_path / "dist",
         env_archive=built.archive,
-        env_request=EnvRequest(model_dir / "requirements.txt", ENV_PYTHON, target=target),
+        python=ENV_PYTHON,
+        env_options=EnvOptions(target=target),
     )
     assert f"demo_double/{STUB_NAME}" not in result.members
     outcome: float | str
@@ -191,7 +197,9 @@ def test_environment_that_cannot_import_a_requirement_is_neither_shipped_nor_cac
     cache = EnvCache(tmp_path / "cache")
     out = tmp_path / "out"
     with pytest.raises(MmepackError) as caught:
-        build_environment(_request(requirements, python="3.11"), out / "env.tar.gz", cache=cache)
+        build_environment(
+            _request(requirements, python="3.11"), out / "env.tar.gz", options=PORTABLE, cache=cache
+        )
     message = str(caught.value)
     assert message.startswith("model 'demo': the Python 3.11 environment does not start")
     assert "needs_libfoo" in message and "libfoo.so.1: cannot open shared object file" in message
@@ -205,7 +213,9 @@ def test_uninstallable_requirement_fails_with_pip_reason_and_leaves_nothing(tmp_
     cache = EnvCache(tmp_path / "cache")
     out = tmp_path / "out"
     with pytest.raises(MmepackError) as caught:
-        build_environment(_request(requirements, python="3.11"), out / "env.tar.gz", cache=cache)
+        build_environment(
+            _request(requirements, python="3.11"), out / "env.tar.gz", options=PORTABLE, cache=cache
+        )
     message = str(caught.value)
     assert message.startswith(f"model 'demo': installing {requirements} failed")
     assert "mmepack-no-such-package-for-tests" in message
@@ -219,6 +229,7 @@ def test_missing_requirements_file_names_it(tmp_path: Path) -> None:
         build_environment(
             _request(tmp_path / "requirements.txt"),
             tmp_path / "env.tar.gz",
+            options=PORTABLE,
             cache=EnvCache(tmp_path / "cache"),
         )
 
@@ -233,7 +244,8 @@ def test_unknown_python_version_explains_how_to_get_one(tmp_path: Path) -> None:
         MmepackError, match=r"no shared-library CPython 3.4 found.*MMEPACK_PYTHON_3_4"
     ):
         build_environment(
-            EnvRequest(requirements, "3.4", builder="portable", target=target),
+            EnvRequest(requirements, "3.4"),
             tmp_path / "env.tar.gz",
+            options=EnvOptions(builder="portable", target=target),
             cache=EnvCache(tmp_path / "cache"),
         )

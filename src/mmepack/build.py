@@ -8,20 +8,17 @@ typo fails in a second rather than after pip.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
+from mmepack.artifact.writer import PackageResult, write_artifact
+from mmepack.environment.build import build_environment
 from mmepack.environment.cache import EnvCache
+from mmepack.environment.request import DEFAULT_PYTHON, EnvOptions, EnvRequest
 from mmepack.errors import MmepackError
 from mmepack.model.repository import read_model_directory
 from mmepack.model.version import read_model_version
-from mmepack.artifact.writer import PackageResult, write_artifact
-from mmepack.environment.build import EnvRequest, build_environment
 from mmepack.model.weights import pull_weights, tracked_files, verify_weights
 from mmepack.names import ENV_ARCHIVE, REQUIREMENTS_FILE, STUB_NAME
-from mmepack.triton.target import stub_for
-
-DEFAULT_PYTHON = "3.11"
 
 
 def package_model(
@@ -32,13 +29,14 @@ def package_model(
     stub: Path | None = None,
     pull: bool = False,
     repo_root: Path | None = None,
-    env_request: EnvRequest | None = None,
+    python: str = DEFAULT_PYTHON,
+    env_options: EnvOptions | None = None,
     env_cache: EnvCache | None = None,
 ) -> PackageResult:
     """Check, optionally pull weights, build the environment if none is given, write the tar.
 
-    `env_request` says how to build the environment (Python, builder, target server); its
-    requirements path is ignored in favour of the model's own requirements.txt.
+    What the environment holds comes from the model (its requirements.txt, `python`); how it is
+    built and for which server comes from `env_options`.
     """
     version = read_model_version(model_dir)
     directory = read_model_directory(model_dir)
@@ -48,16 +46,13 @@ def package_model(
     verify_weights(directory.name, weights)
     if not directory.python_env_models():
         return write_artifact(directory, version, output_dir, None, weights)
-    request = replace(
-        env_request or EnvRequest(Path(REQUIREMENTS_FILE), DEFAULT_PYTHON),
-        requirements=model_dir / REQUIREMENTS_FILE,
-        label=directory.name,
-    )
+    request = EnvRequest(model_dir / REQUIREMENTS_FILE, python, directory.name)
+    options = env_options or EnvOptions()
     if env_archive is not None:
         if not env_archive.is_file():
             raise MmepackError(f"model '{directory.name}': environment {env_archive} is missing")
         if stub is None:
-            stub = stub_for(request.target, request.python, directory.name)
+            stub = options.stub(request)
         elif not stub.is_file():
             raise MmepackError(f"model '{directory.name}': {STUB_NAME} {stub} is missing")
         return write_artifact(directory, version, output_dir, env_archive, weights, stub)
@@ -65,6 +60,7 @@ def package_model(
         built = build_environment(
             request,
             Path(scratch) / ENV_ARCHIVE,
+            options=options,
             stub_output=Path(scratch) / STUB_NAME,
             cache=env_cache,
         )

@@ -17,10 +17,16 @@ from pathlib import Path
 from mmepack import __version__
 from mmepack.build import package_model
 from mmepack.environment.cache import EnvCache
+from mmepack.environment.command import (
+    add_build_env_arguments,
+    add_env_options,
+    cache_from_args,
+    options_from_args,
+    run_build_env,
+)
 from mmepack.errors import MmepackError
 from mmepack.model.repository import read_model_directory
 from mmepack.names import CONFIG_FILE, REQUIREMENTS_FILE, STUB_NAME, VERSION_FILE
-from mmepack.environment.build import add_build_options, build_environment, request_from_args
 from mmepack.validate import (
     Problem,
     count_errors,
@@ -39,8 +45,9 @@ def _cmd_package(args: argparse.Namespace) -> int:
         stub=args.stub,
         pull=args.pull,
         repo_root=args.repo_root,
-        env_request=request_from_args(args, args.model_dir / REQUIREMENTS_FILE, ""),
-        env_cache=EnvCache(args.cache_dir) if args.cache_dir else None,
+        python=args.python,
+        env_options=options_from_args(args),
+        env_cache=cache_from_args(args),
     )
     size = result.path.stat().st_size
     print(f"mmepack: wrote {result.path} ({size / 1e6:.1f} MB, {len(result.members)} entries)")
@@ -54,16 +61,6 @@ def _cmd_pull_weights(args: argparse.Namespace) -> int:
     verify_weights(directory.name, files)
     for tracked in files:
         print(f"mmepack: {tracked.path} ok (md5 {tracked.md5})")
-    return 0
-
-
-def _cmd_build_env(args: argparse.Namespace) -> int:
-    build_environment(
-        request_from_args(args, args.requirements, args.label),
-        args.output,
-        stub_output=args.stub_output,
-        cache=EnvCache(args.cache_dir) if args.cache_dir else None,
-    )
     return 0
 
 
@@ -229,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     package.add_argument("--pull", action="store_true", help="`dvc pull` the model's weights first")
     package.add_argument("--repo-root", type=Path, default=Path("."))
-    add_build_options(package)
+    add_env_options(package)
     package.set_defaults(run=_cmd_package)
 
     pull = commands.add_parser("pull-weights", help="dvc pull and verify a model's weights")
@@ -240,12 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     env = commands.add_parser(
         "build-env", help=f"conda-pack an environment from {REQUIREMENTS_FILE}"
     )
-    env.add_argument("--requirements", type=Path, required=True)
-    env.add_argument("--output", type=Path, required=True)
-    env.add_argument("--stub-output", type=Path, help=f"where to write {STUB_NAME} if needed")
-    env.add_argument("--label", default="", help="model name for messages")
-    add_build_options(env)
-    env.set_defaults(run=_cmd_build_env)
+    add_build_env_arguments(env)
+    env.set_defaults(run=run_build_env)
 
     env_cache = commands.add_parser(
         "env-cache", help="list or prune the content-addressed environment cache"

@@ -9,34 +9,32 @@ as possible, and so that only a proven environment is ever stored or returned:
 2. answer from the content-addressed cache when an identical environment was built before;
 3. otherwise build the prefix (conda or portable builder), slim it, conda-pack it, prove it
    under a real Triton stub, and only then store it in the cache.
+
+The command line around it is `mmepack.environment.command`; packing is
+`mmepack.environment.pack`.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmepack.environment.builders import BUILDER_KINDS, EnvBuilder, choose_builder
+from mmepack.environment.builders import EnvBuilder, choose_builder
 from mmepack.environment.cache import CachedEnv, EnvCache, EnvKey
+from mmepack.environment.pack import pack_prefix
 from mmepack.environment.probe import import_names, prove_environment
+from mmepack.environment.report import REPORT_SCHEMA, BuildReport
+from mmepack.environment.request import EnvOptions, EnvRequest
+from mmepack.environment.requirements import mentions_numpy, read_requirements, requirement_names
 from mmepack.environment.slim import site_packages, slim_prefix
 from mmepack.errors import MmepackError, model_prefix
 from mmepack.files import copy_atomically
-from mmepack.environment.requirements import mentions_numpy, read_requirements, requirement_names
-from mmepack.triton.target import (
-    DEFAULT_STUB_PYTHON,
-    DEFAULT_TRITON_VERSION,
-    STUB_NAME,
-    TargetServer,
-    stub_for,
-)
+from mmepack.names import ENV_ARCHIVE
 
 Log = Callable[[str], None]
 
@@ -46,42 +44,23 @@ def _stderr(message: str) -> None:
 
 
 @dataclass(frozen=True)
-class EnvRequest:
-    """What to build, for whom, and with which builder."""
-
-    requirements: Path
-    python: str
-    label: str = ""
-    builder: str = "auto"
-    conda: str | None = None
-    target: TargetServer = field(default_factory=TargetServer)
-
-
-@dataclass(frozen=True)
 class BuiltEnv:
     archive: Path
     stub: Path | None
     python_version: str
     cached: bool
     manifest: dict[str, Any]
-
-
-def pack_prefix(prefix: Path, archive: Path) -> None:
-    """conda-pack a prefix: it adds bin/activate and conda-unpack, which Triton's loader uses."""
-    import conda_pack
-
-    conda_pack.pack(
-        prefix=str(prefix),
-        output=str(archive),
-        format="tar.gz",
-        n_threads=os.cpu_count() or 1,
-        compress_level=4,
-        verbose=False,
-    )
+    report: BuildReport
 
 
 def _build_into_cache(
-    request: EnvRequest, builder: EnvBuilder, text: str, key: EnvKey, cache: EnvCache, log: Log
+    request: EnvRequest,
+    options: EnvOptions,
+    builder: EnvBuilder,
+    text: str,
+    key: EnvKey,
+    cache: EnvCache,
+    log: Log,
 ) -> CachedEnv:
     """Build one environment in the cache's staging area; store it only once proven."""
     who = model_prefix(request.label)
@@ -101,7 +80,7 @@ def _build_into_cache(
         slim = slim_prefix(prefix)
         log(f"{who}slimmed: {slim.describe()}")
         modules = import_names(site_packages(prefix), requirement_names(text))
-        archive = staging / "python_env.tar.gz"
+        archive = staging / ENV_ARCHIVE
         log(f"{who}packing with conda-pack")
         pack_prefix(prefix, archive)
         shutil.rmtree(prefix)
@@ -109,7 +88,7 @@ def _build_into_cache(
             archive,
             request.python,
             modules,
-            server_stub_python=request.target.stub_python,
+            server_stub_python=options.target.stub_python,
             label=request.label,
             log=log,
         )
@@ -129,21 +108,54 @@ def _build_into_cache(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _report(
+    request: EnvRequest,
+    options: EnvOptions,
+    hit: CachedEnv,
+    entry: str,
+    cached: bool,
+    output: Path,
+    stub_output: Path | None,
+) -> BuildReport:
+    manifest = hit.manifest
+    return BuildReport(
+        schema=REPORT_SCHEMA,
+        label=request.label,
+        python_version=str(manifest.get("python_version", request.python)),
+        archive=str(output),
+        archive_bytes=output.stat().st_size,
+        stub=str(stub_output) if stub_output is not None else None,
+        triton_version=options.target.triton_version,
+        server_stub_python=options.target.stub_python,
+        cache_hit=cached,
+        cache_entry=entry,
+        builder=str(manifest.get("builder", "")),
+        proven_imports=[str(m) for m in manifest.get("proven_imports", [])],
+        proven_with_triton=str(manifest.get("proven_with_triton", "")),
+        removed_bytes=int(manifest.get("removed_bytes", 0)),
+        largest_packages={str(k): int(v) for k, v in manifest.get("largest_packages", {}).items()},
+    )
+
+
 def build_environment(
     request: EnvRequest,
     output: Path,
     *,
+    options: EnvOptions | None = None,
     stub_output: Path | None = None,
     cache: EnvCache | None = None,
+    report: Path | None = None,
     log: Log = _stderr,
 ) -> BuiltEnv:
     """Write a proven environment to `output` (and the stub the target needs, if any, to
-    `stub_output`); nothing is written unless every step succeeded."""
+    `stub_output`, and a `BuildReport` to `report`); nothing is written unless every step
+    succeeded."""
+    options = options or EnvOptions()
     who = model_prefix(request.label)
     text = read_requirements(request.requirements, request.label)
-    stub = stub_for(request.target, request.python, request.label)
+    stub = options.stub(request)
     cache = cache or EnvCache()
-    builder = choose_builder(request.builder, request.conda, log)
+    builder = choose_builder(options.builder, options.conda, log)
     key = EnvKey.of(text, request.python, builder.identity(request.python))
     hit = cache.lookup(key)
     cached = hit is not None
@@ -152,103 +164,33 @@ def build_environment(
             hit = cache.lookup(key)  # built meanwhile by a concurrent process
             cached = hit is not None
             if hit is None:
-                hit = _build_into_cache(request, builder, text, key, cache, log)
+                hit = _build_into_cache(request, options, builder, text, key, cache, log)
     copy_atomically(hit.archive, output)
-    python_version = str(hit.manifest.get("python_version", request.python))
     shipped = None
     if stub is not None and stub_output is not None:
         copy_atomically(stub, stub_output)
         stub_output.chmod(0o755)
         shipped = stub_output
-    size = output.stat().st_size
-    source = f"cache {cache.entry(key).name[:12]}" if cached else "built now"
+    entry = cache.entry(key).name[:12]
+    summary = _report(request, options, hit, entry, cached, output, shipped)
+    source = f"cache {entry}" if cached else "built now"
     stub_note = (
-        f"; ships the Python {request.python} stub (Triton {request.target.triton_version}'s own "
-        f"runs {request.target.stub_python})"
+        f"; ships the Python {request.python} stub (Triton {options.target.triton_version}'s own "
+        f"runs {options.target.stub_python})"
         if stub is not None
         else ""
     )
     log(
-        f"{who}environment ready: {output} ({size / 1e6:.1f} MB, Python "
-        f"{python_version}, {source}){stub_note}"
+        f"{who}environment ready: {output} ({summary.archive_bytes / 1e6:.1f} MB, Python "
+        f"{summary.python_version}, {source}){stub_note}"
     )
+    if report is not None:
+        summary.write(report)
     return BuiltEnv(
         archive=output,
         stub=shipped if shipped is not None else stub,
-        python_version=python_version,
+        python_version=summary.python_version,
         cached=cached,
         manifest=hit.manifest,
+        report=summary,
     )
-
-
-def add_build_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `mmepack build-env`, `mmepack package` and the builder entry point."""
-    parser.add_argument("--python", default="3.11", help="environment Python, e.g. 3.11")
-    parser.add_argument(
-        "--builder",
-        choices=BUILDER_KINDS,
-        default="auto",
-        help="auto: conda if found, else portable; conda: conda only; portable: no conda",
-    )
-    parser.add_argument("--conda", help="conda, mamba or micromamba executable to use")
-    parser.add_argument(
-        "--triton-version",
-        default=DEFAULT_TRITON_VERSION,
-        help=f"Triton server version the artifact is for (default {DEFAULT_TRITON_VERSION})",
-    )
-    parser.add_argument(
-        "--stub-python",
-        default=DEFAULT_STUB_PYTHON,
-        help=f"Python of that server's own stub (default {DEFAULT_STUB_PYTHON})",
-    )
-    parser.add_argument(
-        "--stub-dir",
-        type=Path,
-        help=f"folder of 3.X/{STUB_NAME} built by the target release (default: nvidia-pytriton's)",
-    )
-    parser.add_argument(
-        "--cache-dir", type=Path, help="environment cache (default: $MMEPACK_ENV_CACHE or ~/.cache)"
-    )
-
-
-def request_from_args(args: argparse.Namespace, requirements: Path, label: str) -> EnvRequest:
-    return EnvRequest(
-        requirements=requirements,
-        python=args.python,
-        label=label,
-        builder=args.builder,
-        conda=args.conda,
-        target=TargetServer(args.triton_version, args.stub_python, args.stub_dir),
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mmepack.environment.build`: the environment builder alone.
-
-    The Pants plugin runs this narrow entry point rather than the whole CLI, so Pants' cache key
-    for an environment covers only the requirements, the build options and the builder's own
-    code: editing other parts of mmepack never rebuilds environments, and models with identical
-    requirements share one build.
-    """
-    parser = argparse.ArgumentParser(prog="mmepack-build-env")
-    parser.add_argument("--requirements", type=Path, required=True)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--stub-output", type=Path, help=f"where to write {STUB_NAME} if needed")
-    parser.add_argument("--label", default="", help="model name for messages")
-    add_build_options(parser)
-    args = parser.parse_args(argv)
-    try:
-        build_environment(
-            request_from_args(args, args.requirements, args.label),
-            args.output,
-            stub_output=args.stub_output,
-            cache=EnvCache(args.cache_dir) if args.cache_dir else None,
-        )
-    except MmepackError as exc:
-        print(f"mmepack: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
