@@ -25,6 +25,7 @@ from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.option.option_types import BoolOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
+from pants.util.strutil import softwrap
 from pants.vcs.git import GitWorktreeRequest, MaybeGitWorktree
 
 from mmepack_pants.cli import MmepackCliRequest
@@ -37,7 +38,11 @@ class MmepackPublish(Subsystem):
 
     staging_bucket = StrOption(default=None, help="S3 bucket for every branch but `main`.")
     production_bucket = StrOption(default=None, help="S3 bucket for `main`.")
-    prefix = StrOption(default="models", help="Key prefix: s3://<bucket>/<prefix>/<artifact>.")
+    prefix = StrOption(
+        default=None,
+        help="Key prefix: s3://<bucket>/<prefix>/<artifact>. Unset: mmepack's default "
+        "($MMEPACK_S3_PREFIX, else none).",
+    )
     region = StrOption(default=None, help="AWS region of the buckets (default: boto3's).")
     branch = StrOption(
         default=None,
@@ -58,12 +63,18 @@ class MmepackPublish(Subsystem):
             "HOME",
             "GITHUB_REF_NAME",
             "CI_COMMIT_BRANCH",
-            "CI_COMMIT_REF_NAME",
             "BRANCH_NAME",
             "GITHUB_SHA",
             "CI_COMMIT_SHA",
+            "GIT_COMMIT",
+            "MMEPACK_S3_PREFIX",
         ],
-        help="Environment variables handed to the upload: AWS credentials and CI branch names.",
+        help=softwrap(
+            """
+            Environment variables handed to the upload: AWS credentials, the CI's branch and
+            commit variables that `mmepack publish` reads, and its `MMEPACK_S3_PREFIX`.
+            """
+        ),
         advanced=True,
     )
 
@@ -105,8 +116,9 @@ async def publish_triton_model(
         MergeDigests([sources.snapshot.digest, *(package.digest for package in request.packages)]),
     )
     models_root = os.path.dirname(request.field_set.address.spec_path) or "."
-    argv = ["publish", *artifacts, f"--prefix={options.prefix}", f"--models-root={models_root}"]
+    argv = ["publish", *artifacts, f"--models-root={models_root}"]
     for flag, value in (
+        ("--prefix", options.prefix),
         ("--staging-bucket", options.staging_bucket),
         ("--production-bucket", options.production_bucket),
         ("--region", options.region),
@@ -120,7 +132,8 @@ async def publish_triton_model(
             env.get(v) for v in ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
         ):
             argv.append(f"--branch={git.current_rev_identifier}")
-        argv.append(f"--commit={git.commit_id}")
+        if not any(env.get(v) for v in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")):
+            argv.append(f"--commit={git.commit_id}")
     if options.dry_run:
         argv.append("--dry-run")
     process = await Get(

@@ -1,6 +1,6 @@
 """Entry point Pants loads for `backend_packages = ["mmepack_pants"]`."""
 
-from mmepack_pants import cli, lint, package, publish, tailor
+from mmepack_pants import cli, environment, lint, package, publish, tailor
 from mmepack_pants.target_types import TritonModelTarget
 
 
@@ -9,4 +9,11 @@ def target_types():
 
 
 def rules():
-    return [*cli.rules(), *package.rules(), *lint.rules(), *publish.rules(), *tailor.rules()]
+    return [
+        *cli.rules(),
+        *environment.rules(),
+        *package.rules(),
+        *lint.rules(),
+        *publish.rules(),
+        *tailor.rules(),
+    ]

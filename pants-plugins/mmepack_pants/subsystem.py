@@ -1,4 +1,9 @@
-"""`[mmepack]` and `[triton-server]` options in pants.toml."""
+"""`[mmepack]` and `[triton-server]` options in pants.toml.
+
+The library owns every default: options that choose how an artifact is built default to unset
+and are passed to the mmepack command line only when set, so `mmepack ...` run by hand and
+`./pants package` agree without restating a value here.
+"""
 
 from __future__ import annotations
 
@@ -29,17 +34,24 @@ class MmepackSubsystem(Subsystem):
         advanced=True,
     )
     python_version = StrOption(
-        default="3.11",
-        help="Default Python version of the conda-packed environments (`python_version` field).",
+        default=None,
+        help=softwrap(
+            """
+            Python version of the conda-packed environments of models whose target sets no
+            `python_version`. Unset: mmepack's default (`mmepack build-env --help`).
+            """
+        ),
     )
     builder = EnumOption(
-        default=EnvBuilderKind.auto,
+        default=None,
+        enum_type=EnvBuilderKind,
         help=softwrap(
             """
             How Python backend environments are made. `auto`: with conda, mamba or micromamba
             when one is found (see `conda`), else the portable builder (a local shared-library
             CPython). `conda`: conda only; the build fails where none is found, for teams that
-            accept only conda-built environments. `portable`: never conda.
+            accept only conda-built environments. `portable`: never conda. Unset: mmepack's
+            default (`auto`).
             """
         ),
     )
@@ -112,18 +124,23 @@ class TritonServerSubsystem(Subsystem):
     )
 
     version = StrOption(
-        default="2.51.0",
+        default=None,
         help=softwrap(
             """
-            Triton server version (not the container tag): 2.51.0 is NGC/SageMaker release 24.10,
-            the release whose stubs nvidia-pytriton 0.7.0 carries and whose server the model
-            tests run.
+            Triton server version (not the container tag), e.g. 2.51.0 for NGC/SageMaker
+            release 24.10. Unset: mmepack's default, the release whose stubs nvidia-pytriton
+            carries and whose server the model tests run.
             """
         ),
     )
     stub_python = StrOption(
-        default="3.10",
-        help="Python version of that server's own stub (3.10 for releases 23.05 to 24.11).",
+        default=None,
+        help=softwrap(
+            """
+            Python version of that server's own stub (3.10 for releases 23.05 to 24.11).
+            Unset: mmepack's default, that of its default release.
+            """
+        ),
     )
     stub_dir = StrOption(
         default=None,

@@ -1,0 +1,163 @@
+"""The environment build as its own rule: `PythonEnvRequest` -> `PythonEnv`.
+
+The package rule awaits this the way Pants' docker and helm backends await their build rules,
+so the goal rule stays short. The process runs mmepack's narrow builder PEX on the model's
+requirements.txt alone, moved to the sandbox root and with no model-specific argument: models
+with identical requirements make identical processes, which Pants runs once and caches across
+runs. What the builder did comes back in its JSON report (`env_report.py`), not from its log.
+
+Engine calls (Get/MultiGet) are confined to `build_python_env`; everything else here is plain
+functions of option values, so a port to call-by-name touches one function.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.engine.addresses import Address
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import Digest, DigestContents, DigestSubset, PathGlobs, RemovePrefix
+from pants.engine.internals.session import RunId
+from pants.engine.process import FallibleProcessResult, ProcessResultMetadata
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.logging import LogLevel
+
+from mmepack_pants.cli import EnvBuilderRequest
+from mmepack_pants.env_report import REPORT_FILE, EnvReport, EnvReportError
+from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
+
+logger = logging.getLogger(__name__)
+
+# File names inside the builder's sandbox; the library's defaults are the same names, but the
+# plugin states them because it must list a process's output files before it runs.
+ENV_FILE = "python_env.tar.gz"
+STUB_FILE = "triton_python_backend_stub"
+REQUIREMENTS_FILE = "requirements.txt"
+_PIP_CACHE = ".cache/mmepack-pip"
+
+
+class MmepackBuildError(Exception):
+    """A build step failed; the message is mmepack's own explanation."""
+
+
+def failure(address: Address, step: str, result: FallibleProcessResult) -> MmepackBuildError:
+    stderr = result.stderr.decode(errors="replace").strip()
+    lines = [line for line in stderr.splitlines() if line.startswith("mmepack: error:")]
+    detail = stderr if not lines else stderr[stderr.index(lines[0]) :]
+    return MmepackBuildError(f"{address}: {step} failed:\n{detail}")
+
+
+def target_args(
+    python_version: Optional[str], target_server: TritonServerSubsystem, build_root: str
+) -> Tuple[str, ...]:
+    """The environment's Python and the target server, for the builder and the packager alike;
+    only what the user set, so every default is the library's."""
+    args = []
+    if python_version:
+        args.append(f"--python={python_version}")
+    if target_server.version:
+        args.append(f"--triton-version={target_server.version}")
+    if target_server.stub_python:
+        args.append(f"--stub-python={target_server.stub_python}")
+    if target_server.stub_dir:
+        args.append(f"--stub-dir={os.path.join(build_root, target_server.stub_dir)}")
+    return tuple(args)
+
+
+def builder_args(subsystem: MmepackSubsystem) -> Tuple[str, ...]:
+    args = []
+    if subsystem.builder is not None:
+        args.append(f"--builder={subsystem.builder.value}")
+    if subsystem.conda:
+        args.append(f"--conda={subsystem.conda}")
+    return tuple(args)
+
+
+@dataclass(frozen=True)
+class PythonEnvRequest:
+    """Build the environment of the model at `model_dir`, whose files are in `sources`."""
+
+    address: Address
+    model_dir: str
+    sources: Digest
+    # `--python` and the target-server options, from `target_args`.
+    target_args: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PythonEnv:
+    """`python_env.tar.gz` and, when the target server needs one, the stub, at the root."""
+
+    digest: Digest
+    stub: bool
+
+
+@rule(desc="Build a Python backend environment", level=LogLevel.DEBUG)
+async def build_python_env(
+    request: PythonEnvRequest, subsystem: MmepackSubsystem, run_id: RunId
+) -> PythonEnv:
+    requirements_only = await Get(
+        Digest,
+        DigestSubset(
+            request.sources, PathGlobs([os.path.join(request.model_dir, REQUIREMENTS_FILE)])
+        ),
+    )
+    requirements, builder, env_vars = await MultiGet(
+        Get(Digest, RemovePrefix(requirements_only, request.model_dir)),
+        Get(VenvPex, EnvBuilderRequest()),
+        Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
+    )
+    result = await Get(
+        FallibleProcessResult,
+        VenvPexProcess(
+            builder,
+            argv=[
+                f"--requirements={REQUIREMENTS_FILE}",
+                f"--output={ENV_FILE}",
+                f"--stub-output={STUB_FILE}",
+                f"--report={REPORT_FILE}",
+                *builder_args(subsystem),
+                *request.target_args,
+            ],
+            description=f"Build, prove and cache the Python environment for {request.address}",
+            input_digest=requirements,
+            output_files=[ENV_FILE, STUB_FILE, REPORT_FILE],
+            extra_env={
+                **env_vars,
+                "PIP_CACHE_DIR": _PIP_CACHE,
+                # Pants points pip at /dev/null for its own resolves; the environment is
+                # installed the way this machine's pip is configured (index, certificates).
+                "PIP_CONFIG_FILE": env_vars.get("PIP_CONFIG_FILE", ""),
+            },
+            append_only_caches={"mmepack_pip": _PIP_CACHE},
+            level=LogLevel.INFO,
+        ),
+    )
+    if result.exit_code != 0:
+        raise failure(request.address, "building the Python environment", result)
+    report_contents, env = await MultiGet(
+        Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([REPORT_FILE]))),
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([ENV_FILE, STUB_FILE]))),
+    )
+    report = _read_report(request.address, report_contents)
+    from_pants_cache = result.metadata.source(run_id) != ProcessResultMetadata.Source.RAN
+    for line in report.lines(from_pants_cache):
+        logger.info(f"{request.address}: {line}")
+    return PythonEnv(env, stub=report.stub is not None)
+
+
+def _read_report(address: Address, contents: DigestContents) -> EnvReport:
+    if len(contents) != 1:
+        raise MmepackBuildError(f"{address}: the environment builder wrote no {REPORT_FILE}")
+    try:
+        return EnvReport.from_json(contents[0].content.decode())
+    except EnvReportError as exc:
+        raise MmepackBuildError(f"{address}: {exc}") from None
+
+
+def rules():
+    return collect_rules()
