@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Publish every model's artifact: branch main to the production bucket, any other branch to
-# staging (see README "Publishing to S3"). Buckets come from the CI's variables.
+# staging (see README "Publishing to S3"). Buckets come from the CI's variables; the key prefix is
+# mmepack's own default, MMEPACK_S3_PREFIX (passed through to `mmepack publish`), else none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${MMEPACK_STAGING_BUCKET:?set MMEPACK_STAGING_BUCKET}"
@@ -8,6 +9,5 @@ cd "$(dirname "$0")/.."
 ./pants publish \
   --mmepack-publish-staging-bucket="${MMEPACK_STAGING_BUCKET}" \
   --mmepack-publish-production-bucket="${MMEPACK_PRODUCTION_BUCKET}" \
-  --mmepack-publish-prefix="${MMEPACK_S3_PREFIX:-models}" \
   ${MMEPACK_PUBLISH_DRY_RUN:+--mmepack-publish-dry-run} \
   ::
