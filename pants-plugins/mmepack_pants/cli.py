@@ -46,7 +46,7 @@ async def build_env_builder(_: EnvBuilderRequest, subsystem: MmepackSubsystem) -
     return await Get(
         VenvPex,
         _ProgramRequest(
-            subsystem.env_builder, "[mmepack].env_builder", "mmepack.environment.build", "main"
+            subsystem.env_builder, "[mmepack].env_builder", "mmepack.environment.command", "main"
         ),
     )
 
