@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest  # pants: no-infer-dep (the runner, from the `pytest` tool resolve)
+# pytest runs these tests from its own tool resolve; pants-plugins holds no pytest requirement.
+import pytest  # pants: no-infer-dep
 
 from mmepack_pants.env_report import REPORT_SCHEMA, EnvReport, EnvReportError
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import pytest  # pants: no-infer-dep (the runner, from the `pytest` tool resolve)
+# pytest runs these tests from its own tool resolve; pants-plugins holds no pytest requirement.
+import pytest  # pants: no-infer-dep
 from pants.core.goals.tailor import AllOwnedSources, PutativeTarget, PutativeTargets
 from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
