@@ -11,10 +11,10 @@ mmepack); tests/test_env_report.py holds the two to each other.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from mmepack.errors import MmepackError
+from mmepack.files import atomic_path
 
 # Bump on any change of fields or their meaning, and teach the plugin's reader the same.
 REPORT_SCHEMA = 1
@@ -78,13 +78,8 @@ class BuildReport:
 
     def write(self, path: Path) -> None:
         """Write the report whole or not at all (a reader never sees half a file)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.parent / f".{path.name}.partial-{os.getpid()}"
-        try:
+        with atomic_path(path) as partial:
             partial.write_text(self.to_json(), encoding="utf-8")
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
 
     @classmethod
     def read(cls, path: Path) -> BuildReport:
