@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mmepack.environment.build import build_environment
 from mmepack.environment.builders import PortableBuilder
 from mmepack.environment.cache import EnvCache
-from mmepack.environment.build import build_environment
 from mmepack.environment.pack import pack_prefix
 from mmepack.environment.request import EnvOptions, EnvRequest
 from mmepack.environment.requirements import mentions_numpy

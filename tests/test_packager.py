@@ -4,13 +4,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tests.demo_models import write_ensemble_model
 
+from mmepack.artifact.writer import read_members, write_artifact
 from mmepack.build import package_model
 from mmepack.errors import MmepackError
 from mmepack.model.repository import read_model_directory
-from mmepack.artifact.writer import read_members, write_artifact
 from mmepack.model.weights import tracked_files
+from tests.demo_models import write_ensemble_model
 
 
 def test_mme_layout_with_empty_ensemble_version_folder(model_dir: Path, tmp_path: Path) -> None:

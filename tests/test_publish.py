@@ -24,13 +24,7 @@ from mmepack.build import package_model
 from mmepack.cli import main
 from mmepack.errors import MmepackError
 from mmepack.publish.provenance import build_provenance, weights_md5s
-from mmepack.publish.s3 import (
-    choose_bucket,
-    current_branch,
-    make_client,
-    promote,
-    publish_artifact,
-)
+from mmepack.publish.s3 import choose_bucket, current_branch, make_client, promote, publish_artifact
 from tests.demo_models import write_ensemble_model
 
 ACCESS_KEY = "AKIAMMEPACKTESTKEY01"

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
-from tests.demo_models import write_ensemble_model
 
 from mmepack.build import package_model
-from mmepack.environment.cache import EnvCache
-from mmepack.errors import MmepackError
 from mmepack.environment.build import BuiltEnv, build_environment
+from mmepack.environment.cache import EnvCache
 from mmepack.environment.request import EnvOptions, EnvRequest
-from mmepack.triton.target import STUB_NAME, TargetServer
+from mmepack.errors import MmepackError
 from mmepack.testing import python_stub_files, serve_artifact
+from mmepack.triton.target import STUB_NAME, TargetServer
+from tests.demo_models import write_ensemble_model
 
 # The server's own stub in these tests runs the test interpreter's Python (3.11); the target
 # server of the artifacts runs 3.10 (the default). The model environment below uses 3.12.

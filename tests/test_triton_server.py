@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from tests.demo_models import write_ensemble_model
 
 from mmepack.build import package_model
 from mmepack.errors import MmepackError
 from mmepack.testing import find_artifact, serve_artifact
+from tests.demo_models import write_ensemble_model
 
 
 def _alive(pid: int) -> bool:

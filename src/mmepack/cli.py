@@ -26,6 +26,7 @@ from mmepack.environment.command import (
 )
 from mmepack.errors import MmepackError
 from mmepack.model.repository import read_model_directory
+from mmepack.model.weights import pull_weights, tracked_files, verify_weights
 from mmepack.names import CONFIG_FILE, REQUIREMENTS_FILE, STUB_NAME, VERSION_FILE
 from mmepack.validate import (
     Problem,
@@ -34,7 +35,6 @@ from mmepack.validate import (
     validate_model_directory,
     validate_tree,
 )
-from mmepack.model.weights import pull_weights, tracked_files, verify_weights
 
 
 def _cmd_package(args: argparse.Namespace) -> int:

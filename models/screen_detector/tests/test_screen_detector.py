@@ -18,8 +18,8 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from models.screen_detector.tests import reference
 from mmepack.testing import find_artifact, python_stub_files, serve_artifact
+from models.screen_detector.tests import reference
 
 MODEL = "screen_detector"
 STEPS = ("screen_detector_preprocess", "screen_detector_classifier", "screen_detector_postprocess")

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmepack.environment.requirements import normalised_requirements
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path, file_hexdigest
-from mmepack.environment.requirements import normalised_requirements
 
 CACHE_VARIABLE = "MMEPACK_ENV_CACHE"
 ARCHIVE = "python_env.tar.gz"

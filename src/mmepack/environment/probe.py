@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmepack.errors import MmepackError, model_prefix
 from mmepack.environment.requirements import canonical_name
+from mmepack.errors import MmepackError, model_prefix
 from mmepack.triton.target import STUB_NAME
 
 Log = Callable[[str], None]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path
 
@@ -84,4 +85,3 @@ class BuildReport:
     @classmethod
     def read(cls, path: Path) -> BuildReport:
         return cls.from_json(path.read_text(encoding="utf-8"), str(path))
-

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from mmepack import __version__
-from mmepack.publish.revision import from_ci_or_git
 from mmepack.errors import MmepackError
 from mmepack.files import file_hexdigest, stream_hexdigest
 from mmepack.model.version import parse_artifact_name
 from mmepack.model.weights import tracked_files
+from mmepack.publish.revision import from_ci_or_git
 
 # CI systems check out a detached HEAD and say which commit in these variables.
 _COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")

@@ -24,9 +24,9 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -43,11 +43,10 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from mmepack.publish.revision import from_ci_or_git
 from mmepack.errors import MmepackError
-from mmepack.model.version import VERSION_FILE, artifact_name
-from mmepack.model.version import parse_artifact_name
+from mmepack.model.version import VERSION_FILE, artifact_name, parse_artifact_name
 from mmepack.publish.provenance import file_sha256
+from mmepack.publish.revision import from_ci_or_git
 
 if TYPE_CHECKING:
     # From types-boto3[s3] (3rdparty/python), which Pants maps to boto3 for type checking.

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from numpy.typing import NDArray
 import onnxruntime as ort  # pants: no-infer-dep (mmepack.testing depends on it)
 import triton_python_backend_utils as pb_utils  # pants: no-infer-dep (Triton provides it)
+from numpy.typing import NDArray
 
 # Triton config data types -> (numpy dtype, ONNX Runtime type string). TYPE_BF16 has no numpy
 # dtype and is left out on purpose: a config using it fails with a clear message at load time.
