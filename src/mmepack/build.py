@@ -7,6 +7,7 @@ typo fails in a second rather than after pip.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from mmepack.environment.request import DEFAULT_PYTHON, EnvOptions, EnvRequest
 from mmepack.errors import MmepackError
 from mmepack.model.repository import read_model_directory
 from mmepack.model.version import read_model_version
-from mmepack.model.weights import pull_weights, tracked_files, verify_weights
+from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
 from mmepack.names import ENV_ARCHIVE, REQUIREMENTS_FILE, STUB_NAME
 
 
@@ -32,17 +33,28 @@ def package_model(
     python: str = DEFAULT_PYTHON,
     env_options: EnvOptions | None = None,
     env_cache: EnvCache | None = None,
+    dvc_cache: Path | None = None,
+    checkout: Path | None = None,
 ) -> PackageResult:
     """Check, optionally pull weights, build the environment if none is given, write the tar.
 
     What the environment holds comes from the model (its requirements.txt, `python`); how it is
-    built and for which server comes from `env_options`.
+    built and for which server comes from `env_options`. `dvc_cache` and `checkout` are passed
+    to `pull_weights`.
     """
     version = read_model_version(model_dir)
     directory = read_model_directory(model_dir)
     weights = tracked_files(model_dir)
     if pull:
-        pull_weights(directory.name, repo_root or Path.cwd(), weights)
+        pulled = pull_weights(
+            directory.name,
+            repo_root or Path.cwd(),
+            weights,
+            cache_dir=dvc_cache,
+            checkout=checkout,
+        )
+        if pulled is not None:
+            print(f"mmepack: {describe_pull(directory.name, pulled)}", file=sys.stderr)
     verify_weights(directory.name, weights)
     if not directory.python_env_models():
         return write_artifact(directory, version, output_dir, None, weights)

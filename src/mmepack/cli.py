@@ -26,7 +26,7 @@ from mmepack.environment.command import (
 )
 from mmepack.errors import MmepackError
 from mmepack.model.repository import read_model_directory
-from mmepack.model.weights import pull_weights, tracked_files, verify_weights
+from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
 from mmepack.names import CONFIG_FILE, REQUIREMENTS_FILE, STUB_NAME, VERSION_FILE
 from mmepack.validate import (
     Problem,
@@ -48,6 +48,8 @@ def _cmd_package(args: argparse.Namespace) -> int:
         python=args.python,
         env_options=options_from_args(args),
         env_cache=cache_from_args(args),
+        dvc_cache=args.dvc_cache,
+        checkout=args.checkout,
     )
     size = result.path.stat().st_size
     print(f"mmepack: wrote {result.path} ({size / 1e6:.1f} MB, {len(result.members)} entries)")
@@ -57,8 +59,12 @@ def _cmd_package(args: argparse.Namespace) -> int:
 def _cmd_pull_weights(args: argparse.Namespace) -> int:
     directory = read_model_directory(args.model_dir)
     files = tracked_files(args.model_dir)
-    pull_weights(directory.name, args.repo_root, files)
+    pulled = pull_weights(
+        directory.name, args.repo_root, files, cache_dir=args.dvc_cache, checkout=args.checkout
+    )
     verify_weights(directory.name, files)
+    if pulled is not None:
+        print(f"mmepack: {describe_pull(directory.name, pulled)}")
     for tracked in files:
         print(f"mmepack: {tracked.path} ok (md5 {tracked.md5})")
     return 0
@@ -205,6 +211,21 @@ def _add_s3_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
 
 
+def _add_pull_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dvc-cache",
+        type=Path,
+        help="DVC cache shared by every model and run (default: $MMEPACK_DVC_CACHE or "
+        "~/.cache/mmepack/dvc)",
+    )
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        help="the checkout that --repo-root was copied from (a Pants sandbox): local-folder DVC "
+        "remotes are read there",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmepack",
@@ -226,12 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     package.add_argument("--pull", action="store_true", help="`dvc pull` the model's weights first")
     package.add_argument("--repo-root", type=Path, default=Path("."))
+    _add_pull_options(package)
     add_env_options(package)
     package.set_defaults(run=_cmd_package)
 
     pull = commands.add_parser("pull-weights", help="dvc pull and verify a model's weights")
     pull.add_argument("model_dir", type=Path)
     pull.add_argument("--repo-root", type=Path, default=Path("."))
+    _add_pull_options(pull)
     pull.set_defaults(run=_cmd_pull_weights)
 
     env = commands.add_parser(

@@ -1,12 +1,20 @@
 """DVC-tracked weights: find what a model tracks, pull it, and prove the bytes are the tracked ones.
 
 Weights never live in git, so an artifact is only as trustworthy as this check: every file a
-`.dvc` file describes must be present with the recorded md5 before it is packed.
+`.dvc` file describes must be present with the recorded md5 before it is packed, and it must
+come from the team's DVC remote, never from whatever copy happens to sit in a working tree.
+Weights are the large part of a model, so they pass through one DVC cache per machine that
+outlives sandboxes and runs.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +24,10 @@ from ruamel.yaml.error import YAMLError
 
 from mmepack.errors import MmepackError
 from mmepack.files import file_hexdigest
+from mmepack.model.dvc_remote import bucket_missing, default_remote, explain, require_plugin
+
+# Where the shared DVC cache lives when --dvc-cache is not given.
+DVC_CACHE_VARIABLE = "MMEPACK_DVC_CACHE"
 
 
 @dataclass(frozen=True)
@@ -93,37 +105,189 @@ def verify_weights(model: str, files: list[TrackedFile]) -> None:
         )
 
 
-def pull_weights(model: str, repo_root: Path, files: list[TrackedFile]) -> None:
-    """Fetch tracked files from the repository's default DVC remote into the working tree.
+def default_dvc_cache() -> Path:
+    """$MMEPACK_DVC_CACHE, else the XDG cache folder, else ~/.cache/mmepack/dvc."""
+    if os.environ.get(DVC_CACHE_VARIABLE):
+        return Path(os.environ[DVC_CACHE_VARIABLE])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mmepack" / "dvc"
 
-    Works without git (as in a Pants sandbox) by telling DVC there is no SCM; DVC's own error
-    is kept in the message because it names the remote and the missing object.
+
+def _cache_object(cache_dir: Path, md5: str) -> Path:
+    """Where DVC 3 keeps the object of an md5 in a cache folder."""
+    return cache_dir / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def _missing_objects(cache_dir: Path, files: list[TrackedFile]) -> dict[str, int]:
+    """md5 -> size of every object the tracked files need that the cache lacks (a directory
+    needs its listing and each file it lists)."""
+    missing: dict[str, int] = {}
+    for tracked in files:
+        listing = _cache_object(cache_dir, tracked.md5)
+        if not listing.is_file():
+            missing[tracked.md5] = tracked.size or 0
+            continue
+        if not tracked.is_directory:
+            continue
+        try:
+            entries = json.loads(listing.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            missing[tracked.md5] = tracked.size or 0
+            continue
+        for entry in entries:
+            md5 = str(entry.get("md5", ""))
+            if md5 and not _cache_object(cache_dir, md5).is_file():
+                missing[md5] = int(entry.get("size") or 0)
+    return missing
+
+
+def modified_local_copies(files: list[TrackedFile]) -> list[str]:
+    """Tracked files present on disk with other bytes than their `.dvc` record."""
+    found: list[str] = []
+    for tracked in files:
+        if tracked.is_directory or not tracked.path.is_file():
+            continue
+        actual = file_md5(tracked.path)
+        if actual != tracked.md5:
+            found.append(
+                f"{tracked.path} differs from its DVC record {tracked.dvc_file} "
+                f"(md5 {actual}, recorded {tracked.md5})"
+            )
+    return found
+
+
+class _Collector(logging.Handler):
+    """Keeps the exceptions DVC logs (it raises only a count) and silences DVC's own console
+    output, so a failure is reported once, by mmepack."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.failures: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.failures.append(record.exc_info[1])
+
+
+@contextmanager
+def _dvc_logs() -> Iterator[_Collector]:
+    collector = _Collector()
+    loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data", "dvc_objects")]
+    saved = [(logger.handlers[:], logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers = [collector]
+        logger.propagate = False
+    try:
+        yield collector
+    finally:
+        for logger, (handlers, propagate) in zip(loggers, saved):
+            logger.handlers = handlers
+            logger.propagate = propagate
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What a pull cost: objects and bytes fetched from the remote, and from where."""
+
+    remote: str
+    downloaded_objects: int
+    downloaded_bytes: int
+    cache_dir: Path
+
+
+def pull_weights(
+    model: str,
+    repo_root: Path,
+    files: list[TrackedFile],
+    *,
+    cache_dir: Path | None = None,
+    checkout: Path | None = None,
+) -> PullResult | None:
+    """Put a model's DVC-tracked files in place from the repository's default remote.
+
+    Objects go through one DVC cache outside the repository (`cache_dir`, default
+    `default_dvc_cache()`), so each content is downloaded once per machine and shared by every
+    model and checkout that tracks it; only this model's `.dvc` files are fetched. The remote is
+    always asked for objects the cache lacks, even when a working-tree copy exists, so a missing
+    `dvc push` fails here rather than for the next person. A working-tree copy that differs from
+    its record is refused, never overwritten. `checkout` is the real checkout when `repo_root`
+    is a copy of it (a Pants sandbox), for remotes that are local folders.
     """
     if not files:
-        return
+        return None
+    dvc_files = ", ".join(sorted({str(f.dvc_file) for f in files}))
     if not (repo_root / ".dvc").is_dir():
         raise MmepackError(
-            f"model '{model}': {repo_root} has no .dvc/ folder but "
-            f"{files[0].dvc_file} tracks weights; run from the repository root"
+            f"model '{model}': {repo_root} has no .dvc/ folder but {dvc_files} tracks weights; "
+            "run from the repository root (or give --repo-root)"
         )
+    modified = modified_local_copies(files)
+    if modified:
+        raise MmepackError(
+            f"model '{model}': " + "; ".join(modified) + ". The build uses only what the DVC "
+            "remote holds: if the change is intended, `dvc add` the file, `dvc push`, and commit "
+            "the updated .dvc file; otherwise delete the file (or `dvc checkout --force` it)."
+        )
+    cache = (cache_dir or default_dvc_cache()).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    no_scm = not (repo_root / ".git").exists()
     targets = sorted({str(f.dvc_file.resolve()) for f in files})
-    try:
-        with Repo(str(repo_root), config={"core": {"no_scm": no_scm}}) as repo:
-            repo.pull(targets=targets)
-    except DvcException as exc:
-        detail = str(exc)
-        cause = exc.__cause__
-        if cause is not None:
-            detail += f" ({cause})"
-        missing = [str(f.path) for f in files if not f.path.exists()]
-        raise MmepackError(
-            f"model '{model}': `dvc pull` failed for {', '.join(missing) or 'its weights'} "
-            f"(tracked by {', '.join(sorted({str(f.dvc_file) for f in files}))}): {detail}\n"
-            "Check that the DVC remote is reachable and holds these objects (`dvc push` them "
-            "from the machine that added them)."
-        ) from None
+    core = {"no_scm": not (repo_root / ".git").exists()}
+    with tempfile.TemporaryDirectory(prefix="mmepack-dvc-") as scratch, _dvc_logs() as logs:
+        # DVC's per-repository index goes to a scratch folder: a sandbox path is never reused.
+        base = {"core": {**core, "site_cache_dir": scratch}, "cache": {"dir": str(cache)}}
+        try:
+            with Repo(str(repo_root), config=base) as probe:
+                remote = default_remote(probe.config, model, dvc_files)
+            require_plugin(remote, model, dvc_files)
+            settings = remote.overrides(repo_root, checkout)
+            if remote.scheme in ("s3", ""):
+                settings["verify"] = True  # hash each download before it enters the cache
+            config = {**base, "remote": {remote.name: settings}}
+            needed = _missing_objects(cache, files)
+            with Repo(str(repo_root), config=config) as repo:
+                if needed:
+                    try:
+                        repo.fetch(targets=targets)
+                    except DvcException:
+                        pass  # the cause is in the log; judged by what reached the cache below
+                still_missing = _missing_objects(cache, files)
+                if still_missing:
+                    where = ", ".join(
+                        str(f.path) for f in files if f.md5 in still_missing or f.is_directory
+                    )
+                    raise MmepackError(
+                        f"model '{model}': cannot pull {where} (tracked by {dvc_files}) from "
+                        f"{remote.describe()}: "
+                        + explain(
+                            remote,
+                            logs.failures,
+                            no_bucket=not logs.failures and bucket_missing(repo, remote),
+                        )
+                    )
+                repo.checkout(targets=targets, force=True)
+        except DvcException as exc:
+            raise MmepackError(
+                f"model '{model}': DVC failed for {dvc_files}: {exc}"
+                + (f" ({exc.__cause__})" if exc.__cause__ else "")
+            ) from None
+    fetched = {md5: size for md5, size in needed.items() if md5 not in still_missing}
+    return PullResult(
+        remote=remote.describe(),
+        downloaded_objects=len(fetched),
+        downloaded_bytes=sum(fetched.values()),
+        cache_dir=cache,
+    )
+
+
+def describe_pull(model: str, result: PullResult) -> str:
+    """One line for the build log: whether the remote was needed at all."""
+    if not result.downloaded_objects:
+        return f"model '{model}': weights from the DVC cache {result.cache_dir}, nothing downloaded"
+    return (
+        f"model '{model}': downloaded {result.downloaded_objects} object(s), "
+        f"{result.downloaded_bytes} bytes, from {result.remote} into {result.cache_dir}"
+    )
