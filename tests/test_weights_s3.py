@@ -8,14 +8,12 @@ its own copy and its own DVC cache, so no test sees another's downloads.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,81 +22,19 @@ import pytest
 
 from mmepack.cli import main
 from mmepack.model.weights import file_md5
+from tests.moto_s3 import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Moto,
+    aws_env,
+    create_bucket,
+    free_port,
+    start_moto,
+    stop,
+)
 
-ACCESS_KEY = "AKIAMMEPACKDVCTEST01"
-SECRET_KEY = "mmepack-dvc-secret-0123456789abcdefSECRET"
 BUCKET = "mmepack-weights"
 WEIGHT = "models/alpha/alpha_onnx/1/model.onnx"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Moto:
-    url: str
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    def object_gets(self) -> int:
-        """GET requests for DVC objects that the server answered, from its request log."""
-        text = self.log.read_text(errors="replace")
-        return len(re.findall(rf'"GET /{BUCKET}/dvc/files/md5/\S+ HTTP/1.1" 200', text))
-
-
-def _start_moto(log: Path, extra_env: dict[str, str] | None = None) -> Moto:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-        **(extra_env or {}),
-    }
-    handle = log.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
-    handle.close()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/moto-api/", timeout=2):
-                return Moto(url, log, process)
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"moto server on {url} did not start")
-            time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _aws_env(base: Path, endpoint: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_CONFIG_FILE=str(base / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(base / "no-aws-credentials"),
-        AWS_ENDPOINT_URL_S3=endpoint,
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-        DVC_NO_ANALYTICS="1",
-    )
-    return env
 
 
 def _dvc(cwd: Path, env: dict[str, str], *args: str) -> None:
@@ -131,18 +67,10 @@ class Remote:
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     base = tmp_path_factory.mktemp("s3remote")
-    moto = _start_moto(base / "moto.log")
+    moto = start_moto(base / "moto.log")
     try:
-        env = _aws_env(base, moto.url)
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=moto.url,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            region_name="us-east-1",
-        ).create_bucket(Bucket=BUCKET)
+        env = aws_env(base, moto.url)
+        create_bucket(moto.url, BUCKET)
         repo = base / "repo"
         _onnx_model(repo, "alpha")
         (repo / WEIGHT).write_bytes(os.urandom(300_000))
@@ -155,7 +83,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
         (repo / WEIGHT).unlink()
         yield Remote(moto, repo, env, md5)
     finally:
-        _stop(moto.process)
+        stop(moto.process)
 
 
 @pytest.fixture
@@ -201,12 +129,12 @@ def test_pull_downloads_once_and_a_second_model_shares_the_object(
     remote: Remote, clone: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cache = tmp_path / "dvc-cache"
-    before = remote.moto.object_gets()
+    before = remote.moto.object_gets(BUCKET)
     code, out, err = _pull(clone, "alpha", cache, capsys)
     assert code == 0, err
     assert file_md5(clone / WEIGHT) == remote.md5
     assert "downloaded 1 object(s), 300000 bytes, from DVC remote 'storage'" in out
-    assert remote.moto.object_gets() == before + 1
+    assert remote.moto.object_gets(BUCKET) == before + 1
 
     # A second model tracking the same object, pulled after: served by the shared cache.
     _onnx_model(clone, "beta")
@@ -216,7 +144,7 @@ def test_pull_downloads_once_and_a_second_model_shares_the_object(
     assert code == 0, err
     assert file_md5(beta_weight / "model.onnx") == remote.md5
     assert "nothing downloaded" in out
-    assert remote.moto.object_gets() == before + 1
+    assert remote.moto.object_gets(BUCKET) == before + 1
 
 
 def test_only_the_models_own_files_are_pulled(
@@ -254,14 +182,14 @@ def test_local_copy_that_differs_from_its_record_is_reported_as_such(
     remote: Remote, clone: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (clone / WEIGHT).write_bytes(b"edited by hand")
-    gets = remote.moto.object_gets()
+    gets = remote.moto.object_gets(BUCKET)
     code, _, err = _pull(clone, "alpha", tmp_path / "cache", capsys)
     assert code == 1
     message = _only_error(err)
     assert f"{clone / WEIGHT} differs from its DVC record" in message
     assert "`dvc add` the file, `dvc push`" in message
     assert (clone / WEIGHT).read_bytes() == b"edited by hand"  # never overwritten
-    assert remote.moto.object_gets() == gets
+    assert remote.moto.object_gets(BUCKET) == gets
 
 
 def test_missing_bucket_names_the_remote(
@@ -287,13 +215,13 @@ def test_wrong_credentials_are_one_clear_error(
     wrong_secret = "WrongSecretForMmepackTests0123456789abcd"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong_secret)
     # A server that checks every request's keys (moto's IAM knows none of them).
-    strict = _start_moto(tmp_path / "strict.log", {"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    strict = start_moto(tmp_path / "strict.log", {"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", strict.url)
         cache = tmp_path / "cache"
         code, _, err = _pull(clone, "alpha", cache, capsys)
     finally:
-        _stop(strict.process)
+        stop(strict.process)
     assert code == 1
     message = _only_error(err)
     assert "model 'alpha_onnx': cannot pull " in message and "model.onnx.dvc" in message
@@ -309,7 +237,7 @@ def test_endpoint_down_is_one_clear_error(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    down = f"http://127.0.0.1:{_free_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", down)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     cache = tmp_path / "cache"

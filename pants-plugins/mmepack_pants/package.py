@@ -4,6 +4,9 @@
    environment and pick the stub the `[triton-server]` target needs; keyed only on
    requirements.txt and the build options, so editing a config or model.py never rebuilds it.
 2. `mmepack package --pull`: pull the DVC weights, verify their md5s, and write the MME tar.
+   Working-tree copies of DVC-tracked files are kept out of its sandbox, so only what the
+   remote holds is packed; the weights pass through mmepack's DVC cache outside the sandbox,
+   downloaded once per content.
 Each step is a Pants process, so unchanged inputs are answered from Pants' cache; behind it,
 mmepack's own content-addressed environment cache serves other runs and other checkouts.
 """
@@ -18,7 +21,15 @@ from pants.base.build_root import BuildRoot
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import AddPrefix, Digest, MergeDigests, RemovePrefix, Snapshot
+from pants.engine.fs import (
+    AddPrefix,
+    Digest,
+    DigestSubset,
+    MergeDigests,
+    PathGlobs,
+    RemovePrefix,
+    Snapshot,
+)
 from pants.engine.process import FallibleProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import SourcesField, TransitiveTargets, TransitiveTargetsRequest
@@ -74,7 +85,19 @@ async def package_triton_model(
     target = target_args(
         field_set.python_version.value or subsystem.python_version, target_server, build_root.path
     )
-    inputs = [sources.snapshot.digest]
+    # DVC writes a .gitignore beside each tracked output, which Pants does not read: leave the
+    # working-tree copy of `x` (tracked by `x.dvc`) out, so the build packs the remote's bytes.
+    tracked = [path[: -len(".dvc")] for path in sources.snapshot.files if path.endswith(".dvc")]
+    model_files = sources.snapshot.digest
+    if tracked:
+        model_files = await Get(
+            Digest,
+            DigestSubset(
+                model_files,
+                PathGlobs(["**", *(f"!{p}" for p in tracked), *(f"!{p}/**" for p in tracked)]),
+            ),
+        )
+    inputs = [model_files]
     env_args: list[str] = []
     if os.path.join(model_dir, REQUIREMENTS_FILE) in sources.snapshot.files:
         env = await Get(
@@ -93,6 +116,8 @@ async def package_triton_model(
                 model_dir,
                 "--pull",
                 "--repo-root=.",
+                # A local-folder DVC remote is read in the checkout, not copied into sandboxes.
+                f"--checkout={build_root.path}",
                 f"--output-dir={_OUT_DIR}",
                 *target,
                 *env_args,

@@ -67,7 +67,7 @@ class MmepackSubsystem(Subsystem):
     dvc_target = StrOption(
         default="//:dvc",
         help=(
-            "Target holding the repository's DVC configuration (and a local remote, if any); "
+            "Target holding the repository's DVC configuration (.dvc/config); "
             "`tailor` adds it to the dependencies of models that track weights with DVC."
         ),
     )
@@ -83,6 +83,7 @@ class MmepackSubsystem(Subsystem):
             "MMEPACK_PYTHON_3_12",
             "MMEPACK_PYTHON_3_13",
             "MMEPACK_ENV_CACHE",
+            "MMEPACK_DVC_CACHE",
             "XDG_CACHE_HOME",
             "MMEPACK_CONDA_EXE",
             "MAMBA_EXE",
@@ -96,13 +97,28 @@ class MmepackSubsystem(Subsystem):
             "PIP_CERT",
             "SSL_CERT_FILE",
             "REQUESTS_CA_BUNDLE",
+            # An S3 DVC remote: credentials, profiles and endpoint as every AWS tool reads them,
+            # including CI's web-identity and container credentials.
             "AWS_PROFILE",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
             "AWS_SESSION_TOKEN",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+            "AWS_REGION",
             "AWS_DEFAULT_REGION",
             "AWS_ENDPOINT_URL",
             "AWS_ENDPOINT_URL_S3",
+            "AWS_CA_BUNDLE",
+            "AWS_MAX_ATTEMPTS",
+            "AWS_RETRY_MODE",
+            "AWS_ROLE_ARN",
+            "AWS_ROLE_SESSION_NAME",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "AWS_EC2_METADATA_DISABLED",
         ],
         help=(
             "Environment variables handed to the build processes: where to find a base Python, "

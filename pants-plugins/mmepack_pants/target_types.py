@@ -16,8 +16,9 @@ from pants.engine.target import (
 
 
 class TritonModelSourcesField(MultipleSourcesField):
-    # Everything in the model directory except its tests and BUILD file; DVC-tracked weights are
-    # git-ignored, so Pants never sees them and they are pulled from the DVC remote instead.
+    # Everything in the model directory except its tests and BUILD file. A DVC-tracked file's
+    # working-tree copy matches too (Pants ignores DVC's nested .gitignore files); the package
+    # rule drops it, so the weights always come from the DVC remote.
     default = ("**/*", "!BUILD", "!tests/**", "!**/__pycache__/**")
     help = (
         "The model directory's files: one folder per Triton model (with config.pbtxt), "
