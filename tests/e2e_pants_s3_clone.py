@@ -114,11 +114,13 @@ def test_clean_clone_packages_from_s3_once_and_refuses_wrong_credentials(
         artifact = clone / "dist/mme/screen_detector_1.tar.gz"
         assert _member_md5(artifact, "screen_detector_classifier/1/model.onnx") == expected
         assert moto.object_gets(BUCKET) == 1
+        assert "downloaded 1 object(s), 4087 bytes, from DVC remote 'storage'" in first.stderr
 
         second = _pants(clone, env, "package", "models/twin:twin")
         assert second.returncode == 0, second.stderr[-6000:]
         assert _member_md5(clone / "dist/mme/twin_1.tar.gz", "twin/1/model.onnx") == expected
         assert moto.object_gets(BUCKET) == 1  # the second model downloaded nothing
+        assert "model 'twin': weights from the DVC cache" in second.stderr
 
         # Wrong credentials, with an empty DVC cache so the remote must be asked.
         (clone / "dist/mme/twin_1.tar.gz").unlink()

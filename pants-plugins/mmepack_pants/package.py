@@ -13,6 +13,7 @@ mmepack's own content-addressed environment cache serves other runs and other ch
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.base.build_root import BuildRoot
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.engine.addresses import Address
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     AddPrefix,
@@ -30,7 +32,8 @@ from pants.engine.fs import (
     RemovePrefix,
     Snapshot,
 )
-from pants.engine.process import FallibleProcessResult
+from pants.engine.internals.session import RunId
+from pants.engine.process import FallibleProcessResult, ProcessResultMetadata
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import SourcesField, TransitiveTargets, TransitiveTargetsRequest
 from pants.engine.unions import UnionRule
@@ -53,7 +56,10 @@ from mmepack_pants.target_types import (
     TritonModelSourcesField,
 )
 
+logger = logging.getLogger(__name__)
+
 _OUT_DIR = "__mmepack_out"
+_WEIGHTS_LINE = "mmepack: model "
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ async def package_triton_model(
     subsystem: MmepackSubsystem,
     target_server: TritonServerSubsystem,
     build_root: BuildRoot,
+    run_id: RunId,
 ) -> BuiltPackage:
     address = field_set.address
     model_dir = address.spec_path
@@ -131,12 +138,23 @@ async def package_triton_model(
     )
     if result.exit_code != 0:
         raise failure(address, "packaging", result)
+    _relay_weights_line(address, result, run_id)
     output = await Get(Digest, RemovePrefix(result.output_digest, _OUT_DIR))
     snapshot = await Get(Snapshot, AddPrefix(output, field_set.output_dir.value or "mme"))
     return BuiltPackage(
         snapshot.digest,
         tuple(BuiltPackageArtifact(path) for path in snapshot.files),
     )
+
+
+def _relay_weights_line(address: Address, result: FallibleProcessResult, run_id: RunId) -> None:
+    """Log whether the weights were downloaded or came from the DVC cache, which Pants would
+    otherwise swallow for a process that succeeded."""
+    reused = result.metadata.source(run_id) != ProcessResultMetadata.Source.RAN
+    for line in result.stderr.decode(errors="replace").splitlines():
+        if line.startswith(_WEIGHTS_LINE):
+            prefix = "reused from Pants' cache, as first reported: " if reused else ""
+            logger.info(f"{address}: {prefix}{line[len('mmepack: '):]}")
 
 
 def rules():
