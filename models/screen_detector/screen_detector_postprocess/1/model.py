@@ -1,7 +1,10 @@
-"""screen_detector_postprocess: classifier LOGITS -> SCREEN_PROBABILITY and LABEL.
+"""screen_detector_postprocess: classifier LOGITS -> SCREEN_PROBABILITY, LABEL and RAW_LOGITS.
 
 Input ``LOGITS`` [N, 2] FP32 ([document, screen] scores); outputs ``SCREEN_PROBABILITY`` [N, 1]
-FP32 and ``LABEL`` [N, 1] bytes ("screen" or "document").
+FP32, ``LABEL`` [N, 1] bytes ("screen" or "document") and ``RAW_LOGITS``, the input unchanged.
+Passing the scores on here makes every ensemble output come from this last step, so a caller
+may ask for any subset of them (an ensemble output that a later step also reads deadlocks a
+subset request on Triton 2.51).
 
 Done on the server so that every caller applies the same threshold; it is a config parameter
 (``SCREEN_THRESHOLD``) so that it can be tuned per release without touching code.
@@ -59,6 +62,7 @@ class TritonPythonModel:
                         output_tensors=[
                             pb_utils.Tensor("SCREEN_PROBABILITY", probability),
                             pb_utils.Tensor("LABEL", labels),
+                            pb_utils.Tensor("RAW_LOGITS", logits.astype(np.float32)),
                         ]
                     )
                 )
