@@ -74,7 +74,35 @@ def make_backend_dir(install: TritonInstall, target: Path, python_minor: str) ->
     return target
 
 
-def _die_with_parent() -> None:
+def server_environment(install: TritonInstall, workdir: Path) -> dict[str, str]:
+    """The environment a local tritonserver runs with (shared with the endpoint's server).
+
+    The stub's embedded Python takes its prefix from the first `python3` on PATH; point it at
+    this process's interpreter so steps without EXECUTION_ENV_PATH see this process's packages.
+    A venv must be entered through its own bin/ (its pyvenv.cfg sits beside it), so a symlink
+    shim is only made when that folder has no `python3`.
+    """
+    env = dict(os.environ)
+    exe_dir = Path(sys.executable).parent
+    first = [str(exe_dir)]
+    if not (exe_dir / "python3").exists():
+        shim = workdir / "python-shim"
+        shim.mkdir(exist_ok=True)
+        if not (shim / "python3").exists():
+            (shim / "python3").symlink_to(sys.executable)
+        first.insert(0, str(shim))
+    path = env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
+    env["PATH"] = os.pathsep.join([*first, path])
+    libdirs = [str(install.libs), str(sysconfig.get_config_var("LIBDIR") or "")]
+    if env.get("LD_LIBRARY_PATH"):
+        libdirs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(d for d in libdirs if d)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the kernel SIGKILLs this child when the process that started it dies."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -106,26 +134,7 @@ class TritonServer:
         return f"127.0.0.1:{self.http_port}"
 
     def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        # The stub's embedded Python takes its prefix from the first `python3` on PATH; point it
-        # at this test's interpreter so steps without EXECUTION_ENV_PATH see the test's packages.
-        # A venv must be entered through its own bin/ (its pyvenv.cfg sits beside it), so a
-        # symlink shim is only made when that folder has no `python3`.
-        exe_dir = Path(sys.executable).parent
-        first = [str(exe_dir)]
-        if not (exe_dir / "python3").exists():
-            shim = self.workdir / "python-shim"
-            shim.mkdir(exist_ok=True)
-            (shim / "python3").symlink_to(sys.executable)
-            first.insert(0, str(shim))
-        path = env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
-        env["PATH"] = os.pathsep.join([*first, path])
-        libdirs = [str(self.install.libs), str(sysconfig.get_config_var("LIBDIR") or "")]
-        if env.get("LD_LIBRARY_PATH"):
-            libdirs.append(env["LD_LIBRARY_PATH"])
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(d for d in libdirs if d)
-        env.pop("PYTHONPATH", None)
-        return env
+        return server_environment(self.install, self.workdir)
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
@@ -172,7 +181,7 @@ class TritonServer:
                     env=self._environment(),
                     cwd=self.workdir,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             atexit.register(self.stop)
             if self._wait_ready(timeout):
