@@ -10,8 +10,13 @@ Typical model test (see README):
     def test_label(server):
         result = server.client.infer(server.model_name, inputs=[...])
 
-The artifact is unpacked into its own folder as an MME host would, and the ensemble is found with
-SageMaker's own rule, so a test passes only if the shipped tar works, not the source tree.
+By default the artifact is loaded by its TargetModel into a local SageMaker-style multi-model
+endpoint (`mmepack.endpoint`), and `client.infer` travels the production route: boto3's
+`invoke_endpoint` into the runtime API, then Triton's SageMaker front end. So a test passes
+only if the shipped tar loads and answers as it will on SageMaker. `route="repository"` runs
+the older harness instead (the unpacked tar as a plain model repository, every model loaded at
+start-up under its folder name, a `tritonclient.http` client), for tests that need Triton's
+full HTTP API.
 """
 
 from __future__ import annotations
@@ -25,16 +30,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from mmepack.endpoint import LoadFailed, LocalEndpoint
 from mmepack.errors import MmepackError
 from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
 from mmepack.model.version import parse_artifact_name
 from mmepack.names import CONFIG_FILE
 from mmepack.triton.server import TritonServer
-
-if TYPE_CHECKING:
-    import tritonclient.http
 
 ARTIFACT_DIR_VARIABLE = "MMEPACK_ARTIFACT_DIR"
 
@@ -108,17 +111,29 @@ def unpack_like_mme(artifact: Path, destination: Path) -> tuple[Path, str]:
     return folder, ensembles[0]
 
 
+ENDPOINT = "endpoint"
+REPOSITORY = "repository"
+
+
 @dataclass
 class ServedArtifact:
-    """A running server with the artifact loaded; `client` talks to it over HTTP."""
+    """A running server with the artifact loaded; `client` talks to it.
 
-    client: "tritonclient.http.InferenceServerClient"
+    On the endpoint route `client` is an `EndpointClient` (its `infer` goes through boto3's
+    `invoke_endpoint`), `url` is the runtime API's and `endpoint` the `LocalEndpoint`; on the
+    repository route `client` is a `tritonclient.http.InferenceServerClient`.
+    """
+
+    client: Any
     model_name: str
     model_dir: Path
     device: str
     url: str
     log_path: Path
     server_pid: int
+    target_model: str = ""
+    route: str = REPOSITORY
+    endpoint: LocalEndpoint | None = None
 
 
 def python_stub_files(server_pid: int) -> dict[str, set[str]]:
@@ -150,9 +165,87 @@ def python_stub_files(server_pid: int) -> dict[str, set[str]]:
     return found
 
 
+def ensemble_of(model_dir: Path, artifact: Path) -> str:
+    """The model SageMaker loads from an unpacked multi-model tar (its one ensemble)."""
+    ensembles = [
+        p.parent.name
+        for p in sorted(model_dir.glob(f"*/{CONFIG_FILE}"))
+        if SAGEMAKER_ENSEMBLE_RE.search(p.read_text(encoding="utf-8"))
+    ]
+    if len(ensembles) != 1:
+        raise MmepackError(
+            f"{artifact}: SageMaker needs exactly one ensemble config at the tar's top level, "
+            f"found {len(ensembles)} ({', '.join(ensembles) or 'none'})"
+        )
+    return ensembles[0]
+
+
 @contextmanager
-def serve_artifact(artifact: Path, *, startup_timeout: float = 300.0) -> Iterator[ServedArtifact]:
-    """Start Triton on an unpacked copy of `artifact`; stop it (and its stubs) on exit."""
+def serve_artifact(
+    artifact: Path, *, startup_timeout: float = 300.0, route: str = ENDPOINT
+) -> Iterator[ServedArtifact]:
+    """Serve `artifact` for a test; stop the server (and its stubs) on exit, even on failure.
+
+    `route` "endpoint" (default): loaded by TargetModel on a local SageMaker-style multi-model
+    endpoint. "repository": the unpacked tar as a plain model repository.
+    """
+    if route == ENDPOINT:
+        with _serve_on_endpoint(artifact, startup_timeout) as served:
+            yield served
+    elif route == REPOSITORY:
+        with _serve_repository(artifact, startup_timeout) as served:
+            yield served
+    else:
+        raise ValueError(f"route must be {ENDPOINT!r} or {REPOSITORY!r}, got {route!r}")
+
+
+@contextmanager
+def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[ServedArtifact]:
+    from mmepack.testing.endpoint_client import EndpointClient
+
+    if not artifact.is_file():
+        raise MmepackError(f"{artifact}: artifact not found")
+    target_model = artifact.name
+    with LocalEndpoint([artifact], log=None) as endpoint:
+        print(
+            f"mmepack: loading {target_model} on a {endpoint.describe()}",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            endpoint.load(target_model, wait=startup_timeout)
+        except LoadFailed as failure:
+            raise MmepackError(
+                f"Triton failed to load the models in {artifact} (TargetModel {target_model}, "
+                f"HTTP {failure.status}); the server said:\n{failure.message}"
+            ) from None
+        model_dir = endpoint.cache.folder_of(target_model)
+        ensemble = ensemble_of(model_dir, artifact)
+        SERVED_REPORTS.append(
+            f"{artifact.name}: model '{ensemble}' served by a {endpoint.describe()}"
+            + (" (no GPU found)" if endpoint.device == "CPU" else "")
+        )
+        client = EndpointClient(endpoint, target_model, ensemble, model_dir)
+        try:
+            yield ServedArtifact(
+                client=client,
+                model_name=ensemble,
+                model_dir=model_dir,
+                device=endpoint.device,
+                url=endpoint.url,
+                log_path=endpoint.server.log_path,
+                server_pid=endpoint.server.server_pid,
+                target_model=target_model,
+                route=ENDPOINT,
+                endpoint=endpoint,
+            )
+        finally:
+            client.close()
+
+
+@contextmanager
+def _serve_repository(artifact: Path, startup_timeout: float) -> Iterator[ServedArtifact]:
+    """Start Triton on an unpacked copy of `artifact` as a plain model repository."""
     import tritonclient.http
 
     if not artifact.is_file():
@@ -174,6 +267,7 @@ def serve_artifact(artifact: Path, *, startup_timeout: float = 300.0) -> Iterato
         SERVED_REPORTS.append(
             f"{artifact.name}: model '{name}' served by Triton {version} on {server.device}"
             + (" (no GPU found)" if server.device == "CPU" else "")
+            + ", plain model repository"
         )
         try:
             yield ServedArtifact(
@@ -184,6 +278,8 @@ def serve_artifact(artifact: Path, *, startup_timeout: float = 300.0) -> Iterato
                 url=server.url,
                 log_path=server.log_path,
                 server_pid=server.pid,
+                target_model=artifact.name,
+                route=REPOSITORY,
             )
         finally:
             client.close()
