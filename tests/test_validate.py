@@ -43,13 +43,10 @@ output [
     name: "LABEL"
     data_type: TYPE_STRING
     dims: [ 1 ]
-  },
-  {
-    name: "SCORES"
-    data_type: TYPE_FP32
-    dims: [ 2 ]
   }
 ]
+# SCORES stays internal: an ensemble output that a later step also reads makes subset requests
+# fail on Triton 2.51 (see test_ensemble_output_read_by_a_later_step_warns).
 ensemble_scheduling {
   step [
     {
@@ -457,7 +454,7 @@ CASES = [
             ENS,
             "input_map",
             "tensor 'SCORES' is TYPE_FP16 in model 'demo_post' input 'LOGITS' but TYPE_FP32 in "
-            "ensemble output 'SCORES'",
+            "model 'demo_net' output 'LOGITS'",
             POST_STEP_INPUT,
         ),
     ),
@@ -495,8 +492,8 @@ CASES = [
         "ensemble_output_not_produced",
         Replace(
             ENS,
-            "dims: [ 2 ]\n  }\n]",
-            'dims: [ 2 ]\n  },\n  { name: "CONFIDENCE" data_type: TYPE_FP32 dims: [ 1 ] }\n]',
+            "dims: [ 1 ]\n  }\n]\n# SCORES",
+            'dims: [ 1 ]\n  },\n  { name: "CONFIDENCE" data_type: TYPE_FP32 dims: [ 1 ] }\n]\n# SCORES',
         ),
         Expect(ENS, "output", "ensemble output 'CONFIDENCE' is not produced", "CONFIDENCE"),
     ),
@@ -506,6 +503,7 @@ CASES = [
         Expect(
             ENS, "input_map", "reads tensor 'SCORE', which is neither an ensemble input", '"SCORE"'
         ),
+        Expect(ENS, "output_map", "writes tensor 'SCORES', which no step reads", '"SCORES"'),
     ),
     case(
         "step_writes_wrong_name",
@@ -852,3 +850,35 @@ def test_cli_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out.splitlines()
     assert f"{broken / NET_CFG}:1: name: name is 'other'" in out[0] + out[1]
     assert out[-1] == "2 problems in 2 models (1 errors, 1 warnings)"
+
+
+# --------------------------------------------------------------------------------------------
+# The ensemble-output pitfall (seen on Triton 2.51): a warning with the fix
+# --------------------------------------------------------------------------------------------
+
+
+def test_ensemble_output_read_by_a_later_step_warns(tmp_path: Path) -> None:
+    root = write_good(tmp_path / "demo")
+    apply(
+        root,
+        Replace(
+            ENS,
+            "dims: [ 1 ]\n  }\n]\n# SCORES",
+            'dims: [ 1 ]\n  },\n  { name: "SCORES" data_type: TYPE_FP32 dims: [ 2 ] }\n]\n# SCORES',
+        ),
+    )
+    problems = validate_model_directory(root)
+    assert [(p.field, p.severity) for p in problems] == [("output_map", "warning")], _describe(
+        problems
+    )
+    warning = problems[0]
+    assert "ensemble output 'SCORES' is also read by step 3 (demo_post)" in warning.message
+    assert "seen on Triton 2.51" in warning.message
+    assert "fix:" in warning.message and "pass it through" in warning.message
+    assert warning.line is not None
+    assert POST_STEP_INPUT in _line(warning.file, warning.line)
+
+
+def test_real_screen_detector_has_no_ensemble_output_warning() -> None:
+    problems = validate_model_directory(REPO_ROOT / "models" / "screen_detector")
+    assert not [p for p in problems if "is also read by" in p.message], _describe(problems)

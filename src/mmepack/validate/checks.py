@@ -31,6 +31,7 @@ from mmepack.names import (
     VERSION_FILE,
 )
 from mmepack.validate.ensemble import check_ensemble
+from mmepack.validate.ensemble_outputs import ensemble_output_warnings
 from mmepack.validate.model_checks import check_model
 
 __all__ = [
@@ -168,6 +169,7 @@ def validate_model_directory(path: Path) -> list[Problem]:
     for model in models:
         if model.is_ensemble:
             problems.extend(check_ensemble(model, parsed, versions))
+            problems.extend(ensemble_output_warnings(model.config, model.config_path, model.text))
     ensembles = [m.name for m in models if m.is_ensemble]
     deployable = ensembles[0] if len(ensembles) == 1 else folders[0].name
     problems.extend(_check_version_file(path, deployable))
