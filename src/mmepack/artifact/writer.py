@@ -19,6 +19,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmepack.artifact.bytecode import add_step_bytecode
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path
 from mmepack.model.repository import ModelDirectory, TritonModel
@@ -137,8 +138,9 @@ def write_artifact(
                 _add_dir(tar, member.rstrip("/"))
             else:
                 _add_file(tar, member, source)
+        bytecode = add_step_bytecode(tar, directory, env_archive)
     return PackageResult(
-        path=final, model=name, version=version, members=tuple(m for m, _ in members)
+        path=final, model=name, version=version, members=tuple(m for m, _ in members) + bytecode
     )
 
 
