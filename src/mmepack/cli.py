@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mmepack import __version__
 from mmepack.build import package_model
+from mmepack.endpoint.cli import add_endpoint_command
 from mmepack.environment.cache import EnvCache
 from mmepack.environment.command import (
     add_build_env_arguments,
@@ -282,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run a local Triton server on an artifact")
     serve.add_argument("artifact", type=Path)
     serve.set_defaults(run=_cmd_serve)
+
+    add_endpoint_command(commands)
 
     validate = commands.add_parser(
         "validate",

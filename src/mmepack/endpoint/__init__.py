@@ -47,8 +47,10 @@ class LocalEndpoint:
 
     `max_models` / `max_resident_mb` bound what stays loaded (least recently used goes first);
     `namespacing` None follows the container (on unless SAGEMAKER_TRITON_DISABLE_MODEL_NAMESPACING
-    says otherwise); `isolate` False skips the private namespace; `not_ready_after` is how long
-    an invoke waits for its model's load before SageMaker's "not ready" answer (60 s there).
+    says otherwise); `isolate` False skips the private namespace; `stub_python` is the Python of
+    the server's own stub (default: this interpreter's, whose packages steps without
+    EXECUTION_ENV_PATH then see); `not_ready_after` is how long an invoke waits for its model's
+    load before SageMaker's "not ready" answer (60 s there).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class LocalEndpoint:
         namespacing: bool | None = None,
         isolate: bool = True,
         environ: Mapping[str, str] | None = None,
+        stub_python: str | None = None,
         not_ready_after: float = 60.0,
         invoke_timeout: float = 120.0,
         workdir: Path | None = None,
@@ -73,7 +76,11 @@ class LocalEndpoint:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="mmepack-endpoint-"))
         self.metrics = EndpointMetrics()
         self.server = MmeServer(
-            self.workdir, namespacing=namespacing, isolate=isolate, environ=environ
+            self.workdir,
+            namespacing=namespacing,
+            isolate=isolate,
+            environ=environ,
+            python_minor=stub_python,
         )
         self.models_root = self.workdir / "models"  # /opt/ml/models in the container
         self.cache = ModelCache(
