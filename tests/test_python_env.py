@@ -131,7 +131,7 @@ def test_model_with_another_python_than_the_server_runs_in_its_environment(
     assert built.stub is not None
     result = package_model(model_dir, tmp_path / "dist", env_archive=built.archive, stub=built.stub)
     assert f"demo_double/{STUB_NAME}" in result.members
-    with serve_artifact(result.path) as served:
+    with serve_artifact(result.path, route="repository") as served:
         assert _infer_minor(served.url, served.model_name) == int(ENV_PYTHON.split(".")[1])
         mapped = python_stub_files(served.server_pid)["demo_double"]
     libpython = [f for f in mapped if "libpython3" in f]
@@ -155,7 +155,7 @@ def test_same_model_without_the_stub_does_not_run_its_environment(
     assert f"demo_double/{STUB_NAME}" not in result.members
     outcome: float | str
     try:
-        with serve_artifact(result.path) as served:
+        with serve_artifact(result.path, route="repository") as served:
             outcome = _infer_minor(served.url, served.model_name)
     except (MmepackError, InferenceServerException, ValueError) as exc:
         # Seen here: the 3.11 stub answers with an empty tensor. On a host without this test's

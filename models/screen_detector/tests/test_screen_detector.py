@@ -9,6 +9,7 @@ the served model.
 from __future__ import annotations
 
 import io
+import itertools
 import sys
 from typing import Any, Dict, Iterator, List, Sequence
 
@@ -19,6 +20,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from mmepack.testing import find_artifact, python_stub_files, serve_artifact
+from mmepack.testing.endpoint_client import BINARY_JSON, runtime_client
 from models.screen_detector.tests import reference
 
 MODEL = "screen_detector"
@@ -227,3 +229,48 @@ def test_python_steps_run_inside_the_packed_environment(server: Any) -> None:
                 f.startswith(f"{env_root}/lib/python3.") and "/PIL/_imaging" in f
                 for f in stubs[step]
             ), f"{step}: Pillow was not loaded from {env_root}"
+
+
+def test_label_alone_through_boto3_sagemaker_runtime(server: Any) -> None:
+    """A production caller: boto3's own client, invoke_endpoint with a TargetModel, asking for
+    LABEL alone (an ensemble output that a later step also read used to deadlock this)."""
+    images = [encode(gradient(), "PNG"), encode(moire(), "PNG")]
+    tensor = httpclient.InferInput("IMAGE_BYTES", [len(images), 1], "BYTES")
+    tensor.set_data_from_numpy(np.array(images, dtype=np.object_).reshape(-1, 1))
+    body, header_size = httpclient.InferenceServerClient.generate_request_body(
+        [tensor], outputs=[httpclient.InferRequestedOutput("LABEL")]
+    )
+    runtime = runtime_client(server.url)
+    try:
+        reply = runtime.invoke_endpoint(
+            EndpointName=server.endpoint.name,
+            TargetModel=server.target_model,
+            ContentType=f"{BINARY_JSON};json-header-size={header_size}",
+            Body=body,
+        )
+    finally:
+        runtime.close()
+    assert reply["ResponseMetadata"]["HTTPStatusCode"] == 200
+    size = int(reply["ContentType"].split("json-header-size=")[1])
+    result = httpclient.InferenceServerClient.parse_response_body(
+        reply["Body"].read(), header_length=size
+    )
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["LABEL"]
+    assert [bytes(v).decode() for v in result.as_numpy("LABEL")[:, 0]] == ["document", "screen"]
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [subset for size in (1, 2) for subset in itertools.combinations(OUTPUTS, size)],
+    ids=lambda subset: "+".join(subset),
+)
+def test_every_subset_of_outputs_answers(server: Any, outputs: Sequence[str]) -> None:
+    tensor = httpclient.InferInput("IMAGE_BYTES", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[encode(paper(), "PNG")]], dtype=np.object_))
+    result = server.client.infer(
+        server.model_name,
+        [tensor],
+        outputs=[httpclient.InferRequestedOutput(name) for name in outputs],
+    )
+    for name in outputs:
+        assert result.as_numpy(name) is not None, name

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmepack.endpoint import LoadFailed, LocalEndpoint
+from mmepack.endpoint import LoadFailed, LocalEndpoint, model_hash
 from mmepack.errors import MmepackError
 from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
 from mmepack.model.version import parse_artifact_name
@@ -215,9 +215,12 @@ def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[Serve
         try:
             endpoint.load(target_model, wait=startup_timeout)
         except LoadFailed as failure:
+            # Namespacing prefixes every model with its repository; drop it for reading.
+            repository = endpoint.models_root / model_hash(target_model) / "model"
+            said = failure.message.replace(f"{repository}::", "")
             raise MmepackError(
                 f"Triton failed to load the models in {artifact} (TargetModel {target_model}, "
-                f"HTTP {failure.status}); the server said:\n{failure.message}"
+                f"HTTP {failure.status}); the server said:\n{said}"
             ) from None
         model_dir = endpoint.cache.folder_of(target_model)
         ensemble = ensemble_of(model_dir, artifact)
