@@ -1,0 +1,119 @@
+"""The endpoint's pure parts, without a server: container flags, load-request checks, TargetModel
+lookup and unpacking, metrics."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from mmepack.endpoint import check_load_request, model_hash
+from mmepack.endpoint.artifacts import ArtifactSource, TargetModelNotFound, unpack
+from mmepack.endpoint.metrics import EndpointMetrics, InvokeMetrics, ModelEvent
+from mmepack.endpoint.server import sagemaker_arguments
+
+
+def test_container_flags_and_sagemaker_variables() -> None:
+    args = sagemaker_arguments(Path("/repo"), 8080, {})
+    assert args[:6] == [
+        "--allow-sagemaker=true",
+        "--allow-grpc=false",
+        "--allow-http=false",
+        "--allow-metrics=false",
+        "--model-control-mode=explicit",
+        "--model-repository=/repo",
+    ]
+    assert "--model-namespacing=true" in args and "--sagemaker-port=8080" in args
+    assert "--log-verbose=true" in args
+    assert "--backend-config=python,shm-default-byte-size=16777216" in args
+    environ = {
+        "SAGEMAKER_TRITON_DISABLE_MODEL_NAMESPACING": "false",
+        "SAGEMAKER_TRITON_THREAD_COUNT": "4",
+        "SAGEMAKER_TRITON_SHM_GROWTH_BYTE_SIZE": "2048",
+        "SAGEMAKER_TRITON_LOG_VERBOSE": "0",
+        "SAGEMAKER_TRITON_ADDITIONAL_ARGS": "--exit-timeout-secs=5 --log-info=false",
+    }
+    args = sagemaker_arguments(Path("/repo"), 9000, environ)
+    assert "--model-namespacing=false" in args
+    assert "--sagemaker-thread-count=4" in args and "--log-verbose=0" in args
+    assert "--backend-config=python,shm-growth-byte-size=2048" in args
+    assert args[-2:] == ["--exit-timeout-secs=5", "--log-info=false"]
+    assert "--model-namespacing=true" in sagemaker_arguments(Path("/r"), 1, environ, True)
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (b'{"model_name": "abc", "url": ', "not JSON"),
+        (b"[]", "JSON object"),
+        (b'{"model_name": "abc"}', "exactly the keys"),
+        (b'{"model_name": "ABC!", "url": "/"}', "hex hash"),
+        (b'{"model_name": "abc", "url": "relative"}', "absolute folder"),
+        (b'{"model_name": "abc", "url": "/no/such/folder"}', "absolute folder"),
+    ],
+)
+def test_malformed_load_requests_are_refused(body: bytes, expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        check_load_request(body)
+
+
+def test_good_load_request(tmp_path: Path) -> None:
+    body = f'{{"model_name": "{model_hash("m_1.tar.gz")}", "url": "{tmp_path}"}}'
+    assert check_load_request(body.encode())["url"] == str(tmp_path)
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_target_models_from_files_and_folders(tmp_path: Path) -> None:
+    one = _tar(tmp_path / "a_1.tar.gz", {"a/config.pbtxt": b""})
+    (tmp_path / "prefix" / "team").mkdir(parents=True)
+    two = _tar(tmp_path / "prefix" / "team" / "b_2.tar.gz", {"b/config.pbtxt": b""})
+    source = ArtifactSource.of([one, tmp_path / "prefix"])
+    assert source.find("a_1.tar.gz") == one
+    assert source.find("team/b_2.tar.gz") == two
+    assert source.names() == ["a_1.tar.gz", "team/b_2.tar.gz"]
+    for bad in ("../a_1.tar.gz", "/etc/passwd.tar.gz", "a_1.zip", "", "x" * 1100 + ".tar.gz"):
+        with pytest.raises(TargetModelNotFound):
+            source.find(bad)
+    with pytest.raises(TargetModelNotFound, match="offered: a_1.tar.gz"):
+        source.find("c_1.tar.gz")
+
+
+def test_unpack_like_sagemaker_refuses_paths_out_of_the_folder(tmp_path: Path) -> None:
+    good = _tar(tmp_path / "g_1.tar.gz", {"g/config.pbtxt": b"x", "g/1/model.py": b"y"})
+    folder = unpack(good, tmp_path / "models", "g_1.tar.gz")
+    assert folder == tmp_path / "models" / model_hash("g_1.tar.gz") / "model"
+    assert (folder / "g" / "1" / "model.py").read_bytes() == b"y"
+    evil = _tar(tmp_path / "e_1.tar.gz", {"../../escaped.txt": b"z"})
+    with pytest.raises(tarfile.OutsideDestinationError):
+        unpack(evil, tmp_path / "models", "e_1.tar.gz")
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_metrics_summary() -> None:
+    metrics = EndpointMetrics()
+    metrics.record_invoke(InvokeMetrics("a", 200, 0, 2_000_000, 5_000, 1))
+    metrics.record_invoke(InvokeMetrics("a", 200, 1, 0, 4_000, 1))
+    metrics.record_invoke(InvokeMetrics("b", 424, 0, 1_000_000, 0, 2))
+    metrics.record_event(ModelEvent("a", "load", 2.0, 0.5))
+    metrics.record_event(ModelEvent("a", "unload", 0.25, reason="capacity"))
+    summary = metrics.summary(loaded_model_count=1)
+    assert summary["Invocations"] == 3 and summary["Invocation4XXErrors"] == 1
+    assert summary["ModelCacheHit"] == {"Sum": 1, "Average": 0.333}
+    assert summary["ModelLoadingWaitTime"] == {
+        "SampleCount": 2,
+        "Average": 1_500_000,
+        "Maximum": 2_000_000,
+    }
+    assert summary["ModelLoadingTime"]["Average"] == 2_000_000
+    assert summary["ModelUnloadingTime"] == {"SampleCount": 1, "Average": 250_000}
+    assert InvokeMetrics("a", 200, 1, 0, 7, 3).headers()["X-Mmepack-LoadedModelCount"] == "3"
