@@ -220,7 +220,7 @@ def test_json_body_and_a_model_error_keep_the_container_status(
             ContentType="application/json",
             Body=json.dumps(request),
         )
-    error = raised.value.response
+    error: Any = raised.value.response
     assert error["Error"]["Code"] == "ModelError"
     assert error["OriginalStatusCode"] == 400
     assert "cannot decode image" in error["OriginalMessage"]
@@ -234,7 +234,7 @@ def test_load_failures_answer_like_sagemaker_and_the_endpoint_keeps_serving(
         runtime.invoke_endpoint(
             EndpointName=endpoint.name, TargetModel=broken, ContentType=BINARY_JSON, Body=b"{}"
         )
-    error = raised.value.response
+    error: Any = raised.value.response
     assert (error["Error"]["Code"], error["OriginalStatusCode"]) == ("ModelError", 400)
     assert "broken_double" in error["OriginalMessage"], error["OriginalMessage"]
     assert broken not in endpoint.loaded()
@@ -246,8 +246,9 @@ def test_load_failures_answer_like_sagemaker_and_the_endpoint_keeps_serving(
             ContentType=BINARY_JSON,
             Body=b"{}",
         )
-    assert raised.value.response["OriginalStatusCode"] == 404
-    assert "offered:" in raised.value.response["OriginalMessage"]
+    missing: Any = raised.value.response
+    assert missing["OriginalStatusCode"] == 404
+    assert "offered:" in missing["OriginalMessage"]
 
     # A malformed load request (it aborts the 2.51 server) never reaches Triton.
     log_before = len(endpoint.server.log_text())

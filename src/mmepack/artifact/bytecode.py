@@ -55,7 +55,7 @@ print(json.dumps(done))
 
 def environment_python(env_archive: Path) -> str:
     """The `3.X` of a packed environment, from its `lib/python3.X/` folder."""
-    with tarfile.open(env_archive, "r|gz") as tar:
+    with tarfile.open(env_archive, mode="r|gz") as tar:
         for member in tar:
             match = _ENV_PYTHON_RE.match(member.name)
             if match:
