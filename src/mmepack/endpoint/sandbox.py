@@ -65,9 +65,9 @@ def _relay(listener: socket.socket, port: int) -> None:
         threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
 
 
-def _loopback_up() -> None:
+def _loopback_up(ip: str) -> None:
     """A new network namespace starts with `lo` down; Triton needs 127.0.0.1."""
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
+    subprocess.run([ip, "link", "set", "lo", "up"], check=True, timeout=30)
 
 
 def main(argv: list[str]) -> int:
@@ -75,10 +75,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--socket", required=True, help="Unix socket path to listen on")
     parser.add_argument("--port", type=int, required=True, help="the server's SageMaker port")
     parser.add_argument("--log", required=True, help="file for the server's output")
+    parser.add_argument("--ip", default="ip", help="the `ip` tool")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- tritonserver ...")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    _loopback_up()
+    _loopback_up(args.ip)
     if os.path.exists(args.socket):
         os.unlink(args.socket)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

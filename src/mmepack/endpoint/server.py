@@ -115,10 +115,25 @@ def sagemaker_arguments(
     return args
 
 
+def _tool(name: str) -> str | None:
+    """A system tool, also where a minimal PATH (a Pants sandbox) does not look: sbin."""
+    found = shutil.which(name)
+    if found is None:
+        found = next(
+            (
+                str(p)
+                for d in ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+                if (p := Path(d) / name).is_file()
+            ),
+            None,
+        )
+    return found
+
+
 @functools.lru_cache(maxsize=1)
 def namespace_problem() -> str | None:
     """None when a private network+PID namespace can be made here, else why not."""
-    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    unshare, ip = _tool("unshare"), _tool("ip")
     if unshare is None or ip is None:
         return "`unshare` or `ip` is not installed"
     probe = [unshare, "--net", "--pid", "--fork", "--kill-child", ip, "link", "set", "lo", "up"]
@@ -239,7 +254,7 @@ class MmeServer:
             source = importlib.resources.files(sandbox.__package__ or "mmepack.endpoint")
             source = source.joinpath("sandbox.py")
             command = [
-                "unshare",
+                str(_tool("unshare")),
                 "--net",
                 "--pid",
                 "--fork",
@@ -250,6 +265,7 @@ class MmeServer:
                 f"--socket={self.socket_path}",
                 f"--port={self.port}",
                 f"--log={self.log_path}",
+                f"--ip={_tool('ip')}",
                 "--",
                 *command,
             ]
