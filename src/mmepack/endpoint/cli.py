@@ -121,7 +121,7 @@ def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `endpoint` PEX (`./pants run src/mmepack:endpoint -- ARTIFACT...`)."""
+    """Entry point of `python -m mmepack.endpoint` and its `./pants run` (see __main__.py)."""
     parser = argparse.ArgumentParser(
         prog="mmepack-endpoint", description="local SageMaker-style multi-model endpoint"
     )
