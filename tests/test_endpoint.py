@@ -34,7 +34,9 @@ from botocore.exceptions import ClientError  # pants: no-infer-dep (comes with b
 from PIL import Image
 
 from mmepack.build import package_model
-from mmepack.endpoint import LoadFailed, LocalEndpoint, model_hash
+from mmepack.endpoint import LoadFailed, LocalEndpoint
+from mmepack.endpoint import cli as endpoint_cli
+from mmepack.endpoint import model_hash
 from mmepack.endpoint.server import find_descendant
 from mmepack.environment.build import EnvRequest
 from mmepack.testing import find_artifact
@@ -407,6 +409,10 @@ def test_shipped_bytecode_keeps_other_versions_loaded(env_artifacts: dict[str, P
 # --- nothing outlives a killed owner ---------------------------------------------------------
 
 
+# `mmepack endpoint` as its own process; the import keeps Pants' dependency inference honest.
+_ENDPOINT_MAIN = f"import sys; from {endpoint_cli.__name__} import main; sys.exit(main())"
+
+
 def _alive(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status")
     try:
@@ -415,10 +421,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_killed_owner_leaves_no_server_or_stub(small_artifacts: list[Path]) -> None:
+def test_cli_answers_not_ready_while_loading_and_dies_with_its_owner(
+    small_artifacts: list[Path],
+) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     owner = subprocess.Popen(
-        [sys.executable, "-m", "mmepack", "endpoint", "--port=0", str(small_artifacts[0])],
+        [
+            *(sys.executable, "-c", _ENDPOINT_MAIN, "--port=0"),
+            *("--not-ready-after=0.01", str(small_artifacts[0])),
+        ],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
@@ -434,17 +445,32 @@ def test_killed_owner_leaves_no_server_or_stub(small_artifacts: list[Path]) -> N
                 break
             if " at http://127.0.0.1:" in line:
                 url = line.rsplit(" at ", 1)[1].strip()
-        assert url, "the endpoint did not start"
+        if not url:
+            owner.kill()
+            pytest.fail(f"the endpoint did not start:\n{owner.communicate(timeout=30)[1]}")
         runtime = runtime_client(url)
         data = np.array([[3.0, 4.0]], dtype=np.float32)
-        reply = runtime.invoke_endpoint(
-            EndpointName="local",
-            TargetModel=small_artifacts[0].name,
-            ContentType=double_request(data)[1],
-            Body=double_request(data)[0],
-        )
-        assert reply["ResponseMetadata"]["HTTPStatusCode"] == 200
+        body, ctype = double_request(data)
+        attempts: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                reply = runtime.invoke_endpoint(
+                    EndpointName="local",
+                    TargetModel=small_artifacts[0].name,
+                    ContentType=ctype,
+                    Body=body,
+                )
+                attempts.append("200")
+                break
+            except ClientError as exc:
+                attempts.append(exc.response["Error"]["Code"])
+                time.sleep(0.5)
         runtime.close()
+        # --not-ready-after 0.01: SageMaker's answer while the model loads, then the model.
+        assert attempts[0] == "ModelNotReadyException", attempts
+        assert attempts[-1] == "200" and set(attempts[:-1]) == {"ModelNotReadyException"}
+        assert reply["ResponseMetadata"]["HTTPStatusCode"] == 200
         server = find_descendant(owner.pid, "tritonserver", depth=6)
         assert server is not None
         stubs = [
