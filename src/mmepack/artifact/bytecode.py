@@ -87,7 +87,13 @@ def step_bytecode(directory: ModelDirectory, env_archive: Path | None) -> dict[s
                     sources.append((str(source), member))
     if not sources or env_archive is None:
         return {}
-    python = _interpreter(environment_python(env_archive))
+    try:
+        minor = environment_python(env_archive)
+    except (tarfile.TarError, OSError, MmepackError):
+        # Not a packed environment (a stand-in the packager only places): its Python, and so
+        # the bytecode's, is unknown; the step compiles on load as it would without mmepack.
+        return {}
+    python = _interpreter(minor)
     with tempfile.TemporaryDirectory(prefix="mmepack-bytecode-") as out:
         try:
             done = subprocess.run(
