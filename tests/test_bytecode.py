@@ -9,9 +9,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-from tests.demo_models import write_ensemble_model
-
 from mmepack.build import package_model
+from tests.demo_models import write_ensemble_model
 
 MINOR = f"{sys.version_info.major}.{sys.version_info.minor}"
 

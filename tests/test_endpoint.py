@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from botocore.exceptions import ClientError  # pants: no-infer-dep (comes with boto3)
+from botocore.exceptions import ClientError
 from PIL import Image
 
 from mmepack.build import package_model

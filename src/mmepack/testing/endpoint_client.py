@@ -34,7 +34,7 @@ def runtime_client(endpoint_url: str) -> Any:
     looked up, and nothing leaves the machine.
     """
     import boto3
-    import botocore.config  # pants: no-infer-dep (comes with boto3)
+    import botocore.config
 
     return boto3.client(
         "sagemaker-runtime",
@@ -74,7 +74,7 @@ class EndpointClient:
         parameters: dict[str, Any] | None = None,
         **_unused: Any,
     ) -> Any:
-        from botocore.exceptions import ClientError  # pants: no-infer-dep (comes with boto3)
+        from botocore.exceptions import ClientError
         from tritonclient.http import InferenceServerClient
         from tritonclient.utils import InferenceServerException
 
