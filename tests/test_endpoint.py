@@ -38,7 +38,7 @@ from mmepack.endpoint import LoadFailed, LocalEndpoint
 from mmepack.endpoint import cli as endpoint_cli
 from mmepack.endpoint import model_hash
 from mmepack.endpoint.server import find_descendant
-from mmepack.environment.build import EnvRequest
+from mmepack.environment.request import EnvOptions
 from mmepack.testing import find_artifact
 from mmepack.testing.endpoint_client import BINARY_JSON, runtime_client
 from mmepack.triton.target import TargetServer
@@ -358,14 +358,15 @@ def env_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         member = tar.extractfile(f"{EXAMPLE}_preprocess/python_env.tar.gz")
         assert member is not None
         env.write_bytes(member.read())
-    request = EnvRequest(Path("requirements.txt"), "3.12", target=TargetServer(stub_python="3.12"))
+    options = EnvOptions(target=TargetServer(stub_python="3.12"))
     made: dict[str, Path] = {}
     for version in ("1", "2", "3", "4"):
         result = package_model(
             package_demo(root, version, env=True),
             root / "dist",
             env_archive=env,
-            env_request=request,
+            python="3.12",
+            env_options=options,
         )
         assert "demo_double/1/__pycache__/model.cpython-312.pyc" in result.members
         assert "demo_double/triton_python_backend_stub" not in result.members
