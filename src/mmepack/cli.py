@@ -36,6 +36,7 @@ from mmepack.validate import (
     validate_model_directory,
     validate_tree,
 )
+from mmepack.redact import redact
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
@@ -333,8 +334,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
         return code
     except MmepackError as exc:
-        print(f"mmepack: error: {exc}", file=sys.stderr)
+        print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # Bad input reaches the file system in ways no check can foresee (a full disk, a file
+        # that vanished, a name too long); say which file and what the system said, not a
+        # traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(
+            redact(
+                f"mmepack: error: {where}{exc.strerror or exc}; check that the path exists, is "
+                "readable and that its disk has space, then run again"
+            ),
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print("mmepack: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

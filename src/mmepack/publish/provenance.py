@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mmepack import __version__
+from mmepack.artifact.check import check_artifact
 from mmepack.errors import MmepackError
 from mmepack.files import file_hexdigest, stream_hexdigest
 from mmepack.model.version import parse_artifact_name
@@ -100,15 +101,18 @@ def build_provenance(
 
     `weights` (tar member -> DVC md5) is read from `model_dir`'s `.dvc` files when not given.
     """
-    model, version = parse_artifact_name(artifact)
+    # The same one read that proves the file is a complete, safe artifact gives its sha256, so
+    # a damaged file is refused here with the reason, before any member is read.
+    checked = check_artifact(artifact)
+    model, version = checked.model, checked.version
     if weights is None:
         weights = weights_md5s(artifact, model_dir) if model_dir is not None else {}
     return {
         "model": model,
         "version": version,
         "artifact": artifact.name,
-        "sha256": file_sha256(artifact),
-        "size": artifact.stat().st_size,
+        "sha256": checked.sha256,
+        "size": checked.size,
         "git_commit": commit if commit is not None else git_commit(),
         "dvc_weights_md5": dict(sorted(weights.items())),
         "python_env_sha256": environment_sha256s(artifact),

@@ -3,15 +3,21 @@
 Rules:
 
 - `main` publishes to the production bucket, every other branch to the staging bucket.
-- A key is written once per content: re-publishing the same bytes is a no-op; different bytes
-  under an existing production key are refused (bump `model_version.txt`); staging may be
-  overwritten, and the result says so.
-- Nothing partial is ever visible under the final key: the upload goes to
-  `<prefix>/.incoming/<name>.<uuid>`, is checked, then copied server-side to the final key; the
-  temporary key (and any unfinished multipart upload) is removed whatever happens.
+- The file is checked before anything is sent (a gzip tar in the MME layout, safe members only,
+  named after the model it holds) and hashed in that same read; the upload re-hashes the bytes it
+  sends and completes only if they match, so the recorded sha256 is that of the stored bytes.
+- Production keys are written once: the object and its manifest are written with S3's
+  conditional `If-None-Match: *`, so of two racing publishers exactly one stores its bytes; the
+  other is refused (or told "unchanged" when its bytes are the same). Staging may be overwritten,
+  and the result says so.
+- Nothing partial is ever visible under the final key: a single PUT carries its SHA-256 and
+  a multipart upload becomes visible only when completed, each part carrying its SHA-256; an
+  unfinished multipart upload is aborted in one `finally`, whatever happened.
 - Every object carries its SHA-256 (S3-verified checksum and `mmepack-sha256` metadata) and a
   `<name>.manifest.json` provenance record beside it.
-- Credentials never appear in messages.
+- Every request has bounded connect and read timeouts (CONNECT_TIMEOUT, READ_TIMEOUT) and a
+  bounded number of attempts, so a stalled network fails instead of hanging.
+- Credentials never appear in messages (mmepack.redact).
 
 The S3 client honours the usual AWS configuration, including `AWS_ENDPOINT_URL_S3` and
 `AWS_ENDPOINT_URL` (botocore reads them itself), so a local S3-compatible server works unchanged.
@@ -23,7 +29,6 @@ import base64
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +48,11 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from mmepack.artifact.check import CheckedArtifact, check_artifact
 from mmepack.errors import MmepackError
-from mmepack.model.version import VERSION_FILE, artifact_name, parse_artifact_name
-from mmepack.publish.provenance import file_sha256
+from mmepack.model.version import VERSION_FILE, artifact_name
 from mmepack.publish.revision import from_ci_or_git
+from mmepack.redact import redact
 
 if TYPE_CHECKING:
     # From types-boto3[s3] (3rdparty/python), which Pants maps to boto3 for type checking.
@@ -57,8 +63,16 @@ else:
 PRODUCTION_BRANCH = "main"
 SHA256_METADATA = "mmepack-sha256"
 MANIFEST_SUFFIX = ".manifest.json"
-INCOMING_FOLDER = ".incoming"
-RETRIES: dict[str, Any] = {"max_attempts": 5, "mode": "standard"}
+# Total attempts per request (the first one included); $AWS_MAX_ATTEMPTS overrides it.
+MAX_ATTEMPTS = 4
+# Seconds to open a connection, and seconds a connection may pass no bytes either way (a server
+# that stops reading an upload included) before the attempt fails; the MMEPACK_S3_* variables
+# override them. With standard-mode backoff (at most 20 s between attempts) one request fails
+# within MAX_ATTEMPTS * (CONNECT_TIMEOUT + READ_TIMEOUT) + 60 s: 220 s with these defaults.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 30.0
+CONNECT_TIMEOUT_VARIABLE = "MMEPACK_S3_CONNECT_TIMEOUT"
+READ_TIMEOUT_VARIABLE = "MMEPACK_S3_READ_TIMEOUT"
 DEFAULT_MULTIPART_THRESHOLD = 64 * 1024 * 1024
 DEFAULT_MULTIPART_CHUNKSIZE = 16 * 1024 * 1024
 # CI systems check out a detached HEAD and name the branch in one of these.
@@ -134,24 +148,47 @@ def object_key(prefix: str, name: str) -> str:
 # --------------------------------------------------------------------------- client and errors
 
 
+def _seconds(variable: str, default: float) -> float:
+    raw = os.environ.get(variable, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise MmepackError(
+            f"${variable} is {raw!r}; expected a number of seconds between 0 and 3600, e.g. 30"
+        )
+    return value
+
+
 def make_client(region: str | None = None) -> S3Client:
-    """An S3 client with standard-mode retries (5 attempts, or $AWS_MAX_ATTEMPTS; backoff)."""
-    session = boto3.session.Session(region_name=region)
-    retries = dict(RETRIES)
+    """An S3 client with bounded timeouts and standard-mode retries (see CONNECT_TIMEOUT)."""
     attempts = os.environ.get("AWS_MAX_ATTEMPTS", "")
-    if attempts.isdigit() and int(attempts) > 0:  # the standard AWS override, total attempts
-        retries = {"total_max_attempts": int(attempts), "mode": "standard"}
-    config = Config(retries=retries)  # type: ignore[arg-type]
-    client: S3Client = session.client("s3", config=config)
+    total = int(attempts) if attempts.isdigit() and int(attempts) > 0 else MAX_ATTEMPTS
+    config = Config(
+        retries={"total_max_attempts": total, "mode": "standard"},
+        connect_timeout=_seconds(CONNECT_TIMEOUT_VARIABLE, CONNECT_TIMEOUT),
+        read_timeout=_seconds(READ_TIMEOUT_VARIABLE, READ_TIMEOUT),
+    )
+    try:
+        session = boto3.session.Session(region_name=region)
+        client: S3Client = session.client("s3", config=config)
+    except (ValueError, BotoCoreError) as exc:
+        raise MmepackError(
+            redact(
+                f"cannot configure the S3 client: {exc}; check AWS_ENDPOINT_URL_S3 and "
+                "AWS_ENDPOINT_URL (a URL such as https://s3.example.com), AWS_PROFILE and the "
+                "region"
+            )
+        ) from None
     return client
 
 
-def _secrets(client: S3Client | None) -> list[str]:
-    """Every credential string that must never be printed."""
-    found = [
-        os.environ.get(name, "")
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-    ]
+def _client_secrets(client: S3Client | None) -> list[str]:
+    """The credentials a client signs with (they may come from a profile, not the environment)."""
+    found: list[str] = []
     if client is not None:
         try:
             signer = getattr(client, "_request_signer", None)
@@ -161,14 +198,12 @@ def _secrets(client: S3Client | None) -> list[str]:
                 found += [frozen.access_key or "", frozen.secret_key or "", frozen.token or ""]
         except Exception:  # noqa: BLE001 - scrubbing must never fail
             pass
-    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+    return found
 
 
 def scrub(text: str, client: S3Client | None = None) -> str:
-    """`text` with every known credential replaced by `***`."""
-    for secret in _secrets(client):
-        text = text.replace(secret, "***")
-    return text
+    """`text` with every credential (environment, client, URL userinfo) replaced by `***`."""
+    return redact(text, _client_secrets(client))
 
 
 def _endpoint(client: S3Client) -> str:
@@ -288,38 +323,31 @@ def _metadata(provenance: dict[str, Any], sha256: str) -> dict[str, str]:
 
 
 def _put_manifest(
-    client: S3Client, bucket: str, key: str, record: dict[str, Any], sha256: str
+    client: S3Client,
+    bucket: str,
+    key: str,
+    record: dict[str, Any],
+    sha256: str,
+    conditional: dict[str, str],
 ) -> None:
     body = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    body_sha = hashlib.sha256(body).hexdigest()
+    _put_manifest_bytes(client, bucket, key, body, sha256, bool(conditional))
+
+
+def _put_manifest_bytes(
+    client: S3Client, bucket: str, key: str, body: bytes, sha256: str, only_if_absent: bool
+) -> None:
+    """PUT a manifest with its own checksum, and `If-None-Match: *` when `only_if_absent`."""
     client.put_object(
         Bucket=bucket,
         Key=key,
         Body=body,
         ContentType="application/json",
-        ChecksumSHA256=_b64(body_sha),
+        ChecksumAlgorithm="SHA256",
+        ChecksumSHA256=_b64(hashlib.sha256(body).hexdigest()),
         Metadata={SHA256_METADATA: sha256},
+        **_conditional(only_if_absent),  # type: ignore[arg-type]
     )
-
-
-def _abort_incomplete(client: S3Client, bucket: str, key: str) -> None:
-    """Abort every unfinished multipart upload of `key` (s3transfer normally does this)."""
-    response = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
-    for upload in response.get("Uploads", []):
-        if upload.get("Key") == key and "UploadId" in upload:
-            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
-
-
-def _cleanup_temporary(client: S3Client, bucket: str, key: str) -> None:
-    for step in (_abort_incomplete, _delete_key):
-        try:
-            step(client, bucket, key)
-        except Exception:  # noqa: BLE001 - best effort; the original error is what matters
-            pass
-
-
-def _delete_key(client: S3Client, bucket: str, key: str) -> None:
-    client.delete_object(Bucket=bucket, Key=key)
 
 
 def _transfer_config(multipart_threshold: int | None) -> TransferConfig:
@@ -338,13 +366,162 @@ def _refusal(model: str, version: str, url: str, stored: str | None, local: str)
     )
 
 
-def _ensure_manifest(
-    client: S3Client, bucket: str, manifest_key: str, record: dict[str, Any], sha256: str
+def _precondition_failed(exc: BaseException) -> bool:
+    """True when S3 refused a conditional write because the key already exists."""
+    cause = _find_cause(exc)
+    return _error_code(cause) in {"PreconditionFailed", "412"}
+
+
+def _conditional(protect_existing: bool) -> dict[str, str]:
+    """`If-None-Match: *` for production writes: S3 stores them only if the key is absent."""
+    return {"IfNoneMatch": "*"} if protect_existing else {}
+
+
+def _changed_error(path: Path, sha256: str, sent: str) -> MmepackError:
+    return MmepackError(
+        f"{path}: the file changed while it was being published (checked sha256 {sha256}, "
+        f"bytes read for the upload {sent}); nothing was stored; let the build that writes it "
+        "finish, then publish again"
+    )
+
+
+@dataclass
+class _Upload:
+    """The one multipart upload in flight, so a `finally` can abort it whatever happened."""
+
+    upload_id: str | None = None
+
+
+def _send(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    checked: CheckedArtifact,
+    metadata: dict[str, str],
+    config: TransferConfig,
+    conditional: dict[str, str],
+    callback: Callable[[int], None] | None,
+    upload: _Upload,
 ) -> None:
-    """Write the manifest unless one for these bytes is already there."""
-    head = _head(client, bucket, manifest_key)
-    if head is None or _stored_sha256(head) != sha256:
-        _put_manifest(client, bucket, manifest_key, record, sha256)
+    """Upload the artifact straight to its final key, re-hashing exactly the bytes sent.
+
+    A single PUT carries the SHA-256 of its body and a multipart upload the SHA-256 of each part,
+    so S3 refuses bytes damaged on the way; the object becomes visible only when the PUT or the
+    multipart completion succeeds, and that last request is refused (412) when `conditional`
+    holds `If-None-Match: *` and the key exists. If the bytes read for sending do not hash to
+    the checked sha256, nothing is completed.
+    """
+    path = checked.path
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        if checked.size < config.multipart_threshold:
+            body = handle.read(checked.size + 1)
+            digest.update(body)
+            if digest.hexdigest() != checked.sha256:
+                raise _changed_error(path, checked.sha256, digest.hexdigest())
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_b64(checked.sha256),
+                Metadata=metadata,
+                ContentType="application/gzip",
+                **conditional,  # type: ignore[arg-type]
+            )
+            if callback is not None:
+                callback(len(body))
+            return
+        created = s3.create_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            ChecksumAlgorithm="SHA256",
+            Metadata=metadata,
+            ContentType="application/gzip",
+        )
+        upload.upload_id = created["UploadId"]
+        part_size = _part_size(config.multipart_chunksize, checked.size)
+        parts: list[dict[str, Any]] = []
+        for number, chunk in enumerate(iter(lambda: handle.read(part_size), b""), start=1):
+            digest.update(chunk)
+            part_sha = _b64(hashlib.sha256(chunk).hexdigest())
+            response = s3.upload_part(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload.upload_id,
+                PartNumber=number,
+                Body=chunk,
+                ChecksumSHA256=part_sha,
+            )
+            parts.append(
+                {"ETag": response["ETag"], "PartNumber": number, "ChecksumSHA256": part_sha}
+            )
+            if callback is not None:
+                callback(len(chunk))
+        if digest.hexdigest() != checked.sha256:
+            raise _changed_error(path, checked.sha256, digest.hexdigest())
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload.upload_id,
+            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+            **conditional,  # type: ignore[arg-type]
+        )
+        upload.upload_id = None
+
+
+def _write_manifest(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    record: dict[str, Any],
+    sha256: str,
+    protect_existing: bool,
+) -> None:
+    """Write the manifest of `sha256` unless one for these bytes is already there.
+
+    In production the write is conditional too, so two publishers of one key can never leave a
+    manifest that describes the bytes of the one that lost.
+    """
+    head = _head(s3, bucket, key)
+    if head is not None and _stored_sha256(head) == sha256:
+        return
+    if head is not None and protect_existing:
+        raise MmepackError(
+            f"s3://{bucket}/{key} describes other bytes (sha256 {_stored_sha256(head)}) than the "
+            f"object it sits beside (sha256 {sha256}); it was written by something other than "
+            "mmepack publish: delete it and publish again to write the right one"
+        )
+    try:
+        _put_manifest(s3, bucket, key, record, sha256, _conditional(protect_existing))
+    except ClientError as exc:
+        if not _precondition_failed(exc):
+            raise
+        # Another publisher of the same bytes wrote it first; check that it describes them.
+        _write_manifest(s3, bucket, key, record, sha256, protect_existing)
+
+
+def _lost_race(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    manifest_key: str,
+    record: dict[str, Any],
+    checked: CheckedArtifact,
+    echo: Callable[[str], None],
+) -> PublishResult:
+    """S3 refused the conditional write: someone else's object is under the key now."""
+    url = f"s3://{bucket}/{key}"
+    winner = _head(s3, bucket, key)
+    stored = _stored_sha256(winner) if winner is not None else None
+    if stored != checked.sha256:
+        raise MmepackError(
+            f"{_refusal(checked.model, checked.version, url, stored, checked.sha256)} (another "
+            "publish of this version won the race and wrote its bytes first)"
+        )
+    _write_manifest(s3, bucket, manifest_key, record, checked.sha256, True)
+    echo(f"mmepack: {url} unchanged (sha256 {checked.sha256}; a concurrent publish wrote it)")
+    return PublishResult("unchanged", bucket, key, checked.sha256, manifest_key)
 
 
 def publish_artifact(
@@ -363,150 +540,155 @@ def publish_artifact(
 ) -> PublishResult:
     """Upload `path` to `s3://bucket/prefix/<name>` with its manifest; see the module docstring.
 
-    `protect_existing` (True for production) refuses to replace a key holding other bytes;
-    otherwise the key is replaced and the result's status is "replaced". `callback` receives
-    the bytes sent, as boto3's upload callback does.
+    `protect_existing` (True for production) writes the key only if it is absent (S3's
+    `If-None-Match: *`), so of two racing publishers exactly one stores its bytes and the other
+    is refused, or told "unchanged" when its bytes are the same. Otherwise the key is replaced
+    and the status is "replaced". `callback` receives the bytes sent.
     """
-    if not path.is_file():
-        raise MmepackError(f"{path}: no such artifact; build it with `mmepack package`")
-    model, version = parse_artifact_name(path)
-    sha256 = file_sha256(path)
+    checked = check_artifact(path)
+    sha256 = checked.sha256
     recorded = provenance.get("sha256")
     if recorded and recorded != sha256:
         raise MmepackError(
             f"{path}: its sha256 {sha256} differs from the provenance record's {recorded}; the "
-            "file changed after the record was made"
+            "file changed after the record was made; publish again once the build is finished"
         )
     key = object_key(prefix, path.name)
     manifest_key = key + MANIFEST_SUFFIX
-    record = {**provenance, "sha256": sha256, "key": key}
+    record = {**provenance, "sha256": sha256, "size": checked.size, "key": key}
+    url = f"s3://{bucket}/{key}"
     if dry_run:
         echo(
-            f"mmepack: dry run: would upload {path} ({path.stat().st_size} bytes, sha256 "
-            f"{sha256}) to s3://{bucket}/{key} "
-            f"({'refusing' if protect_existing else 'replacing'} a different existing object) "
+            f"mmepack: dry run: would upload {path} ({checked.size} bytes, sha256 {sha256}) to "
+            f"{url} ({'only if absent' if protect_existing else 'replacing an existing object'}) "
             f"and its manifest to s3://{bucket}/{manifest_key}; nothing was sent"
         )
         return PublishResult("dry-run", bucket, key, sha256, manifest_key)
 
     s3 = client or make_client(region)
-    url = f"s3://{bucket}/{key}"
     action = f"publishing {path.name} to {url}"
+    upload = _Upload()
+    outcome = f"{url} was not changed."
     try:
         _check_bucket(s3, bucket, action)
         existing = _head(s3, bucket, key)
-    except (ClientError, BotoCoreError) as exc:
-        raise explain(exc, action, bucket, s3) from None
-    replaced = False
-    if existing is not None:
-        stored = _stored_sha256(existing)
-        if stored == sha256:
-            try:
-                _ensure_manifest(s3, bucket, manifest_key, record, sha256)
-            except (ClientError, BotoCoreError) as exc:
-                raise explain(exc, action, bucket, s3) from None
-            echo(f"mmepack: {url} unchanged (sha256 {sha256})")
-            return PublishResult("unchanged", bucket, key, sha256, manifest_key)
-        if protect_existing:
-            raise _refusal(model, version, url, stored, sha256)
-        replaced = True
-
-    metadata = _metadata(record, sha256)
-    config = _transfer_config(multipart_threshold)
-    incoming = object_key(prefix, f"{INCOMING_FOLDER}/{path.name}.{uuid.uuid4().hex}")
-    outcome = f"{url} was not changed."
-    try:
-        s3.upload_file(
-            str(path),
-            bucket,
-            incoming,
-            ExtraArgs={
-                "ChecksumAlgorithm": "SHA256",
-                "Metadata": metadata,
-                "ContentType": "application/gzip",
-            },
-            Config=config,
-            Callback=callback,
-        )
-        _verify_uploaded(s3, bucket, incoming, sha256, path, config)
-        copy_args: dict[str, Any] = {
-            "ChecksumAlgorithm": "SHA256",
-            "Metadata": metadata,
-            "MetadataDirective": "REPLACE",
-            "ContentType": "application/gzip",
-        }
-        s3.copy(
-            {"Bucket": bucket, "Key": incoming}, bucket, key, ExtraArgs=copy_args, Config=config
-        )
-        final = _head(s3, bucket, key)
-        if final is None or _stored_sha256(final) != sha256:
-            raise MmepackError(f"{action}: the copied object does not carry sha256 {sha256}")
-        outcome = f"{url} is in place but its manifest is not; publish again to write the manifest."
-        _put_manifest(s3, bucket, manifest_key, record, sha256)
+        replaced = existing is not None
+        if existing is not None:
+            stored = _stored_sha256(existing)
+            if stored == sha256:
+                outcome = f"{url} is in place but its manifest is not; publish again."
+                _write_manifest(s3, bucket, manifest_key, record, sha256, protect_existing)
+                echo(f"mmepack: {url} unchanged (sha256 {sha256})")
+                return PublishResult("unchanged", bucket, key, sha256, manifest_key)
+            if protect_existing:
+                raise _refusal(checked.model, checked.version, url, stored, sha256)
+        metadata = _metadata(record, sha256)
+        config = _transfer_config(multipart_threshold)
+        try:
+            _send(
+                s3,
+                bucket,
+                key,
+                checked,
+                metadata,
+                config,
+                _conditional(protect_existing),
+                callback,
+                upload,
+            )
+        except ClientError as exc:
+            if protect_existing and _precondition_failed(exc):
+                return _lost_race(s3, bucket, key, manifest_key, record, checked, echo)
+            raise
+        outcome = f"{url} is in place but its manifest is not; publish again to write it."
+        _write_manifest(s3, bucket, manifest_key, record, sha256, protect_existing)
     except MmepackError as exc:
-        _cleanup_temporary(s3, bucket, incoming)
         raise MmepackError(scrub(f"{exc}\n{outcome}", s3)) from None
-    except Exception as exc:
-        _cleanup_temporary(s3, bucket, incoming)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one explained error
         if isinstance(_find_cause(exc), (ClientError, BotoCoreError)):
             error = explain(exc, action, bucket, s3)
             raise MmepackError(f"{error}\n{outcome}") from None
         raise MmepackError(
             scrub(f"{action}: interrupted ({type(exc).__name__}: {exc})\n{outcome}", s3)
         ) from None
-    except BaseException:
-        _cleanup_temporary(s3, bucket, incoming)
-        raise
-    _cleanup_temporary(s3, bucket, incoming)
+    finally:
+        # The one cleanup: an unfinished multipart upload is invisible but costs storage.
+        if upload.upload_id is not None:
+            _abort_upload(s3, bucket, key, upload.upload_id)
     status = "replaced" if replaced else "uploaded"
     note = f" (replaced an object with different content in {bucket})" if replaced else ""
     echo(f"mmepack: {status} {url}{note} (sha256 {sha256}) and {manifest_key}")
     return PublishResult(status, bucket, key, sha256, manifest_key)
 
 
+def _abort_upload(s3: S3Client, bucket: str, key: str, upload_id: str) -> None:
+    try:
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except Exception:  # noqa: BLE001 - best effort; the original error is what matters
+        pass
+
+
 def _part_size(chunksize: int, size: int) -> int:
-    """The part size s3transfer uses: within S3's 5 MiB..5 GiB, doubled until <= 10,000 parts."""
+    """A part size within S3's 5 MiB..5 GiB, doubled until the object needs <= 10,000 parts."""
     chunksize = min(max(chunksize, 5 * 1024 * 1024), 5 * 1024 * 1024 * 1024)
     while -(-size // chunksize) > 10_000:
         chunksize *= 2
     return chunksize
 
 
-def _composite_sha256(path: Path, chunksize: int) -> str:
-    """S3's checksum of a multipart upload: SHA-256 of the parts' SHA-256 digests."""
-    size = path.stat().st_size
-    chunksize = _part_size(chunksize, size)
-    digests = b""
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(chunksize), b""):
-            digests += hashlib.sha256(chunk).digest()
-    return base64.b64encode(hashlib.sha256(digests).digest()).decode("ascii")
-
-
-def _verify_uploaded(
-    s3: S3Client, bucket: str, key: str, sha256: str, path: Path, config: TransferConfig
-) -> None:
-    """Check what S3 stored before it becomes visible under the final key."""
-    head = _head(s3, bucket, key)
-    size = path.stat().st_size
-    if head is None:
-        raise MmepackError(f"{path}: the upload to s3://{bucket}/{key} left no object")
-    if head.get("ContentLength") != size:
-        raise MmepackError(f"{path}: S3 stored {head.get('ContentLength')} bytes, expected {size}")
-    checksum = str(head.get("ChecksumSHA256") or "").split("-")[0]
-    if not checksum:
-        return
-    # A single-part upload reports the whole object's SHA-256, a multipart one the checksum of
-    # its parts' checksums ("...-N"); S3 verified each part on receipt either way.
-    if size >= config.multipart_threshold:
-        expected = _composite_sha256(path, config.multipart_chunksize)
-    else:
-        expected = _b64(sha256)
-    if checksum != expected:
-        raise MmepackError(f"{path}: S3 reports SHA-256 {checksum}, expected {expected}")
-
-
 # --------------------------------------------------------------------------- promote
+
+
+def _copy_only_if_absent(
+    s3: S3Client,
+    source_bucket: str,
+    key: str,
+    source: dict[str, Any],
+    target_bucket: str,
+    config: TransferConfig,
+    upload: _Upload,
+) -> None:
+    """Server-side copy of `key` that lands only if the target key is absent.
+
+    A CopyObject cannot be conditional, but a multipart upload's completion can: the parts are
+    copied server-side (each pinned to the source's ETag) and the completion carries
+    `If-None-Match: *`, so a concurrent promote or publish of the key makes this one fail (412).
+    """
+    size = int(source.get("ContentLength") or 0)
+    part_size = _part_size(config.multipart_chunksize, size)
+    created = s3.create_multipart_upload(
+        Bucket=target_bucket,
+        Key=key,
+        ChecksumAlgorithm="SHA256",
+        Metadata=dict(source.get("Metadata", {})),
+        ContentType=str(source.get("ContentType") or "application/gzip"),
+    )
+    upload.upload_id = created["UploadId"]
+    parts: list[dict[str, Any]] = []
+    for number, start in enumerate(range(0, max(size, 1), part_size), start=1):
+        end = min(start + part_size, size) - 1
+        response = s3.upload_part_copy(
+            Bucket=target_bucket,
+            Key=key,
+            UploadId=upload.upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": source_bucket, "Key": key},
+            CopySourceIfMatch=str(source["ETag"]),
+            CopySourceRange=f"bytes={start}-{max(end, start)}",
+        )
+        result = dict(response.get("CopyPartResult", {}))
+        part: dict[str, Any] = {"ETag": result["ETag"], "PartNumber": number}
+        if result.get("ChecksumSHA256"):
+            part["ChecksumSHA256"] = result["ChecksumSHA256"]
+        parts.append(part)
+    s3.complete_multipart_upload(
+        Bucket=target_bucket,
+        Key=key,
+        UploadId=upload.upload_id,
+        MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+        IfNoneMatch="*",
+    )
+    upload.upload_id = None
 
 
 def promote(
@@ -524,8 +706,9 @@ def promote(
 ) -> PublishResult:
     """Copy exactly the staging object of `model` `version` (and its manifest) to production.
 
-    Server-side, pinned to the staging object's ETag; refused if production holds different
-    bytes under that key, a no-op if it holds the same.
+    Server-side, pinned to the staging object's ETag, and only if the production key is absent
+    (a racing publish or promote of the same key wins or loses as a whole); refused if
+    production holds different bytes under that key, a no-op if it holds the same.
     """
     name = artifact_name(model, version)
     key = object_key(prefix, name)
@@ -534,6 +717,7 @@ def promote(
     url = f"s3://{production_bucket}/{key}"
     s3 = client or make_client(region)
     action = f"promoting {source_url} to {url}"
+    upload = _Upload()
     try:
         _check_bucket(s3, staging_bucket, action)
         _check_bucket(s3, production_bucket, action)
@@ -550,29 +734,30 @@ def promote(
                 "published by mmepack, re-publish it"
             )
         target = _head(s3, production_bucket, key)
+        if target is None and dry_run:
+            echo(f"mmepack: dry run: would copy {source_url} (sha256 {sha256}) to {url}")
+            return PublishResult("dry-run", production_bucket, key, sha256, manifest_key)
+        status = "promoted"
+        if target is None:
+            try:
+                _copy_only_if_absent(
+                    s3,
+                    staging_bucket,
+                    key,
+                    source,
+                    production_bucket,
+                    _transfer_config(multipart_threshold),
+                    upload,
+                )
+            except ClientError as exc:
+                if not _precondition_failed(exc):
+                    raise
+                target = _head(s3, production_bucket, key)
         if target is not None:
             stored = _stored_sha256(target)
             if stored != sha256:
                 raise _refusal(model, version, url, stored, sha256)
-            _copy_manifest(s3, staging_bucket, production_bucket, manifest_key, sha256)
-            echo(f"mmepack: {url} unchanged (sha256 {sha256})")
-            return PublishResult("unchanged", production_bucket, key, sha256, manifest_key)
-        if dry_run:
-            echo(f"mmepack: dry run: would copy {source_url} (sha256 {sha256}) to {url}")
-            return PublishResult("dry-run", production_bucket, key, sha256, manifest_key)
-        s3.copy(
-            {"Bucket": staging_bucket, "Key": key},
-            production_bucket,
-            key,
-            ExtraArgs={
-                "CopySourceIfMatch": str(source["ETag"]),
-                "ChecksumAlgorithm": "SHA256",
-                "Metadata": dict(source.get("Metadata", {})),
-                "MetadataDirective": "REPLACE",
-                "ContentType": str(source.get("ContentType") or "application/gzip"),
-            },
-            Config=_transfer_config(multipart_threshold),
-        )
+            status = "unchanged"
         copied = _head(s3, production_bucket, key)
         if copied is None or _stored_sha256(copied) != sha256:
             raise MmepackError(f"{action}: the copy in production does not carry sha256 {sha256}")
@@ -581,14 +766,20 @@ def promote(
         raise MmepackError(scrub(str(exc), s3)) from None
     except (ClientError, BotoCoreError) as exc:
         raise explain(exc, action, production_bucket, s3) from None
-    echo(f"mmepack: promoted {source_url} to {url} (sha256 {sha256})")
-    return PublishResult("promoted", production_bucket, key, sha256, manifest_key)
+    finally:
+        if upload.upload_id is not None:
+            _abort_upload(s3, production_bucket, key, upload.upload_id)
+    if status == "unchanged":
+        echo(f"mmepack: {url} unchanged (sha256 {sha256})")
+    else:
+        echo(f"mmepack: promoted {source_url} to {url} (sha256 {sha256})")
+    return PublishResult(status, production_bucket, key, sha256, manifest_key)
 
 
 def _copy_manifest(
     s3: S3Client, staging_bucket: str, production_bucket: str, manifest_key: str, sha256: str
 ) -> None:
-    """Copy the staging manifest to production byte for byte, unless it is already there."""
+    """Copy the staging manifest to production byte for byte, only if none is there yet."""
     existing = _head(s3, production_bucket, manifest_key)
     if existing is not None and _stored_sha256(existing) == sha256:
         return
@@ -598,11 +789,17 @@ def _copy_manifest(
             f"s3://{staging_bucket}/{manifest_key} is missing or describes other bytes than "
             f"sha256 {sha256}; re-publish the artifact to staging"
         )
-    s3.copy_object(
-        CopySource={"Bucket": staging_bucket, "Key": manifest_key},
-        CopySourceIfMatch=str(source["ETag"]),
-        Bucket=production_bucket,
-        Key=manifest_key,
-        ChecksumAlgorithm="SHA256",
-        MetadataDirective="COPY",
-    )
+    if existing is not None:
+        raise MmepackError(
+            f"s3://{production_bucket}/{manifest_key} describes other bytes (sha256 "
+            f"{_stored_sha256(existing)}) than the object beside it (sha256 {sha256}); delete "
+            "it and promote again"
+        )
+    body = s3.get_object(Bucket=staging_bucket, Key=manifest_key, IfMatch=str(source["ETag"]))
+    data = body["Body"].read()
+    try:
+        _put_manifest_bytes(s3, production_bucket, manifest_key, data, sha256, True)
+    except ClientError as exc:
+        if not _precondition_failed(exc):
+            raise
+        _copy_manifest(s3, staging_bucket, production_bucket, manifest_key, sha256)
