@@ -56,4 +56,6 @@ def write_ensemble_model(
     (root / step / "1" / "model.py").write_text(DOUBLING_MODEL)
     if version is not None:
         (root / "model_version.txt").write_text(f"{version}\n")
+    if env:  # package validates first, and a step with an environment needs its requirements
+        (root / "requirements.txt").write_text("# numpy only: it is always added\n")
     return root

@@ -63,7 +63,9 @@ def test_env_required_but_missing_is_an_error(tmp_path: Path) -> None:
 
 def test_missing_version_file_stops_before_writing(tmp_path: Path) -> None:
     model_dir = write_ensemble_model(tmp_path / "demo", version=None)
-    with pytest.raises(MmepackError, match=r"model 'demo': .*model_version.txt is missing"):
+    with pytest.raises(
+        MmepackError, match=r"model 'demo': validation (.|\n)*model_version.txt: is missing"
+    ):
         package_model(model_dir, tmp_path / "dist")
     assert not (tmp_path / "dist").exists()
 

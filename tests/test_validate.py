@@ -628,7 +628,12 @@ CASES = [
     case(
         "artifact_name_too_long",
         Write("model_version.txt", "1" * 1100 + "\n"),
-        Expect("model_version.txt", "model_version.txt", "longer than 1024 bytes", "1111"),
+        Expect(
+            "model_version.txt",
+            "model_version.txt",
+            "longer than 255 bytes, the limit of a file name",
+            "1111",
+        ),
     ),
 ]
 

@@ -1,14 +1,14 @@
 """The whole packaging path for one model directory, shared by the CLI and the Pants plugin.
 
-Order matters for the user: cheap checks (version file, configs, weights, whether the target
-server can run the environment's Python) run before the minutes-long environment build, so a
-typo fails in a second rather than after pip.
+Order matters for the user: the full static validation (the same as `mmepack validate`, so
+package never accepts what validate refuses) and the other cheap checks (weights, whether the
+target server can run the environment's Python) run before the minutes-long environment build,
+so a typo fails in a second rather than after pip.
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 from mmepack.artifact.writer import PackageResult, write_artifact
@@ -16,10 +16,14 @@ from mmepack.environment.build import build_environment
 from mmepack.environment.cache import EnvCache
 from mmepack.environment.request import DEFAULT_PYTHON, EnvOptions, EnvRequest
 from mmepack.errors import MmepackError
+from mmepack.files import scratch_dir
 from mmepack.model.repository import read_model_directory
 from mmepack.model.version import read_model_version
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
 from mmepack.names import ENV_ARCHIVE, REQUIREMENTS_FILE, STUB_NAME
+from mmepack.validate import validate_model_directory
+
+_SHOWN_PROBLEMS = 20
 
 
 def package_model(
@@ -42,6 +46,17 @@ def package_model(
     built and for which server comes from `env_options`. `dvc_cache` and `checkout` are passed
     to `pull_weights`.
     """
+    problems = validate_model_directory(model_dir)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        shown = "\n".join(f"  {p}" for p in errors[:_SHOWN_PROBLEMS])
+        more = len(errors) - _SHOWN_PROBLEMS
+        raise MmepackError(
+            f"model '{model_dir.name}': validation of {model_dir} found {len(errors)} errors; "
+            "nothing was packaged. Fix "
+            f"them (`mmepack validate {model_dir}` lists every problem):\n{shown}"
+            + (f"\n  ... and {more} more" if more > 0 else "")
+        )
     version = read_model_version(model_dir)
     directory = read_model_directory(model_dir)
     weights = tracked_files(model_dir)
@@ -68,7 +83,7 @@ def package_model(
         elif not stub.is_file():
             raise MmepackError(f"model '{directory.name}': {STUB_NAME} {stub} is missing")
         return write_artifact(directory, version, output_dir, env_archive, weights, stub)
-    with tempfile.TemporaryDirectory(prefix="mmepack-env-") as scratch:
+    with scratch_dir("env") as scratch:
         built = build_environment(
             request,
             Path(scratch) / ENV_ARCHIVE,

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from mmepack.errors import MmepackError
-from mmepack.model.repository import SAGEMAKER_ENSEMBLE_RE
+from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
 from mmepack.model.version import parse_artifact_name
 from mmepack.names import CONFIG_FILE
 

@@ -4,7 +4,8 @@ Layout (what SageMaker's Triton front end expects of a multi-model tar): every T
 folder at the tar root, the ensemble with a version folder even though it holds no files, each
 Python step's packed environment where its EXECUTION_ENV_PATH points and, when the target
 server's own stub runs another Python, the environment's `triton_python_backend_stub` beside
-that step's config.pbtxt. Build inputs (BUILD, tests, `.dvc` files, requirements) stay out.
+that step's config.pbtxt. Build inputs (BUILD, tests, `.dvc` files, requirements) stay out, and
+only what `safe_files` allows ships (no links out of the folder, no special or hidden files).
 
 The tar is reproducible (sorted entries, fixed times and owners) so the same inputs give the same
 bytes, which is what lets a publish of an unchanged model be a no-op.
@@ -20,17 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.artifact.bytecode import add_step_bytecode
+from mmepack.artifact.safe_files import scan_model_folder
 from mmepack.errors import MmepackError
-from mmepack.files import atomic_path
+from mmepack.files import atomic_path, open_regular, process_alive
 from mmepack.model.repository import ModelDirectory, TritonModel
 from mmepack.model.version import artifact_name, check_model_name
 from mmepack.model.weights import TrackedFile
 from mmepack.names import CONFIG_FILE, ENV_PATH_PARAMETER, REQUIREMENTS_FILE, STUB_NAME
 
 _VERSION_DIR_RE = re.compile(r"^[1-9][0-9]*$")
-# Files that describe how to build or track a model, never part of what the server loads.
-_EXCLUDED_NAMES = {".gitignore", ".gitkeep", "__pycache__", ".DS_Store"}
-_EXCLUDED_SUFFIXES = (".dvc", ".pyc")
+# `.<artifact>.partial-<pid>`: the name is cut so the whole stays within 255 bytes.
+_PARTIAL_RE = re.compile(r"^\..*\.partial-(?P<pid>[0-9]+)$")
+_MAX_NAME_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -41,18 +43,15 @@ class PackageResult:
     members: tuple[str, ...]
 
 
-def _artifact_files(model: TritonModel) -> list[tuple[str, Path]]:
-    """(archive name, source file) for every file of one Triton model folder."""
-    files: list[tuple[str, Path]] = []
-    for path in sorted(model.folder.rglob("*")):
-        rel = path.relative_to(model.folder)
-        if any(part in _EXCLUDED_NAMES for part in rel.parts) or path.name.endswith(
-            _EXCLUDED_SUFFIXES
-        ):
-            continue
-        if path.is_file():
-            files.append((f"{model.name}/{rel.as_posix()}", path))
-    return files
+def _artifact_files(model: TritonModel, model_dir: Path) -> list[tuple[str, Path]]:
+    """(archive name, source file) for every file of one Triton model folder that may ship."""
+    scanned = scan_model_folder(model.folder, model_dir)
+    if scanned.unsafe:
+        raise MmepackError(
+            f"model '{model.name}': {len(scanned.unsafe)} entries must not ship:\n  "
+            + "\n  ".join(str(u) for u in scanned.unsafe)
+        )
+    return [(f"{model.name}/{rel}", source) for rel, source in scanned.files]
 
 
 def _has_version_folder(model: TritonModel) -> bool:
@@ -71,7 +70,7 @@ def _add_file(tar: tarfile.TarFile, name: str, source: Path) -> None:
     info.size = source.stat().st_size
     executable = os.access(source, os.X_OK) or name.endswith(f"/{STUB_NAME}")
     info.mode = 0o755 if executable else 0o644
-    with source.open("rb") as handle:
+    with open_regular(source) as handle:
         tar.addfile(info, handle)
 
 
@@ -93,7 +92,7 @@ def plan_members(
     for model in directory.models:
         check_model_name(model.name, model.folder / CONFIG_FILE)
         members[f"{model.name}/"] = None
-        files = _artifact_files(model)
+        files = _artifact_files(model, directory.root)
         for name, source in files:
             parent = name.rsplit("/", 1)[0]
             while parent and f"{parent}/" not in members:
@@ -110,6 +109,15 @@ def plan_members(
                     "environment was built; pass --env (or let `mmepack package` build one from "
                     f"{REQUIREMENTS_FILE})"
                 )
+            for placed in [env_rel] + ([STUB_NAME] if stub is not None else []):
+                if f"{model.name}/{placed}" in members:
+                    raise MmepackError(
+                        f"{model.folder / CONFIG_FILE}: the packager places "
+                        f"{'the Python environment' if placed == env_rel else 'the Python stub'} "
+                        f"at {model.folder / placed}, but the model folder already has a file "
+                        "there that it would silently replace; rename that file or point "
+                        "EXECUTION_ENV_PATH elsewhere"
+                    )
             members[f"{model.name}/{env_rel}"] = env_archive
             if stub is not None:
                 # Triton's Python backend runs a stub found beside config.pbtxt instead of its
@@ -130,18 +138,49 @@ def write_artifact(
     name = check_model_name(directory.name, directory.root)
     members = plan_members(directory, env_archive, weights, stub)
     final = output_dir / artifact_name(name, version)
-    with atomic_path(final) as partial, partial.open("wb") as raw, gzip.GzipFile(
-        filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6
-    ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for member, source in members:
-            if source is None:
-                _add_dir(tar, member.rstrip("/"))
-            else:
-                _add_file(tar, member, source)
-        bytecode = add_step_bytecode(tar, directory, env_archive)
+    if len(final.name.encode("utf-8")) > _MAX_NAME_BYTES:
+        raise MmepackError(
+            f"{directory.root}: the artifact name {final.name[:60]}... is longer than a file name "
+            f"may be ({_MAX_NAME_BYTES} bytes); shorten the model name or the version in "
+            "model_version.txt"
+        )
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(output_dir)
+    except OSError as exc:
+        raise MmepackError(
+            f"{output_dir}: cannot use the output folder ({exc.strerror}); choose a writable "
+            "--output-dir"
+        ) from None
+    try:
+        with atomic_path(final) as partial, partial.open("wb") as raw, gzip.GzipFile(
+            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6
+        ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for member, source in members:
+                if source is None:
+                    _add_dir(tar, member.rstrip("/"))
+                else:
+                    _add_file(tar, member, source)
+            bytecode = add_step_bytecode(tar, directory, env_archive)
+    except OSError as exc:
+        raise MmepackError(
+            f"{final}: cannot write the artifact ({exc.strerror or exc}); check the free space "
+            f"and permissions of {output_dir}, then package again (nothing was left behind)"
+        ) from None
     return PackageResult(
         path=final, model=name, version=version, members=tuple(m for m, _ in members) + bytecode
     )
+
+
+def remove_stale_partials(output_dir: Path) -> list[Path]:
+    """Remove `.*.partial-<pid>` files of processes that no longer run (killed packagers)."""
+    removed = []
+    for entry in output_dir.iterdir():
+        match = _PARTIAL_RE.match(entry.name)
+        if match is not None and not process_alive(int(match.group("pid"))):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def read_members(artifact: Path) -> list[str]:

@@ -31,6 +31,7 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
 from mmepack.errors import MmepackError
+from mmepack.files import open_regular
 
 # The generated message classes have no type stubs; every value read from them is converted
 # explicitly where it leaves this module or mmepack.validate.
@@ -252,7 +253,12 @@ def _parse(text: str, path: Path, parser: text_format._Parser) -> ModelConfig:
 def read_config_text(path: Path) -> str:
     """The text of one `config.pbtxt`; unreadable or non-UTF-8 files are schema errors too."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # Only a regular file is read: a FIFO named config.pbtxt would block forever.
+        with open_regular(path) as handle:
+            text = handle.read().decode("utf-8")
+    except MmepackError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise ConfigSchemaError(Problem(path, None, "syntax", reason)) from None
     except UnicodeDecodeError as exc:
         raise ConfigSchemaError(
             Problem(path, None, "syntax", f"not UTF-8 text ({exc.reason} at byte {exc.start})")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from mmepack.errors import MmepackError
+from mmepack.files import read_text
 
 # Re-exported for mmepack.publish, which names the file in its refusals.
 from mmepack.names import VERSION_FILE as VERSION_FILE
@@ -28,7 +29,7 @@ def read_model_version(model_dir: Path) -> str:
             f"model '{model_dir.name}': {path} is missing; expected a file holding the model's "
             f"version, e.g. `echo 1 > {path}`"
         )
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line.strip() for line in read_text(path, "version file").splitlines()]
     lines = [line for line in lines if line]
     if len(lines) != 1:
         raise MmepackError(

@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from mmepack.errors import MmepackError
-from mmepack.files import file_hexdigest
+from mmepack.files import file_hexdigest, read_text
 from mmepack.model.dvc_remote import bucket_missing, default_remote, explain, require_plugin
 
 # Where the shared DVC cache lives when --dvc-cache is not given.
@@ -45,13 +45,41 @@ class TrackedFile:
 
 
 def _load_dvc_file(dvc_file: Path) -> dict[str, Any]:
+    if dvc_file.is_dir() and not dvc_file.is_symlink():
+        raise MmepackError(
+            f"{dvc_file}: is a folder, but names ending in .dvc are DVC files written by "
+            "`dvc add`; rename the folder"
+        )
+    text = read_text(dvc_file, "DVC file")
     try:
-        data = YAML(typ="safe").load(dvc_file.read_text(encoding="utf-8"))
+        data = YAML(typ="safe").load(text)
     except YAMLError as exc:
         raise MmepackError(f"{dvc_file}: not valid YAML: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("outs"), list):
         raise MmepackError(f"{dvc_file}: expected a DVC file with an 'outs' list")
     return data
+
+
+def _inside_model(model_dir: Path, dvc_file: Path, index: int, raw: object) -> Path:
+    """The tracked path, refused unless it is relative and stays inside the model directory
+    (and so inside the repository): DVC would otherwise write, and the packager read, a file
+    anywhere on the machine."""
+    text = str(raw)
+    relative = Path(text)
+    if not text or relative.is_absolute() or ".." in relative.parts or "\\" in text:
+        raise MmepackError(
+            f"{dvc_file}: outs[{index}].path is {text!r}; it must be a relative path beside the "
+            "DVC file, inside the model directory; re-create it with `dvc add <file>` from there"
+        )
+    path = dvc_file.parent / relative
+    root = os.path.realpath(model_dir)
+    resolved = os.path.realpath(path)
+    if resolved != root and not resolved.startswith(root + os.sep):
+        raise MmepackError(
+            f"{dvc_file}: outs[{index}].path {text!r} leads to {resolved}, outside the model "
+            f"directory {model_dir}; keep tracked weights inside it"
+        )
+    return path
 
 
 def tracked_files(model_dir: Path) -> list[TrackedFile]:
@@ -68,9 +96,9 @@ def tracked_files(model_dir: Path) -> list[TrackedFile]:
             found.append(
                 TrackedFile(
                     dvc_file=dvc_file,
-                    path=dvc_file.parent / str(out["path"]),
+                    path=_inside_model(model_dir, dvc_file, index, out["path"]),
                     md5=str(out["md5"]),
-                    size=int(size) if size is not None else None,
+                    size=int(size) if isinstance(size, int) else None,
                 )
             )
     return found

@@ -33,6 +33,7 @@ from mmepack.names import (
 from mmepack.validate.ensemble import check_ensemble
 from mmepack.validate.ensemble_outputs import ensemble_output_warnings
 from mmepack.validate.model_checks import check_model
+from mmepack.validate.safety import check_env_collisions, check_model_files
 
 __all__ = [
     "Problem",
@@ -45,6 +46,8 @@ __all__ = [
 
 # S3 object keys are at most 1024 bytes, as is SageMaker's TargetModel.
 _MAX_KEY_BYTES = 1024
+# The artifact is a file before it is an object: its name must fit a file system.
+_MAX_FILE_NAME_BYTES = 255
 
 # Folders that never hold model directories; skipping them keeps a tree walk fast.
 _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "dist", "venv", "site-packages"})
@@ -75,6 +78,16 @@ def _check_version_file(root: Path, deployable: str | None) -> list[Problem]:
     if deployable is None:
         return []
     key = artifact_name(deployable, version)
+    if len(key.encode("utf-8")) > _MAX_FILE_NAME_BYTES:
+        return [
+            Problem(
+                path,
+                1,
+                VERSION_FILE,
+                f"artifact name {key[:60]!r}... is longer than {_MAX_FILE_NAME_BYTES} bytes, the "
+                "limit of a file name; shorten the model name or the version",
+            )
+        ]
     if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
         return [
             Problem(
@@ -156,7 +169,8 @@ def validate_model_directory(path: Path) -> list[Problem]:
                 "directory",
                 f"no Triton model found; expected sub-folders holding a {CONFIG_FILE}, e.g. "
                 f"{path}/<model_name>/{CONFIG_FILE}",
-            )
+            ),
+            *check_model_files(path),
         ]
     problems: list[Problem] = []
     parsed = {folder.name: _read_model(folder, problems) for folder in folders}
@@ -175,6 +189,8 @@ def validate_model_directory(path: Path) -> list[Problem]:
     problems.extend(_check_version_file(path, deployable))
     problems.extend(_check_pattern_outside_ensemble(models))
     problems.extend(_check_requirements(path, models))
+    problems.extend(check_env_collisions(models))
+    problems.extend(check_model_files(path))
     return sorted(problems, key=_problem_order)
 
 

@@ -76,29 +76,37 @@ def _io_tensors(
 
 
 def _find_cycle(edges: dict[int, set[int]], count: int) -> list[int] | None:
-    """One cycle of steps (as indexes, first repeated at the end), or None."""
+    """One cycle of steps (as indexes, first repeated at the end), or None.
+
+    Iterative depth-first search with an explicit stack: an ensemble of thousands of steps
+    must not hit Python's recursion limit, and each step and edge is visited once.
+    """
     state = [0] * count  # 0 new, 1 on the current path, 2 done
+    position: dict[int, int] = {}  # step -> its index in `path`, while on the path
     path: list[int] = []
-
-    def visit(node: int) -> list[int] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(edges.get(node, ())):
-            if state[nxt] == 1:
-                return path[path.index(nxt) :] + [nxt]
-            if state[nxt] == 0:
-                found = visit(nxt)
-                if found is not None:
-                    return found
-        path.pop()
-        state[node] = 2
-        return None
-
     for start in range(count):
-        if state[start] == 0:
-            found = visit(start)
-            if found is not None:
-                return found
+        if state[start] != 0:
+            continue
+        stack: list[tuple[int, list[int]]] = [(start, sorted(edges.get(start, ()), reverse=True))]
+        state[start] = 1
+        position[start] = 0
+        path.append(start)
+        while stack:
+            node, successors = stack[-1]
+            if not successors:
+                stack.pop()
+                path.pop()
+                del position[node]
+                state[node] = 2
+                continue
+            nxt = successors.pop()
+            if state[nxt] == 1:
+                return path[position[nxt] :] + [nxt]
+            if state[nxt] == 0:
+                state[nxt] = 1
+                position[nxt] = len(path)
+                path.append(nxt)
+                stack.append((nxt, sorted(edges.get(nxt, ()), reverse=True)))
     return None
 
 
