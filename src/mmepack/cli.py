@@ -87,8 +87,20 @@ def _cmd_env_cache(args: argparse.Namespace) -> int:
             )
         total = sum(e.packed_bytes for e in entries)
         print(f"mmepack: {len(entries)} environments, {total / 1e6:.1f} MB in {cache.root}")
+        stale = cache.stale_staging()
+        if stale:
+            print(
+                f"mmepack: {len(stale)} unfinished builds of processes that are gone "
+                f"({', '.join(p.name for p in stale)}); `mmepack env-cache prune` removes them"
+            )
         return 0
+    stale = cache.stale_staging()
     removed = cache.prune(args.unused_days * 86400, dry_run=args.dry_run)
+    if stale:
+        print(
+            f"mmepack: {'would remove' if args.dry_run else 'removed'} {len(stale)} unfinished "
+            "builds of processes that are gone"
+        )
     verb = "would remove" if args.dry_run else "removed"
     freed = sum(e.packed_bytes for e in removed)
     print(f"mmepack: {verb} {len(removed)} environments ({freed / 1e6:.1f} MB) from {cache.root}")

@@ -7,7 +7,8 @@ in one `pants package` run, two CI jobs on one runner, or `mmepack package` by h
 
 Entries appear atomically (built elsewhere, renamed into place) and only after the environment
 has been proven to start, so a failed or interrupted build never leaves something that looks
-usable. A per-key lock makes a second builder of the same key wait and then reuse the first.
+usable; the staging folder a killed build leaves (`.<key>.building-<pid>`) is removed by the
+next build or prune once its process is gone. A per-key lock makes a second builder of the same key wait and then reuse the first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sysconfig
 import time
@@ -28,11 +30,13 @@ from typing import Any
 
 from mmepack.environment.requirements import normalised_requirements
 from mmepack.errors import MmepackError
-from mmepack.files import atomic_path, file_hexdigest
+from mmepack.files import atomic_path, file_hexdigest, process_alive
 
 CACHE_VARIABLE = "MMEPACK_ENV_CACHE"
 ARCHIVE = "python_env.tar.gz"
 MANIFEST = "manifest.json"
+# A build's staging folder and the entry being renamed into place (files.atomic_path).
+_STAGING_RE = re.compile(r"^\.[0-9a-f]+\.(?:building|partial)-(?P<pid>[0-9]+)$")
 # Bump when the builders change what they put in an environment: old entries stop matching.
 ENV_FORMAT = 3
 
@@ -133,8 +137,28 @@ class EnvCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def stale_staging(self) -> list[Path]:
+        """Staging folders of builds whose process is gone (killed mid-build): never usable,
+        often hundreds of MB."""
+        if not self.root.is_dir():
+            return []
+        stale = []
+        for folder in self.root.iterdir():
+            match = _STAGING_RE.match(folder.name)
+            if match is not None and not process_alive(int(match.group("pid"))):
+                stale.append(folder)
+        return sorted(stale)
+
+    def remove_stale_staging(self) -> list[Path]:
+        """Remove what stale_staging() finds; every build and prune does this first."""
+        stale = self.stale_staging()
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        return stale
+
     def staging(self, key: EnvKey) -> Path:
         """A fresh folder on the cache's file system, so the finished entry can be renamed."""
+        self.remove_stale_staging()
         path = self.root / f".{key.digest}.building-{os.getpid()}"
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
@@ -178,6 +202,8 @@ class EnvCache:
     def prune(self, unused_seconds: float, *, dry_run: bool = False) -> list[CacheEntry]:
         """Remove entries not used for `unused_seconds`, each under its key's lock so a build of
         the same key is not interrupted; returns what was (or would be) removed."""
+        if not dry_run:
+            self.remove_stale_staging()
         cutoff = time.time() - unused_seconds
         removed = []
         for entry in self.entries():

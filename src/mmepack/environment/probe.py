@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.environment.requirements import canonical_name
 from mmepack.errors import MmepackError, model_prefix
+from mmepack.files import scratch_dir
 from mmepack.triton.target import STUB_NAME
 
 Log = Callable[[str], None]
@@ -165,8 +165,7 @@ def prove_environment(
     server_python = server_stub_python or python
     if not (find_triton().stubs / server_python).is_dir():
         server_python = python
-    with tempfile.TemporaryDirectory(prefix="mmepack-proof-") as scratch:
-        workdir = Path(scratch)
+    with scratch_dir("proof") as workdir:
         repository = workdir / "models"
         server = TritonServer(repository, workdir, python_minor=server_python)
         stub = server.install.stub_for(python) if python != server_python else None

@@ -1,8 +1,9 @@
 """Read a model's requirements.txt the way the environment cache and the proof need it.
 
 Two questions only: which text identifies the environment (so that cosmetic edits such as
-comments, blank lines, case or order do not rebuild minutes of pip work), and which
-distributions the model asked for by name (so the proof can import each of them).
+comments, blank lines, case or order do not rebuild minutes of pip work, while any change to a
+file pulled in with -r or -c does), and which distributions the model asked for by name, in the
+file or any -r include (so the proof can import each of them).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from pathlib import Path
 
 from mmepack.errors import MmepackError, model_prefix
+from mmepack.files import read_text
 
 _NAME_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 _NUMPY = "numpy"
@@ -77,11 +79,60 @@ def mentions_numpy(text: str) -> bool:
     return _NUMPY in requirement_names(text)
 
 
-def read_requirements(path: Path, label: str = "") -> str:
-    """The file's text, or an error naming the model and saying what belongs there."""
+_INCLUDE_RE = re.compile(
+    r"^(?:(?P<req>-r|--requirement)|(?P<con>-c|--constraint))(?:\s*=\s*|\s+|(?<=-r)|(?<=-c))"
+    r"(?P<target>\S+)$"
+)
+# How a constraint file's lines appear in the expanded text: as option lines, so that the cache
+# key covers them (options are kept) but no constraint is taken for a package to import.
+CONSTRAINT_PREFIX = "--constraint-entry "
+_MAX_INCLUDE_DEPTH = 20
+
+
+def _read_one(path: Path, label: str, where: str) -> str:
     if not path.is_file():
         raise MmepackError(
-            f"{model_prefix(label)}{path} is missing; list the Python steps' packages there "
-            "(numpy is always added)"
+            f"{model_prefix(label)}{where}{path} is missing; list the Python steps' packages "
+            "there (numpy is always added)"
         )
-    return path.read_text(encoding="utf-8")
+    return read_text(path, "requirements file")
+
+
+def _expand(path: Path, label: str, seen: set[Path], depth: int, where: str) -> list[str]:
+    """Logical lines of `path` with every -r include inlined after its line and every -c
+    include's lines inlined as CONSTRAINT_PREFIX options."""
+    if depth > _MAX_INCLUDE_DEPTH:
+        raise MmepackError(
+            f"{model_prefix(label)}{path}: requirements files include each other more than "
+            f"{_MAX_INCLUDE_DEPTH} levels deep; flatten them"
+        )
+    resolved = path.resolve()
+    if resolved in seen:
+        return []
+    seen.add(resolved)
+    lines: list[str] = []
+    for number, line in enumerate(_logical_lines(_read_one(path, label, where)), start=1):
+        lines.append(line)
+        match = _INCLUDE_RE.match(line)
+        if match is None:
+            continue
+        target = match.group("target")
+        if "://" in target:
+            raise MmepackError(
+                f"{model_prefix(label)}{path}:{number}: includes {target}, a URL; the "
+                "environment cache cannot tell when it changes: copy it beside the file"
+            )
+        included = path.parent / target
+        inner = _expand(included, label, seen, depth + 1, f"{path}:{number}: included file ")
+        if match.group("con"):
+            lines.extend(CONSTRAINT_PREFIX + entry for entry in inner)
+        else:
+            lines.extend(inner)
+    return lines
+
+
+def read_requirements(path: Path, label: str = "") -> str:
+    """The requirements as pip will see them: the file's lines with every -r/-c include's lines
+    inlined, so the cache key covers every file pulled in and the proof imports every package
+    listed in any of them. Missing or unreadable files are errors naming the model and file."""
+    return "\n".join(_expand(path, label, set(), 0, "")) + "\n"

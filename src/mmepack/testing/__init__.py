@@ -22,18 +22,19 @@ full HTTP API.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tarfile
-import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmepack.artifact.check import member_problem
 from mmepack.endpoint import LoadFailed, LocalEndpoint, model_hash
 from mmepack.errors import MmepackError
+from mmepack.files import scratch_dir
 from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
 from mmepack.model.version import parse_artifact_name
 from mmepack.names import CONFIG_FILE
@@ -90,8 +91,18 @@ def unpack_like_mme(artifact: Path, destination: Path) -> tuple[Path, str]:
     """
     folder = destination / artifact.name[: -len(".tar.gz")]
     folder.mkdir(parents=True)
-    with tarfile.open(artifact, "r:gz") as tar:
-        tar.extractall(folder, filter="data")
+    try:
+        with tarfile.open(artifact, "r:gz") as tar:
+            for member in tar:
+                problem = member_problem(member)
+                if problem is not None:
+                    raise MmepackError(f"{artifact}: {problem}; package it again")
+            tar.extractall(folder, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise MmepackError(
+            f"{artifact}: cannot unpack it as a gzip tar ({type(exc).__name__}: {exc}); it may be "
+            "truncated or damaged: package it again"
+        ) from None
     if (folder / CONFIG_FILE).is_file():
         repository = destination / "repository"
         repository.mkdir()
@@ -101,7 +112,7 @@ def unpack_like_mme(artifact: Path, destination: Path) -> tuple[Path, str]:
     ensembles = [
         p.parent.name
         for p in sorted(folder.glob(f"*/{CONFIG_FILE}"))
-        if SAGEMAKER_ENSEMBLE_RE.search(p.read_text(encoding="utf-8"))
+        if p.is_file() and SAGEMAKER_ENSEMBLE_RE.search(p.read_text("utf-8", errors="replace"))
     ]
     if len(ensembles) != 1:
         raise MmepackError(
@@ -248,12 +259,21 @@ def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[Serve
 
 @contextmanager
 def _serve_repository(artifact: Path, startup_timeout: float) -> Iterator[ServedArtifact]:
-    """Start Triton on an unpacked copy of `artifact` as a plain model repository."""
-    import tritonclient.http
+    """Start Triton on an unpacked copy of `artifact` as a plain model repository.
 
+    Everything it writes lives in a scratch folder mmepack owns (files.scratch_dir), which is
+    removed on exit, or by the next run when this process is killed."""
     if not artifact.is_file():
         raise MmepackError(f"{artifact}: artifact not found")
-    workdir = Path(tempfile.mkdtemp(prefix=f"mmepack-serve-{artifact.name[:40]}-"))
+    with scratch_dir("serve") as workdir:
+        with _served(artifact, workdir, startup_timeout) as served:
+            yield served
+
+
+@contextmanager
+def _served(artifact: Path, workdir: Path, startup_timeout: float) -> Iterator[ServedArtifact]:
+    import tritonclient.http
+
     server: TritonServer | None = None
     try:
         repository, name = unpack_like_mme(artifact, workdir / "models")
@@ -289,4 +309,3 @@ def _serve_repository(artifact: Path, startup_timeout: float) -> Iterator[Served
     finally:
         if server is not None:
             server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)

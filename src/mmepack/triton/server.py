@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from mmepack.errors import MmepackError
+from mmepack.files import claim_for_cleanup
 from mmepack.triton.install import TritonInstall, find_triton
 
 _ONNXRUNTIME_BACKEND = Path(__file__).parent / "backends" / "onnxruntime" / "model.py"
 _PR_SET_PDEATHSIG = 1
+# Where Triton's Python backend unpacks each EXECUTION_ENV_PATH archive (pb_env.cc).
+_UNPACKED_ENV_PREFIX = "/tmp/python_env_"
 _ERROR_LINE_RE = re.compile(r"^E\d{4} ")
 # Printed by every CPU-only start; not why a model failed.
 _HARMLESS = ("CudaDriverHelper has not been initialized",)
@@ -122,6 +125,7 @@ class TritonServer:
         self.log_path = workdir / "tritonserver.log"
         self.http_port = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._unpacked: set[str] = set()
 
     @property
     def pid(self) -> int:
@@ -185,6 +189,7 @@ class TritonServer:
                 )
             atexit.register(self.stop)
             if self._wait_ready(timeout):
+                self._claim_unpacked_environments()
                 return
             tail = self.log_tail()
             errors = self.log_errors()
@@ -217,8 +222,40 @@ class TritonServer:
             data: dict[str, Any] = json.load(response)
         return data
 
+    def unpacked_environments(self) -> set[str]:
+        """Folders where the Python backend unpacked EXECUTION_ENV_PATH archives for this
+        server's stubs. The backend always uses /tmp/python_env_XXXXXX (TMPDIR is ignored), so
+        they are found from what each stub has mapped."""
+        found: set[str] = set()
+        if self._process is None:
+            return found
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                stat = (proc / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) != self._process.pid:
+                    continue
+                maps = (proc / "maps").read_text()
+            except (OSError, ValueError, IndexError):
+                continue
+            for line in maps.splitlines():
+                path = line.split(None, 5)[-1]
+                if path.startswith(_UNPACKED_ENV_PREFIX):
+                    name = path[len(_UNPACKED_ENV_PREFIX) :].split("/", 1)[0]
+                    found.add(_UNPACKED_ENV_PREFIX + name)
+        return found
+
+    def _claim_unpacked_environments(self) -> None:
+        """Record the unpacked environments in the workdir, so stop() removes them, and the
+        next run removes them if this process is killed first (files.scratch_dir)."""
+        self._unpacked = self.unpacked_environments()
+        if self._unpacked:
+            claim_for_cleanup(self.workdir, sorted(self._unpacked))
+
     def stop(self) -> None:
-        """Stop the server and every stub it started (they share its process group)."""
+        """Stop the server and every stub it started (they share its process group), and
+        remove the environments its Python backend unpacked."""
         process, self._process = self._process, None
         if process is None:
             return
@@ -236,3 +273,6 @@ class TritonServer:
         except (ProcessLookupError, PermissionError):
             pass
         atexit.unregister(self.stop)
+        for folder in self._unpacked:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._unpacked = set()

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from mmepack.errors import MmepackError, model_prefix
+from mmepack.files import scratch_dir
 
 STUB_NAME = "triton_python_backend_stub"
 # NGC release 24.10 (Triton 2.51.0): the newest release whose stubs this toolchain carries (in
@@ -66,10 +66,10 @@ def local_triton_version() -> str:
         return _PYTRITON_SERVER[pytriton]
     from mmepack.triton.server import TritonServer
 
-    with tempfile.TemporaryDirectory(prefix="mmepack-version-") as scratch:
-        repository = Path(scratch) / "models"
+    with scratch_dir("version") as scratch:
+        repository = scratch / "models"
         repository.mkdir()
-        server = TritonServer(repository, Path(scratch))
+        server = TritonServer(repository, scratch)
         server.start(timeout=120)
         try:
             return str(server.metadata()["version"])
