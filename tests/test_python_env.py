@@ -137,6 +137,9 @@ def test_model_with_another_python_than_the_server_runs_in_its_environment(
     libpython = [f for f in mapped if "libpython3" in f]
     assert libpython and all(f"libpython{ENV_PYTHON}" in f for f in libpython)
     assert all("python_env" in f for f in libpython), libpython
+    # Triton unpacked the environment to /tmp/python_env_*; mmepack removes it with the server.
+    unpacked = {f.split("/lib/")[0] for f in libpython}
+    assert unpacked and not [u for u in unpacked if Path(u).exists()], unpacked
 
 
 def test_same_model_without_the_stub_does_not_run_its_environment(
