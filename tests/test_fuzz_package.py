@@ -74,7 +74,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
     return data
 
 
-def _crafted(rng: random.Random, root: Path, outside: Path) -> Callable[[], None]:
+def _crafted(rng: random.Random, root: Path, outside: Path) -> Callable[[], object]:
     """Apply one crafted entry to the model directory; return how to undo it."""
     step = root / "fz"
     kind = rng.randrange(9)
@@ -94,7 +94,12 @@ def _crafted(rng: random.Random, root: Path, outside: Path) -> Callable[[], None
         config = step / "config.pbtxt"
         config.unlink()
         config.mkdir()
-        return lambda: (config.rmdir(), config.write_bytes(CONFIG))  # type: ignore[func-returns-value]
+
+        def restore() -> None:
+            config.rmdir()
+            config.write_bytes(CONFIG)
+
+        return restore
     if kind == 4:
         dvc = step / "1" / "w.bin.dvc"
         body = rng.choice(
@@ -146,7 +151,7 @@ def test_fuzz_validate_and_package(tmp_path: Path) -> None:
     outcomes = {"packaged": 0, "refused": 0, "crafted": 0}
     for case in range(CASES):
         config.write_bytes(_mutate(rng, CONFIG) if rng.random() < 0.9 else CONFIG)
-        undo: Callable[[], None] | None = None
+        undo: Callable[[], object] | None = None
         if rng.random() < 0.15:
             undo = _crafted(rng, root, outside)
             outcomes["crafted"] += 1

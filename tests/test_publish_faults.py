@@ -269,8 +269,8 @@ def test_publish_refuses_what_is_not_an_artifact(
             "duplicate member": [CONFIG, CONFIG],
         }[case]
         data = b'platform: "ensemble"' if case == "two ensembles" else b"x"
-        for info in members:
-            info.size = len(data) if info.isreg() else 0
+        for member in members:
+            member.size = len(data) if member.isreg() else 0
         _tar_gz(path, members, data)
     with pytest.raises(MmepackError) as info:
         _publish(path, staging)
