@@ -5,9 +5,9 @@ Artifacts and weights can be gigabytes, so every hash reads in fixed chunks inst
 whole files. Artifacts, environments and cache entries are read by other processes (Pants,
 concurrent builds, a publish), so each is written under a scratch name and renamed into place:
 a reader sees the old content or the whole new one, never a half-written file. Inputs are read
-only if they are regular files, so a FIFO or device planted under a
-model's name fails at once instead of hanging. Temporary work lives in one folder mmepack owns,
-with the owner's pid in each name, so what a killed run leaves is removed by the next run.
+only if they are regular files, so a FIFO or device planted under a model's name fails at once
+instead of hanging. Temporary work lives in one folder mmepack owns, with the owner's pid in each
+name, so what a killed run leaves is removed by the next run.
 """
 
 from __future__ import annotations
