@@ -24,10 +24,17 @@ from mmepack.environment.cache import ARCHIVE, EnvCache, EnvKey
 from mmepack.environment.requirements import read_requirements, requirement_names
 from mmepack.errors import MmepackError
 from mmepack.files import clean_stale_scratch, scratch_dir
+from mmepack.testing import unpack_like_mme
 from mmepack.validate import validate_model_directory
 from tests.demo_models import ENSEMBLE_CONFIG, write_ensemble_model
 
-ROOT = Path(__file__).resolve().parent.parent
+# The CLI in a child process, as a user runs it (`-c` rather than `-m mmepack`, whose
+# __main__ module Pants does not put in a test's sandbox).
+CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from mmepack.cli import main; sys.exit(main(sys.argv[1:]))",
+]
 
 
 def _model(tmp_path: Path, *, env: bool = False) -> Path:
@@ -220,7 +227,7 @@ def test_long_ensembles_validate_fast_without_recursion(
 
 def _cli(args: list[str], timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mmepack", *args],
+        [*CLI, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -319,7 +326,7 @@ def test_full_disk_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
     done = subprocess.run(
-        [sys.executable, "-m", "mmepack", "package", str(model_dir), "--output-dir", str(out)],
+        [*CLI, "package", str(model_dir), "--output-dir", str(out)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -357,6 +364,8 @@ def test_serve_refuses_malformed_tars(
             if case == "symlink":
                 info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
             tar.addfile(info, None)
+    with pytest.raises(MmepackError, match=needle):
+        unpack_like_mme(bad, tmp_path / "unpacked")
     assert main(["serve", str(bad)]) == 1
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
@@ -407,7 +416,7 @@ def test_killed_package_leaves_a_partial_the_next_run_removes(tmp_path: Path) ->
     out = tmp_path / "dist"
     out.mkdir()
     child = subprocess.Popen(
-        [sys.executable, "-m", "mmepack", "package", str(model_dir), "--output-dir", str(out)],
+        [*CLI, "package", str(model_dir), "--output-dir", str(out)],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
     )
     deadline = time.monotonic() + 60
