@@ -21,13 +21,13 @@ from mmepack.errors import MmepackError
 from mmepack.publish.provenance import build_provenance
 from mmepack.publish.s3 import make_client, promote, publish_artifact
 from tests.test_publish import (  # noqa: F401 - fixtures
-    MiB,
     SECRET_KEY,
     THRESHOLD,
+    MiB,
     _artifact,
+    _aws_env,
     _get,
     _keys,
-    _aws_env,
     _publish,
     _start_moto,
     _stop,

@@ -29,6 +29,7 @@ from mmepack.errors import MmepackError
 from mmepack.model.repository import read_model_directory
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
 from mmepack.names import CONFIG_FILE, REQUIREMENTS_FILE, STUB_NAME, VERSION_FILE
+from mmepack.redact import redact
 from mmepack.validate import (
     Problem,
     count_errors,
@@ -36,7 +37,6 @@ from mmepack.validate import (
     validate_model_directory,
     validate_tree,
 )
-from mmepack.redact import redact
 
 
 def _cmd_package(args: argparse.Namespace) -> int:

@@ -8,9 +8,8 @@ Problems with the path to fix, next to the config checks.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 from collections.abc import Sequence
+from pathlib import Path
 
 from mmepack.artifact.safe_files import config_entry_problem, scan_model_folder
 from mmepack.errors import MmepackError
