@@ -83,6 +83,22 @@ def find_artifact(model: str, search_root: Path | None = None) -> Path:
     )
 
 
+def check_tar(artifact: Path) -> None:
+    """Refuse a damaged tar or one with unsafe members (links, devices, `../`) before any
+    server unpacks it, with the reason instead of a traceback."""
+    try:
+        with tarfile.open(artifact, "r:gz") as tar:
+            for member in tar:
+                problem = member_problem(member)
+                if problem is not None:
+                    raise MmepackError(f"{artifact}: {problem}; package it again")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise MmepackError(
+            f"{artifact}: cannot unpack it as a gzip tar ({type(exc).__name__}: {exc}); it may be "
+            "truncated or damaged: package it again"
+        ) from None
+
+
 def unpack_like_mme(artifact: Path, destination: Path) -> tuple[Path, str]:
     """Unpack into `<destination>/<artifact stem>/` and return (model repository, model name).
 
@@ -216,6 +232,7 @@ def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[Serve
 
     if not artifact.is_file():
         raise MmepackError(f"{artifact}: artifact not found")
+    check_tar(artifact)
     target_model = artifact.name
     with LocalEndpoint([artifact], log=None) as endpoint:
         print(
