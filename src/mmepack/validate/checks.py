@@ -31,6 +31,7 @@ from mmepack.names import (
     VERSION_FILE,
 )
 from mmepack.validate.ensemble import check_ensemble
+from mmepack.validate.lock import check_lock
 from mmepack.validate.model_checks import check_model
 
 __all__ = [
@@ -173,6 +174,7 @@ def validate_model_directory(path: Path) -> list[Problem]:
     problems.extend(_check_version_file(path, deployable))
     problems.extend(_check_pattern_outside_ensemble(models))
     problems.extend(_check_requirements(path, models))
+    problems.extend(check_lock(path))
     return sorted(problems, key=_problem_order)
 
 
