@@ -34,7 +34,7 @@ CACHE_VARIABLE = "MMEPACK_ENV_CACHE"
 ARCHIVE = "python_env.tar.gz"
 MANIFEST = "manifest.json"
 # Bump when the builders change what they put in an environment: old entries stop matching.
-ENV_FORMAT = 3
+ENV_FORMAT = 4
 
 
 def default_cache_root() -> Path:
