@@ -33,6 +33,9 @@ def _prefix(root: Path, minor: str) -> tuple[Path, Path]:
     script = prefix / "bin" / "pkg-tool"
     script.write_text(f"#!{prefix}/bin/python{minor}\nimport pkg\n")
     script.chmod(0o755)
+    # What installers write when the interpreter's path is too long for a shebang line.
+    trampoline = f"#!/bin/sh\n'''exec' \"{prefix}/bin/python{minor}\" \"$0\" \"$@\"\n' '''\n"
+    (prefix / "bin" / "pkg-long").write_text(trampoline + "import pkg\n")
     (info / "RECORD").write_text(
         "pkg/__init__.py,sha256=x,10\n"
         "../../../bin/pkg-tool,sha256=old,99\n"
@@ -50,6 +53,8 @@ def test_make_reproducible_removes_build_paths_and_times(tmp_path: Path) -> None
     make_reproducible(prefix, site, minor, {"python_version": "3.x", "lock_sha256": "ab"})
     script = (prefix / "bin" / "pkg-tool").read_text()
     assert script.startswith(f"#!/usr/bin/env python{minor}\n")
+    long_form = (prefix / "bin" / "pkg-long").read_text()
+    assert long_form == f"#!/usr/bin/env python{minor}\nimport pkg\n"
     assert not (site / "pkg-1.0.dist-info" / "direct_url.json").exists()
     record = (site / "pkg-1.0.dist-info" / "RECORD").read_text()
     assert "direct_url.json" not in record

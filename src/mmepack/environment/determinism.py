@@ -9,8 +9,9 @@ one build to the next, found by building twice and comparing, is neutralised her
   site-packages is compiled again as checked-hash pycs (PEP 552: valid whatever the files' times)
   with the build prefix stripped from the recorded file names (the importer fixes `co_filename`
   to the real location at import anyway).
-- files installers write with the build's path: console-script shebangs (`#!<prefix>/bin/python`;
-  rewritten to `#!/usr/bin/env python3.X`, and their RECORD lines updated) and `direct_url.json`
+- files installers write with the build's path: console-script shebangs (`#!<prefix>/bin/python`,
+  or a `#!/bin/sh` trampoline when that path is too long for a shebang; rewritten to
+  `#!/usr/bin/env python3.X`, and their RECORD lines updated) and `direct_url.json`
   (removed with its RECORD line).
 - what conda-pack adds: the `conda-unpack` script lists the build prefix as the placeholder to
   rewrite, so the prefix is packed with a fixed `dest_prefix` (which leaves that script out; Triton
@@ -78,21 +79,44 @@ def _update_record(record: Path, site: Path, changed: dict[Path, bytes | None]) 
     record.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
+# Installers fall back to this trampoline when `#!<python>` would pass the kernel's 127-byte
+# shebang limit: a shell line that re-executes the file with the build's interpreter.
+_TRAMPOLINE_START = b"#!/bin/sh"
+_TRAMPOLINE_EXEC = b"'''exec' "
+_TRAMPOLINE_END = b"' '''"
+
+
+def _launcher_lines(data: bytes, prefix: Path) -> int:
+    """How many leading lines of a console script start the build's interpreter: 1 for a
+    `#!<prefix>/bin/python` shebang, 3 for the long-path trampoline, 0 for anything else."""
+    lines = data.split(b"\n", 3)
+    bin_dir = f"{prefix}/bin/".encode()
+    if lines[0].startswith(b"#!" + bin_dir):
+        return 1
+    if (
+        len(lines) > 3
+        and lines[0] == _TRAMPOLINE_START
+        and lines[1].startswith(_TRAMPOLINE_EXEC)
+        and bin_dir in lines[1]
+        and lines[2] == _TRAMPOLINE_END
+    ):
+        return 3
+    return 0
+
+
 def _fix_scripts(prefix: Path, minor: str) -> dict[Path, bytes | None]:
     """Point console scripts at `/usr/bin/env python3.X` instead of the build's interpreter."""
     changed: dict[Path, bytes | None] = {}
-    marker = f"#!{prefix}/bin/".encode()
     bin_dir = prefix / "bin"
     for script in sorted(bin_dir.iterdir()) if bin_dir.is_dir() else []:
         if script.is_symlink() or not script.is_file():
             continue
-        with script.open("rb") as handle:
-            head = handle.read(len(marker))
-        if head != marker:
-            continue
         data = script.read_bytes()
-        first, _, rest = data.partition(b"\n")
-        fixed = f"#!/usr/bin/env python{minor}".encode() + b"\n" + rest
+        count = _launcher_lines(data, prefix)
+        if count == 0:
+            continue
+        rest = data.split(b"\n", count)[count]
+        fixed = f"#!/usr/bin/env python{minor}\n".encode() + rest
         script.write_bytes(fixed)
         changed[script.resolve()] = fixed
     return changed
