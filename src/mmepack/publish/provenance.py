@@ -111,15 +111,15 @@ def environment_records(artifact: Path) -> dict[str, dict[str, Any]]:
 
 
 def _env_record(archive_bytes: bytes) -> dict[str, Any]:
-    with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:*") as env:
-        try:
+    """The record inside one packed environment; {} for an archive without one (or not an
+    archive at all: provenance describes whatever was shipped, it does not judge it)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:*") as env:
             handle = env.extractfile(ENV_RECORD)
-        except KeyError:
-            return {}
-        if handle is None:
-            return {}
-        record = json.loads(handle.read().decode("utf-8"))
-        return record if isinstance(record, dict) else {}
+            record = json.loads(handle.read().decode("utf-8")) if handle is not None else {}
+    except (KeyError, tarfile.TarError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _one(records: dict[str, dict[str, Any]], field: str) -> Any:
