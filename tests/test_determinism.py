@@ -25,6 +25,8 @@ def _prefix(root: Path, minor: str) -> tuple[Path, Path]:
     site = prefix / "lib" / f"python{minor}" / "site-packages"
     (site / "pkg" / "__pycache__").mkdir(parents=True)
     (site / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    # Packages may ship sources that do not compile; like pip, the build leaves them uncompiled.
+    (site / "pkg" / "py2_example.py").write_text("print 'hello'\n")
     (site / "pkg" / "__pycache__" / "__init__.cpython-99.pyc").write_bytes(b"stale")
     info = site / "pkg-1.0.dist-info"
     info.mkdir()

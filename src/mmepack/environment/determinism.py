@@ -164,8 +164,11 @@ def _compile(prefix: Path, site: Path) -> None:
         env=env,
         check=False,
     )
-    if result.returncode != 0:
-        failed = [line for line in result.stdout.splitlines() if line.strip()][-10:]
+    # A source file that does not compile (some packages ship deliberately broken examples) gets
+    # no pyc, as with pip's own compile step; only a compileall that could not run is an error.
+    if result.returncode != 0 and "*** Error compiling" not in result.stdout:
+        failed = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        failed = failed[-10:]
         raise MmepackError(
             f"compiling the environment's bytecode failed (exit {result.returncode}):\n"
             + "\n".join(failed)
