@@ -1,9 +1,10 @@
 """Content-addressed store of built Python backend environments.
 
 An environment takes minutes to build and depends only on what pip and the builder see, so its
-key is a hash of exactly that: the normalised requirements, the Python build it runs on, the
-platform and the builder's identity. Anything sharing a key shares one build, whether two models
-in one `pants package` run, two CI jobs on one runner, or `mmepack package` by hand.
+key is a hash of exactly that: the lock's pins (or, for a model without requirements.lock, the
+normalised requirements), the Python build it runs on, the platform and the builder's identity.
+Anything sharing a key shares one build, whether two models in one `pants package` run, two CI
+jobs on one runner, or `mmepack package` by hand.
 
 Entries appear atomically (built elsewhere, renamed into place) and only after the environment
 has been proven to start, so a failed or interrupted build never leaves something that looks
@@ -34,6 +35,7 @@ CACHE_VARIABLE = "MMEPACK_ENV_CACHE"
 ARCHIVE = "python_env.tar.gz"
 MANIFEST = "manifest.json"
 # Bump when the builders change what they put in an environment: old entries stop matching.
+# 4: installed from the lock, made reproducible (checked-hash bytecode, normalised archive).
 ENV_FORMAT = 4
 
 
