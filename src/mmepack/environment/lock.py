@@ -36,6 +36,7 @@ from mmepack.environment.requirements import (
     read_requirements,
 )
 from mmepack.errors import MmepackError, model_prefix
+from mmepack.files import atomic_path
 from mmepack.names import LOCK_FILE, REQUIREMENTS_FILE
 
 Log = Callable[[str], None]
@@ -308,12 +309,8 @@ def lock_model(
     platform = f"manylinux_{glibc.replace('.', '_')}_{DEFAULT_ARCH}"
     text = render_lock(label, python, platform, digest, resolver, pins)
     path = lock_path(requirements)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(path) as partial:
         partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return read_lock(path)
 
 
