@@ -45,6 +45,9 @@ def _checkout(root: Path) -> Path:
 
 def _package(root: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Path:
     monkeypatch.setenv("PIP_CACHE_DIR", str(scratch / "pip-cache"))
+    # Pants hides the machine's pip configuration (index, certificates) from its processes; the
+    # builder is meant to use it, as it does when the plugin runs it.
+    monkeypatch.delenv("PIP_CONFIG_FILE", raising=False)
     code = main(
         [
             "package",
