@@ -57,6 +57,7 @@ def _package(root: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch, *extra:
             f"--output-dir={scratch / 'dist'}",
             "--python=3.12",
             f"--cache-dir={scratch / 'env-cache'}",
+            f"--dvc-cache={scratch / 'dvc-cache'}",
             *extra,
         ]
     )
