@@ -7,12 +7,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from mmepack.artifact.diff import (
-    artifact_digests,
-    describe,
-    describe_difference,
-    diff_members,
-)
+from mmepack.artifact.diff import artifact_digests, describe, describe_difference, diff_members
 
 
 def _tar_gz(files: dict[str, bytes], mtime: int = 0, reverse: bool = False) -> bytes:
