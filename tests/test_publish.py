@@ -595,3 +595,4 @@ def test_provenance_records_each_packed_environment(tmp_path: Path) -> None:
     assert record["python_env_sha256"] == {
         "demo_double/python_env.tar.gz": hashlib.sha256(env.read_bytes()).hexdigest()
     }
+    assert record["lock_sha256"] is None and record["seed_python"] is None

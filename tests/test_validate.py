@@ -17,6 +17,7 @@ from typing import Union
 import pytest
 
 from mmepack.cli import main
+from mmepack.environment.lock import Pin, render_lock, requirements_digest
 from mmepack.model.config import ConfigSchemaError, parse_model_config
 from mmepack.validate import (
     Problem,
@@ -182,6 +183,11 @@ def write_good(root: Path) -> Path:
     for rel, text in GOOD_FILES.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
+    # A good model is locked: its requirements.lock was made from this requirements.txt.
+    digest = requirements_digest(root / "requirements.txt")
+    pins = [Pin("pillow", "13.0.0", "42" * 32), Pin("numpy", "1.26.4", "67" * 32)]
+    lock = render_lock(root.name, "3.11", "manylinux_2_35_x86_64", digest, "pip", pins)
+    (root / "requirements.lock").write_text(lock)
     return root
 
 
@@ -587,6 +593,24 @@ CASES = [
         "env_path_without_requirements",
         Remove("requirements.txt"),
         Expect(PRE_CFG, "EXECUTION_ENV_PATH", "requirements.txt is missing", "EXECUTION"),
+    ),
+    case(
+        "lock_older_than_requirements",
+        Write("requirements.txt", "pillow\nrequests\n"),
+        Expect(
+            "requirements.lock",
+            "requirements-sha256",
+            "requirements.txt (or a file it includes) changed after requirements.lock was made; "
+            "run `mmepack lock",
+            "# requirements-sha256:",
+        ),
+    ),
+    case(
+        "requirements_without_lock",
+        Remove("requirements.lock"),
+        Expect(
+            "requirements.txt", "requirements.lock", "has no requirements.lock", None, "warning"
+        ),
     ),
     case(
         "requirements_without_env_path",

@@ -2,9 +2,9 @@
 
 The package rule awaits this the way Pants' docker and helm backends await their build rules,
 so the goal rule stays short. The process runs mmepack's narrow builder PEX on the model's
-requirements.txt alone, moved to the sandbox root and with no model-specific argument: models
-with identical requirements make identical processes, which Pants runs once and caches across
-runs. What the builder did comes back in its JSON report (`env_report.py`), not from its log.
+requirements.txt and requirements.lock alone, moved to the sandbox root and with no
+model-specific argument: models with identical requirements make identical processes, which
+Pants runs once and caches across runs. What the builder did comes back in its JSON report (`env_report.py`), not from its log.
 
 Engine calls (Get/MultiGet) are confined to `build_python_env`; everything else here is plain
 functions of option values, so a port to call-by-name touches one function.
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 ENV_FILE = "python_env.tar.gz"
 STUB_FILE = "triton_python_backend_stub"
 REQUIREMENTS_FILE = "requirements.txt"
+LOCK_FILE = "requirements.lock"
 _PIP_CACHE = ".cache/mmepack-pip"
 
 
@@ -103,7 +104,14 @@ async def build_python_env(
     requirements_only = await Get(
         Digest,
         DigestSubset(
-            request.sources, PathGlobs([os.path.join(request.model_dir, REQUIREMENTS_FILE)])
+            request.sources,
+            PathGlobs(
+                [
+                    os.path.join(request.model_dir, REQUIREMENTS_FILE),
+                    # The pinned versions and hashes the environment is installed from.
+                    os.path.join(request.model_dir, LOCK_FILE),
+                ]
+            ),
         ),
     )
     requirements, builder, env_vars = await MultiGet(

@@ -1,6 +1,6 @@
 """Entry point Pants loads for `backend_packages = ["mmepack_pants"]`."""
 
-from mmepack_pants import cli, environment, lint, package, publish, tailor
+from mmepack_pants import cli, environment, lint, lock, package, publish, tailor
 from mmepack_pants.target_types import TritonModelTarget
 
 
@@ -14,6 +14,7 @@ def rules():
         *environment.rules(),
         *package.rules(),
         *lint.rules(),
+        *lock.rules(),
         *publish.rules(),
         *tailor.rules(),
     ]

@@ -25,6 +25,7 @@ from mmepack.environment.command import (
     options_from_args,
     run_build_env,
 )
+from mmepack.environment.request import DEFAULT_PYTHON
 from mmepack.errors import MmepackError
 from mmepack.model.repository import read_model_directory
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
@@ -69,6 +70,43 @@ def _cmd_pull_weights(args: argparse.Namespace) -> int:
         print(f"mmepack: {describe_pull(directory.name, pulled)}")
     for tracked in files:
         print(f"mmepack: {tracked.path} ok (md5 {tracked.md5})")
+    return 0
+
+
+def _cmd_lock(args: argparse.Namespace) -> int:
+    """Lock every given model directory (or every model under a given tree)."""
+    from mmepack.environment.lock import lock_model, lock_path, read_lock
+
+    targets: list[Path] = []
+    for path in args.paths:
+        if (path / REQUIREMENTS_FILE).is_file():
+            targets.append(path)
+        elif path.is_dir():
+            targets.extend(
+                d for d in discover_model_directories(path) if (d / REQUIREMENTS_FILE).is_file()
+            )
+        else:
+            raise MmepackError(
+                f"{path}: not a directory; expected a model directory or a tree of them"
+            )
+    if not targets:
+        raise MmepackError(
+            f"no {REQUIREMENTS_FILE} found under {', '.join(map(str, args.paths))}; only models "
+            "with Python steps have something to lock"
+        )
+    for model_dir in targets:
+        existing = lock_path(model_dir / REQUIREMENTS_FILE)
+        python = args.python or (read_lock(existing).python if existing.is_file() else None)
+        if python is None:
+            python = DEFAULT_PYTHON
+        lock = lock_model(
+            model_dir,
+            python,
+            glibc=args.glibc,
+            log=lambda m: print(f"mmepack: {m}", file=sys.stderr),
+        )
+        pins = ", ".join(f"{p.name}=={p.version}" for p in lock.pins)
+        print(f"mmepack: wrote {lock.path} (Python {lock.python}, {lock.platform}): {pins}")
     return 0
 
 
@@ -276,6 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_build_env_arguments(env)
     env.set_defaults(run=run_build_env)
+
+    lock = commands.add_parser(
+        "lock",
+        help=f"pin {REQUIREMENTS_FILE} to exact versions and sha256 hashes (requirements.lock)",
+    )
+    lock.add_argument(
+        "paths", type=Path, nargs="+", metavar="PATH", help="e.g. models/ or models/screen_detector"
+    )
+    lock.add_argument(
+        "--python",
+        help=f"environment Python, e.g. 3.12 (default: the existing lock's, else {DEFAULT_PYTHON})",
+    )
+    lock.add_argument(
+        "--glibc",
+        default="2.35",
+        help="glibc of the target hosts; wheels up to manylinux_<this> are allowed (default 2.35)",
+    )
+    lock.set_defaults(run=_cmd_lock)
 
     env_cache = commands.add_parser(
         "env-cache", help="list or prune the content-addressed environment cache"

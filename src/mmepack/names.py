@@ -10,6 +10,9 @@ from __future__ import annotations
 CONFIG_FILE = "config.pbtxt"
 VERSION_FILE = "model_version.txt"
 REQUIREMENTS_FILE = "requirements.txt"
+# Exact versions and sha256 hashes resolved from requirements.txt by `mmepack lock`, committed
+# beside it; the environment is installed from this file alone.
+LOCK_FILE = "requirements.lock"
 
 # What the environment build produces and the artifact carries beside a Python step's config.
 ENV_ARCHIVE = "python_env.tar.gz"

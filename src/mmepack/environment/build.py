@@ -26,11 +26,12 @@ from typing import Any
 
 from mmepack.environment.builders import EnvBuilder, choose_builder
 from mmepack.environment.cache import CachedEnv, EnvCache, EnvKey
-from mmepack.environment.pack import pack_prefix
+from mmepack.environment.determinism import make_reproducible, pack_reproducibly
+from mmepack.environment.lock import InstallSource, install_source
 from mmepack.environment.probe import import_names, prove_environment
 from mmepack.environment.report import REPORT_SCHEMA, BuildReport
 from mmepack.environment.request import EnvOptions, EnvRequest
-from mmepack.environment.requirements import mentions_numpy, read_requirements, requirement_names
+from mmepack.environment.requirements import mentions_numpy, requirement_names
 from mmepack.environment.slim import site_packages, slim_prefix
 from mmepack.errors import MmepackError, model_prefix
 from mmepack.files import copy_atomically
@@ -57,7 +58,7 @@ def _build_into_cache(
     request: EnvRequest,
     options: EnvOptions,
     builder: EnvBuilder,
-    text: str,
+    source: InstallSource,
     key: EnvKey,
     cache: EnvCache,
     log: Log,
@@ -68,21 +69,29 @@ def _build_into_cache(
     staging = cache.staging(key)
     try:
         prefix = staging / "env"
-        extra = [] if mentions_numpy(text) else ["numpy"]
+        text = source.text
+        extra = [] if source.locked or mentions_numpy(text) else ["numpy"]
         log(
-            f"{who}building a Python {request.python} environment from {request.requirements} "
+            f"{who}building a Python {request.python} environment from {source.path} "
             f"with the {builder.kind} builder{' (+ numpy)' if extra else ''}; this takes minutes"
         )
         try:
-            version = builder.populate(request.requirements, extra, request.python, prefix)
+            version = builder.populate(source.path, extra, request.python, prefix, source.locked)
         except MmepackError as exc:
             raise MmepackError(f"{who}{exc}") from None
         slim = slim_prefix(prefix)
         log(f"{who}slimmed: {slim.describe()}")
+        identity = {"python_version": version, "builder": builder.identity(request.python)}
+        make_reproducible(
+            prefix,
+            site_packages(prefix),
+            request.python,
+            {**identity, "lock_sha256": source.lock_sha256},
+        )
         modules = import_names(site_packages(prefix), requirement_names(text))
         archive = staging / ENV_ARCHIVE
         log(f"{who}packing with conda-pack")
-        pack_prefix(prefix, archive)
+        pack_reproducibly(prefix, archive)
         shutil.rmtree(prefix)
         proof = prove_environment(
             archive,
@@ -94,8 +103,8 @@ def _build_into_cache(
         )
         log(f"{who}proven: Triton {proof.triton_version} imported {', '.join(proof.modules)}")
         manifest = {
-            "python_version": version,
-            "builder": builder.identity(request.python),
+            **identity,
+            "lock_sha256": source.lock_sha256,
             "packed_bytes": archive.stat().st_size,
             "build_seconds": round(time.monotonic() - started, 1),
             "removed_bytes": slim.removed_bytes,
@@ -152,11 +161,11 @@ def build_environment(
     succeeded."""
     options = options or EnvOptions()
     who = model_prefix(request.label)
-    text = read_requirements(request.requirements, request.label)
+    install = install_source(request.requirements, request.python, request.label, log)
     stub = options.stub(request)
     cache = cache or EnvCache()
     builder = choose_builder(options.builder, options.conda, log)
-    key = EnvKey.of(text, request.python, builder.identity(request.python))
+    key = EnvKey.of(install.text, request.python, builder.identity(request.python))
     hit = cache.lookup(key)
     cached = hit is not None
     if hit is None:
@@ -164,7 +173,7 @@ def build_environment(
             hit = cache.lookup(key)  # built meanwhile by a concurrent process
             cached = hit is not None
             if hit is None:
-                hit = _build_into_cache(request, options, builder, text, key, cache, log)
+                hit = _build_into_cache(request, options, builder, install, key, cache, log)
     copy_atomically(hit.archive, output)
     shipped = None
     if stub is not None and stub_output is not None:

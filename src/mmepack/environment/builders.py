@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mmepack.environment.base_python import BaseInterpreter, find_base_interpreter
+from mmepack.environment.determinism import deterministic_variables
 from mmepack.errors import MmepackError
 
 Log = Callable[[str], None]
@@ -40,16 +41,21 @@ class EnvBuilder(Protocol):
         """Everything about the builder that changes the prefix's bytes (for the cache key)."""
         ...
 
-    def populate(self, requirements: Path, extra: list[str], python: str, prefix: Path) -> str:
-        """Create `prefix` and install into it; return the full Python version."""
+    def populate(
+        self, requirements: Path, extra: list[str], python: str, prefix: Path, locked: bool = False
+    ) -> str:
+        """Create `prefix` and install into it; return the full Python version. `locked`:
+        `requirements` is a lock, installed exactly (hashes required, no resolution)."""
         ...
 
 
 def install_environment() -> dict[str, str]:
-    """The variables pip runs with: no user site, no leaking PYTHONPATH, no version nag."""
+    """The variables pip runs with: no user site, no leaking PYTHONPATH, no version nag, and no
+    bytecode written with times or build paths in it (see determinism)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PIP_USER")}
     env["PYTHONNOUSERSITE"] = "1"
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env.update(deterministic_variables())
     return env
 
 
@@ -76,8 +82,16 @@ def run_step(argv: list[str], what: str, log: Log | None = None) -> None:
 
 
 def pip_install(
-    python: Path, requirements: Path, extra: list[str], what: str, log: Log | None
+    python: Path,
+    requirements: Path,
+    extra: list[str],
+    what: str,
+    log: Log | None,
+    locked: bool = False,
 ) -> None:
+    """`pip install -r`; from a lock: exactly its wheels (hashes checked, no dependency
+    resolution). Bytecode is compiled afterwards, reproducibly (determinism.make_reproducible)."""
+    exact = ["--require-hashes", "--no-deps", "--only-binary=:all:"] if locked else []
     run_step(
         [
             str(python),
@@ -86,6 +100,8 @@ def pip_install(
             "install",
             "--no-input",
             "--no-warn-script-location",
+            "--no-compile",
+            *exact,
             "-r",
             str(requirements),
             *extra,
@@ -113,14 +129,18 @@ class PortableBuilder:
     def identity(self, python: str) -> str:
         return f"portable:cpython-{self._base(python).version}"
 
-    def populate(self, requirements: Path, extra: list[str], python: str, prefix: Path) -> str:
+    def populate(
+        self, requirements: Path, extra: list[str], python: str, prefix: Path, locked: bool = False
+    ) -> str:
         base = self._base(python)
         if self.log:
             self.log(f"portable builder: seeding Python {base.version} from {base.prefix}")
         _copy_prefix(base, prefix)
         interpreter = prefix / "bin" / f"python{base.minor}"
         run_step([str(interpreter), "-m", "ensurepip", "--default-pip"], "bootstrapping pip")
-        pip_install(interpreter, requirements, extra, f"installing {requirements}", self.log)
+        pip_install(
+            interpreter, requirements, extra, f"installing {requirements}", self.log, locked
+        )
         shutil.rmtree(prefix / "include", ignore_errors=True)
         (prefix / "conda-meta").mkdir()
         (prefix / "conda-meta" / "history").write_text("# built by mmepack (portable builder)\n")
@@ -140,7 +160,9 @@ class CondaBuilder:
     def identity(self, python: str) -> str:
         return f"conda:{self.executable.name}:{self.channel}:python={python}"
 
-    def populate(self, requirements: Path, extra: list[str], python: str, prefix: Path) -> str:
+    def populate(
+        self, requirements: Path, extra: list[str], python: str, prefix: Path, locked: bool = False
+    ) -> str:
         if self.log:
             self.log(
                 f"conda builder: {self.executable} creating Python {python} from {self.channel}"
@@ -167,7 +189,9 @@ class CondaBuilder:
                 f"{self.executable} reported success but {interpreter} does not exist; check that "
                 f"it is a conda, mamba or micromamba executable"
             )
-        pip_install(interpreter, requirements, extra, f"installing {requirements}", self.log)
+        pip_install(
+            interpreter, requirements, extra, f"installing {requirements}", self.log, locked
+        )
         version = subprocess.run(
             [str(interpreter), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
             capture_output=True,

@@ -1,9 +1,10 @@
 """Content-addressed store of built Python backend environments.
 
 An environment takes minutes to build and depends only on what pip and the builder see, so its
-key is a hash of exactly that: the normalised requirements, the Python build it runs on, the
-platform and the builder's identity. Anything sharing a key shares one build, whether two models
-in one `pants package` run, two CI jobs on one runner, or `mmepack package` by hand.
+key is a hash of exactly that: the lock's pins (or, for a model without requirements.lock, the
+normalised requirements), the Python build it runs on, the platform and the builder's identity.
+Anything sharing a key shares one build, whether two models in one `pants package` run, two CI
+jobs on one runner, or `mmepack package` by hand.
 
 Entries appear atomically (built elsewhere, renamed into place) and only after the environment
 has been proven to start, so a failed or interrupted build never leaves something that looks
@@ -38,7 +39,8 @@ MANIFEST = "manifest.json"
 # A build's staging folder and the entry being renamed into place (files.atomic_path).
 _STAGING_RE = re.compile(r"^\.[0-9a-f]+\.(?:building|partial)-(?P<pid>[0-9]+)$")
 # Bump when the builders change what they put in an environment: old entries stop matching.
-ENV_FORMAT = 3
+# 4: installed from the lock, made reproducible (checked-hash bytecode, normalised archive).
+ENV_FORMAT = 4
 
 
 def default_cache_root() -> Path:

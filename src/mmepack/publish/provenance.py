@@ -6,16 +6,21 @@ limits user metadata to 2 KB) and in full as `<artifact>.manifest.json` beside i
 
 from __future__ import annotations
 
+import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
 
 from mmepack import __version__
 from mmepack.artifact.check import check_artifact
+from mmepack.environment.determinism import RECORD_FILE as ENV_RECORD
+from mmepack.environment.lock import read_lock
 from mmepack.errors import MmepackError
 from mmepack.files import file_hexdigest, stream_hexdigest
 from mmepack.model.version import parse_artifact_name
 from mmepack.model.weights import tracked_files
+from mmepack.names import ENV_ARCHIVE, LOCK_FILE
 from mmepack.publish.revision import from_ci_or_git
 
 # CI systems check out a detached HEAD and say which commit in these variables.
@@ -90,6 +95,54 @@ def environment_sha256s(artifact: Path) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def environment_records(artifact: Path) -> dict[str, dict[str, Any]]:
+    """What each packed environment says it was built from (`mmepack-env.json` at its root:
+    seed Python, builder, lock hash), by tar member; environments built before mmepack wrote
+    that record give an empty one."""
+    records: dict[str, dict[str, Any]] = {}
+    if not tarfile.is_tarfile(artifact):
+        return records
+    with tarfile.open(artifact, "r:*") as tar:
+        for member in tar:
+            if not (member.isfile() and member.name.endswith(ENV_ARCHIVE)):
+                continue
+            handle = tar.extractfile(member)
+            records[member.name] = _env_record(handle.read()) if handle is not None else {}
+    return dict(sorted(records.items()))
+
+
+def _env_record(archive_bytes: bytes) -> dict[str, Any]:
+    """The record inside one packed environment; {} for an archive without one (or not an
+    archive at all: provenance describes whatever was shipped, it does not judge it)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:*") as env:
+            handle = env.extractfile(ENV_RECORD)
+            record = json.loads(handle.read().decode("utf-8")) if handle is not None else {}
+    except (KeyError, tarfile.TarError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _one(records: dict[str, dict[str, Any]], field: str) -> Any:
+    values = {json.dumps(r.get(field)) for r in records.values()}
+    return json.loads(values.pop()) if len(values) == 1 else None
+
+
+def check_lock_matches(artifact: Path, model_dir: Path, lock_sha256: str | None) -> None:
+    """The artifact's environment must come from the lock committed beside the model."""
+    lock = model_dir / LOCK_FILE
+    if lock_sha256 is None or not lock.is_file():
+        return
+    committed = read_lock(lock).sha256
+    if committed != lock_sha256:
+        model, _ = parse_artifact_name(artifact)
+        raise MmepackError(
+            f"model '{model}': {artifact}'s environment was built from a lock with sha256 "
+            f"{lock_sha256}, but {lock} has {committed}; package the model again from this "
+            "checkout"
+        )
+
+
 def build_provenance(
     artifact: Path,
     *,
@@ -107,6 +160,10 @@ def build_provenance(
     model, version = checked.model, checked.version
     if weights is None:
         weights = weights_md5s(artifact, model_dir) if model_dir is not None else {}
+    envs = environment_records(artifact)
+    lock_sha256 = _one(envs, "lock_sha256")
+    if model_dir is not None:
+        check_lock_matches(artifact, model_dir, lock_sha256)
     return {
         "model": model,
         "version": version,
@@ -116,5 +173,10 @@ def build_provenance(
         "git_commit": commit if commit is not None else git_commit(),
         "dvc_weights_md5": dict(sorted(weights.items())),
         "python_env_sha256": environment_sha256s(artifact),
+        # What the environment was built from: the lock's hash (requirements.lock's pins) and
+        # the exact seed CPython; per environment in python_env_builds.
+        "lock_sha256": lock_sha256,
+        "seed_python": _one(envs, "python_version"),
+        "python_env_builds": envs,
         "mmepack_version": __version__,
     }

@@ -32,7 +32,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -49,6 +49,7 @@ from botocore.exceptions import (
 )
 
 from mmepack.artifact.check import CheckedArtifact, check_artifact
+from mmepack.artifact.diff import describe_difference
 from mmepack.errors import MmepackError
 from mmepack.model.version import VERSION_FILE, artifact_name
 from mmepack.publish.revision import from_ci_or_git
@@ -358,12 +359,28 @@ def _transfer_config(multipart_threshold: int | None) -> TransferConfig:
     )
 
 
-def _refusal(model: str, version: str, url: str, stored: str | None, local: str) -> MmepackError:
+def _refusal(
+    model: str, version: str, url: str, stored: str | None, local: str, members: str = ""
+) -> MmepackError:
+    detail = f"\nWhat differs, member by member:\n{members}" if members else ""
     return MmepackError(
         f"model '{model}' version {version}: {url} already exists with different content "
         f"(sha256 {stored or 'unknown'}, this artifact {local}); a published version is never "
-        f"overwritten: bump {VERSION_FILE} of model '{model}' and package again"
+        f"overwritten: bump {VERSION_FILE} of model '{model}' and package again{detail}"
     )
+
+
+def _member_report(client: S3Client, bucket: str, key: str, path: Path) -> str:
+    """Which tar members differ from the stored object (artifact.diff); best effort, since the
+    refusal stands either way."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            return describe_difference(cast(IO[bytes], body), path)
+        finally:
+            body.close()
+    except Exception as exc:  # the comparison only explains the refusal; never mask it
+        return scrub(f"(the members could not be compared: {type(exc).__name__}: {exc})", client)
 
 
 def _precondition_failed(exc: BaseException) -> bool:
@@ -581,7 +598,8 @@ def publish_artifact(
                 echo(f"mmepack: {url} unchanged (sha256 {sha256})")
                 return PublishResult("unchanged", bucket, key, sha256, manifest_key)
             if protect_existing:
-                raise _refusal(checked.model, checked.version, url, stored, sha256)
+                members = _member_report(s3, bucket, key, checked.path)
+                raise _refusal(checked.model, checked.version, url, stored, sha256, members)
         metadata = _metadata(record, sha256)
         config = _transfer_config(multipart_threshold)
         try:

@@ -32,6 +32,7 @@ from mmepack.names import (
 )
 from mmepack.validate.ensemble import check_ensemble
 from mmepack.validate.ensemble_outputs import ensemble_output_warnings
+from mmepack.validate.lock import check_lock
 from mmepack.validate.model_checks import check_model
 from mmepack.validate.safety import check_env_collisions, check_model_files
 
@@ -191,6 +192,7 @@ def validate_model_directory(path: Path) -> list[Problem]:
     problems.extend(_check_requirements(path, models))
     problems.extend(check_env_collisions(models))
     problems.extend(check_model_files(path))
+    problems.extend(check_lock(path))
     return sorted(problems, key=_problem_order)
 
 

@@ -1,0 +1,102 @@
+"""`./pants lock-envs ::`: write every triton_model's requirements.lock, like generate-lockfiles.
+
+Thin by design: for each model with a requirements.txt the rule runs `mmepack lock <dir>
+--python <the target's python_version>` in a sandbox holding the model's files, and writes the
+lock it produced into the workspace. Resolution needs the index, so it reruns every time
+(never answered from Pants' cache).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.engine.console import Console
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import Digest, MergeDigests, Workspace
+from pants.engine.goal import Goal, GoalSubsystem
+from pants.engine.process import FallibleProcessResult, ProcessCacheScope
+from pants.engine.rules import Get, MultiGet, collect_rules, goal_rule
+from pants.engine.target import FieldSet, Targets
+from pants.util.logging import LogLevel
+
+from mmepack_pants.cli import MmepackCliRequest
+from mmepack_pants.subsystem import MmepackSubsystem
+from mmepack_pants.target_types import TritonModelPythonVersionField, TritonModelSourcesField
+
+_LOCK_FILE = "requirements.lock"
+_REQUIREMENTS_FILE = "requirements.txt"
+
+
+class LockEnvsSubsystem(GoalSubsystem):
+    name = "lock-envs"
+    help = (
+        "Pin each triton_model's requirements.txt to exact versions and sha256 hashes "
+        "(requirements.lock, written beside it by `mmepack lock`)."
+    )
+
+
+class LockEnvs(Goal):
+    subsystem_cls = LockEnvsSubsystem
+    environment_behavior = Goal.EnvironmentBehavior.LOCAL_ONLY
+
+
+@dataclass(frozen=True)
+class _LockFieldSet(FieldSet):
+    required_fields = (TritonModelSourcesField,)
+
+    sources: TritonModelSourcesField
+    python_version: TritonModelPythonVersionField
+
+
+@goal_rule(desc="Lock the Python environments of Triton models")
+async def lock_envs(
+    targets: Targets, subsystem: MmepackSubsystem, workspace: Workspace, console: Console
+) -> LockEnvs:
+    field_sets = [_LockFieldSet.create(t) for t in targets if _LockFieldSet.is_applicable(t)]
+    cli, env_vars = await MultiGet(
+        Get(VenvPex, MmepackCliRequest()),
+        Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
+    )
+    all_sources = await MultiGet(
+        Get(SourceFiles, SourceFilesRequest([fs.sources])) for fs in field_sets
+    )
+    processes = []
+    for field_set, sources in zip(field_sets, all_sources):
+        model_dir = field_set.address.spec_path
+        if os.path.join(model_dir, _REQUIREMENTS_FILE) not in sources.snapshot.files:
+            continue
+        python = field_set.python_version.value or subsystem.python_version
+        processes.append(
+            VenvPexProcess(
+                cli,
+                argv=["lock", model_dir, f"--python={python}"],
+                description=f"Lock {field_set.address} (Python {python})",
+                input_digest=sources.snapshot.digest,
+                output_files=[os.path.join(model_dir, _LOCK_FILE)],
+                # The environment build resolves with this machine's pip configuration; so does
+                # the lock (Pants points pip at /dev/null for its own resolves).
+                extra_env={**env_vars, "PIP_CONFIG_FILE": env_vars.get("PIP_CONFIG_FILE", "")},
+                cache_scope=ProcessCacheScope.PER_SESSION,
+                level=LogLevel.INFO,
+            )
+        )
+    results = await MultiGet(Get(FallibleProcessResult, VenvPexProcess, p) for p in processes)
+    failed = 0
+    for process, result in zip(processes, results):
+        if result.exit_code != 0:
+            failed += 1
+            console.print_stderr(result.stderr.decode(errors="replace").strip())
+        else:
+            console.print_stdout(result.stdout.decode(errors="replace").strip())
+    merged = await Get(Digest, MergeDigests(r.output_digest for r in results if r.exit_code == 0))
+    workspace.write_digest(merged)
+    if not processes:
+        console.print_stderr(f"No triton_model with a {_REQUIREMENTS_FILE} among the targets.")
+    return LockEnvs(exit_code=1 if failed else 0)
+
+
+def rules():
+    return collect_rules()
