@@ -26,8 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mmepack.environment.build import EnvRequest, build_environment
+from mmepack.environment.build import build_environment
 from mmepack.environment.cache import EnvCache
+from mmepack.environment.request import EnvOptions, EnvRequest
 from mmepack.files import file_hexdigest
 from mmepack.names import LOCK_FILE, REQUIREMENTS_FILE
 
@@ -51,8 +52,9 @@ def cold_build(work: Path, name: str, locked: bool, python: str) -> tuple[float,
     output = work / name / "python_env.tar.gz"
     started = time.monotonic()
     built = build_environment(
-        EnvRequest(requirements, python, label="screen_detector", builder="portable"),
+        EnvRequest(requirements, python, label="screen_detector"),
         output,
+        options=EnvOptions(builder="portable"),
         cache=EnvCache(work / name / "env-cache"),
         log=_quiet,
     )
