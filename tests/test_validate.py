@@ -315,9 +315,9 @@ CASES = [
         Expect("demo.v2/config.pbtxt", "name", "'demo.v2' is not valid", "name:"),
     ),
     case(
-        "no_platform_or_backend",
-        Replace(NET_CFG, 'backend: "onnxruntime"\n', ""),
-        Expect(NET_CFG, "platform", "neither 'platform' nor 'backend' is set", None),
+        "step_backend_not_inferable",
+        (Replace(NET_CFG, 'backend: "onnxruntime"\n', ""), Remove("demo_net/1/model.onnx.dvc")),
+        Expect(NET_CFG, "backend", "Could not determine backend for model 'demo_net'", None),
     ),
     case(
         "ensemble_in_single_quotes",
@@ -327,12 +327,17 @@ CASES = [
     case(
         "no_ensemble",
         Remove("demo"),
-        Expect(".", "ensemble", "holds 3 Triton models and 0 ensembles (none)", None),
+        Expect(".", "ensemble", "holds 3 Triton models and 0 top-level ensembles (none)", None),
     ),
     case(
         "two_ensembles",
         Write("demo_copy/config.pbtxt", ENSEMBLE.replace('name: "demo"', 'name: "demo_copy"')),
-        Expect(".", "ensemble", "holds 5 Triton models and 2 ensembles (demo, demo_copy)", None),
+        Expect(
+            ".",
+            "ensemble",
+            "holds 5 Triton models and 2 top-level ensembles (demo, demo_copy)",
+            None,
+        ),
     ),
     case(
         "plain_model_matches_sagemaker_ensemble_pattern",

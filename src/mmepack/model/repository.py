@@ -23,7 +23,12 @@ from mmepack.model.config import (
     parse_model_config_with_positions,
     read_config_text,
 )
-from mmepack.model.rules import ENSEMBLE_PLATFORM, env_path_relpath, packaging_problems
+from mmepack.model.rules import (
+    ENSEMBLE_PLATFORM,
+    env_path_relpath,
+    packaging_problems,
+    top_ensembles,
+)
 from mmepack.names import CONFIG_FILE, ENV_PATH_PARAMETER
 
 
@@ -103,7 +108,8 @@ class ModelDirectory:
 
     @property
     def ensemble(self) -> TritonModel | None:
-        ensembles = [m for m in self.models if m.is_ensemble]
+        """The ensemble SageMaker loads: the one no other ensemble uses as a step."""
+        ensembles = top_ensembles(self.models)
         return ensembles[0] if ensembles else None
 
     @property

@@ -45,16 +45,23 @@ def name_matches_folder(model: TritonModel) -> list[Problem]:
 
 
 def platform_or_backend_set(model: TritonModel) -> list[Problem]:
-    """Under MME the model name is the TargetModel string, so Triton's guess would misfire."""
+    """The model SageMaker loads under the TargetModel name must say what runs it.
+
+    SageMaker's front end registers that model under the TargetModel string
+    (`<model>_<version>.tar.gz`); where Triton cannot tell the backend from the version folder's
+    file names it falls back to the text after the name's first dot, i.e. `tar.gz`. A step
+    model keeps its folder name, so Triton infers its backend from its model file as usual
+    (`mmepack.validate.triton_rules` checks that it can): only the loaded model needs this rule.
+    """
     if model.platform or model.backend:
         return []
     return [
         model.problem(
             None,
             "platform",
-            "neither 'platform' nor 'backend' is set; set one explicitly (e.g. "
-            'backend: "python"), since under SageMaker MME Triton would guess it from the model '
-            "name",
+            "neither 'platform' nor 'backend' is set on the model SageMaker loads; set one "
+            '(e.g. backend: "python"), since SageMaker MME loads it under the TargetModel name '
+            "and Triton may guess the backend from that name (the text after its first dot)",
         )
     ]
 
@@ -88,12 +95,36 @@ def env_path_shape(model: TritonModel) -> list[Problem]:
     return [model.problem(line, ENV_PATH_PARAMETER, message)]
 
 
-def one_ensemble(root: Path, models: Sequence[TritonModel], model_count: int) -> list[Problem]:
-    """A multi-model tar is served through its one ensemble; SageMaker cannot pick among more.
+def step_model_names(model: TritonModel) -> set[str]:
+    """The models an ensemble's steps name (empty for any other model)."""
+    if not model.is_ensemble:
+        return set()
+    return {str(step.model_name) for step in model.config.ensemble_scheduling.step}
 
-    `model_count` counts every model folder, also those whose config did not parse.
+
+def top_ensembles(models: Sequence[TritonModel]) -> list[TritonModel]:
+    """Ensembles no other ensemble of the directory uses as a step: the ones SageMaker may load.
+
+    Triton allows an ensemble as a step of another (nested ensembles); the inner one is then
+    loaded as a dependency, not as the entry point.
     """
-    ensembles = [m for m in models if m.is_ensemble]
+    nested = {
+        name
+        for model in models
+        for name in step_model_names(model)
+        if name != model.name  # a self-reference is a cycle, reported by validate
+    }
+    return [m for m in models if m.is_ensemble and m.name not in nested]
+
+
+def one_ensemble(root: Path, models: Sequence[TritonModel], model_count: int) -> list[Problem]:
+    """A multi-model tar is served through one top-level ensemble; SageMaker cannot pick among
+    more (it takes the last pattern match in directory order, which no file system fixes).
+
+    `model_count` counts every model folder, also those whose config did not parse. Nested
+    ensembles are legal: only ensembles no other ensemble uses count.
+    """
+    ensembles = top_ensembles(models)
     if model_count <= 1 or len(ensembles) == 1:
         return []
     found = ", ".join(m.name for m in ensembles) or "none"
@@ -102,15 +133,20 @@ def one_ensemble(root: Path, models: Sequence[TritonModel], model_count: int) ->
             root,
             None,
             "ensemble",
-            f"holds {model_count} Triton models and {len(ensembles)} ensembles ({found}); a "
-            'multi-model SageMaker MME package needs exactly one ensemble (platform: "ensemble")',
+            f"holds {model_count} Triton models and {len(ensembles)} top-level ensembles "
+            f"({found}); a multi-model SageMaker MME package needs exactly one ensemble "
+            '(platform: "ensemble") that no other ensemble uses as a step',
         )
     ]
 
 
-def sagemaker_finds_ensemble(model: TritonModel) -> list[Problem]:
-    """SageMaker matches the raw text, so `platform: 'ensemble'` parses but is never found."""
-    if not model.is_ensemble or SAGEMAKER_ENSEMBLE_RE.search(model.text):
+def sagemaker_finds_ensemble(model: TritonModel, is_top: bool) -> list[Problem]:
+    """SageMaker matches the raw text, so `platform: 'ensemble'` parses but is never found.
+
+    Only the top-level ensemble must match; a nested one must not (see
+    `mmepack.validate.checks`), or SageMaker could load it instead.
+    """
+    if not is_top or SAGEMAKER_ENSEMBLE_RE.search(model.text):
         return []
     return [
         model.problem(
@@ -122,13 +158,14 @@ def sagemaker_finds_ensemble(model: TritonModel) -> list[Problem]:
     ]
 
 
-def model_problems(model: TritonModel) -> list[Problem]:
-    """The packaging rules about one model folder on its own."""
+def model_problems(model: TritonModel, is_target: bool, is_top: bool) -> list[Problem]:
+    """The packaging rules about one model folder; `is_target` marks the model SageMaker loads
+    (the single model of its directory), `is_top` an ensemble no other ensemble uses."""
     return [
         *name_matches_folder(model),
-        *platform_or_backend_set(model),
+        *(platform_or_backend_set(model) if is_target else []),
         *env_path_shape(model),
-        *sagemaker_finds_ensemble(model),
+        *sagemaker_finds_ensemble(model, is_top),
     ]
 
 
@@ -136,5 +173,10 @@ def packaging_problems(
     root: Path, models: Sequence[TritonModel], model_count: int
 ) -> list[Problem]:
     """Every packaging rule over a model directory's parsed models, in model order."""
-    problems = [problem for model in models for problem in model_problems(model)]
+    tops = {m.name for m in top_ensembles(models)}
+    problems = [
+        problem
+        for model in models
+        for problem in model_problems(model, model_count == 1, model.name in tops)
+    ]
     return problems + one_ensemble(root, models, model_count)

@@ -20,7 +20,7 @@ from pathlib import Path
 from mmepack.errors import MmepackError
 from mmepack.model.config import ConfigSchemaError, Problem, Severity
 from mmepack.model.repository import TritonModel, model_folders, read_triton_model
-from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE, packaging_problems
+from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE, packaging_problems, top_ensembles
 from mmepack.model.version import artifact_name, read_model_version
 from mmepack.names import (
     CONFIG_FILE,
@@ -31,10 +31,12 @@ from mmepack.names import (
     VERSION_FILE,
 )
 from mmepack.validate.ensemble import check_ensemble
+from mmepack.validate.ensemble_graph import check_decoupled_branches, check_ensemble_cycles
 from mmepack.validate.ensemble_outputs import ensemble_output_warnings
 from mmepack.validate.lock import check_lock
 from mmepack.validate.model_checks import check_model
 from mmepack.validate.safety import check_env_collisions, check_model_files
+from mmepack.validate.triton_rules import check_triton_rules
 
 __all__ = [
     "Problem",
@@ -103,20 +105,30 @@ def _check_version_file(root: Path, deployable: str | None) -> list[Problem]:
 
 
 def _check_pattern_outside_ensemble(models: Sequence[TritonModel]) -> list[Problem]:
-    """SageMaker's ensemble pattern must match only the ensemble's config, comments included."""
+    """SageMaker's ensemble pattern must match only the top-level ensemble's config, comments
+    and nested ensembles included (a nested one can be written `platform : "ensemble"`)."""
+    tops = {m.name for m in top_ensembles(models)} if len(models) > 1 else set()
     problems: list[Problem] = []
     for model in models:
-        match = None if model.is_ensemble else SAGEMAKER_ENSEMBLE_RE.search(model.text)
-        if match is not None:
-            problems.append(
-                model.problem(
-                    model.text.count("\n", 0, match.start()) + 1,
-                    "platform",
-                    'this text matches SageMaker\'s ensemble pattern platform:(\\s)*"ensemble" '
-                    "(even in a comment), so SageMaker may load this model instead of the "
-                    "ensemble; reword it",
-                )
+        match = None if model.name in tops else SAGEMAKER_ENSEMBLE_RE.search(model.text)
+        if match is None:
+            continue
+        if model.is_ensemble:
+            message = (
+                "this nested ensemble matches SageMaker's ensemble pattern "
+                'platform:(\\s)*"ensemble", so SageMaker may load it instead of the top-level '
+                'ensemble; write it as platform : "ensemble" (a space before the colon), which '
+                "Triton reads the same"
             )
+        else:
+            message = (
+                'this text matches SageMaker\'s ensemble pattern platform:(\\s)*"ensemble" '
+                "(even in a comment), so SageMaker may load this model instead of the "
+                "ensemble; reword it"
+            )
+        problems.append(
+            model.problem(model.text.count("\n", 0, match.start()) + 1, "platform", message)
+        )
     return problems
 
 
@@ -180,12 +192,15 @@ def validate_model_directory(path: Path) -> list[Problem]:
     for model in models:
         versions[model.name], found = check_model(model)
         problems.extend(found)
+        problems.extend(check_triton_rules(model))
     problems.extend(packaging_problems(path, models, len(folders)))
     for model in models:
         if model.is_ensemble:
             problems.extend(check_ensemble(model, parsed, versions))
             problems.extend(ensemble_output_warnings(model.config, model.config_path, model.text))
-    ensembles = [m.name for m in models if m.is_ensemble]
+            problems.extend(check_decoupled_branches(model, parsed))
+    problems.extend(check_ensemble_cycles(models))
+    ensembles = [m.name for m in top_ensembles(models)]
     deployable = ensembles[0] if len(ensembles) == 1 else folders[0].name
     problems.extend(_check_version_file(path, deployable))
     problems.extend(_check_pattern_outside_ensemble(models))

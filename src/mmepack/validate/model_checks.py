@@ -18,6 +18,7 @@ from mmepack.model.config import Problem, instance_kind_name
 from mmepack.model.repository import TritonModel
 from mmepack.model.version import check_model_name
 from mmepack.names import ENV_ARCHIVE, ENV_PATH_PARAMETER, MODEL_DIR_VARIABLE, REQUIREMENTS_FILE
+from mmepack.validate.triton_rules import inferred_platform_backend
 
 # Sub-folders Triton never treats as versions (model_lifecycle.cc skips them by name).
 _NON_VERSION_FOLDERS = frozenset({"warmup", "initial_state", "configs"})
@@ -153,12 +154,15 @@ def check_versions(model: TritonModel) -> tuple[list[int], list[Problem]]:
 
 
 def expected_model_file(model: TritonModel) -> str | None:
+    """The file Triton loads from each version folder; platform and backend as Triton infers
+    them when the config leaves them out."""
     configured = str(model.config.default_model_filename)
     if configured:
         return configured
-    if model.platform in _PLATFORM_FILES:
-        return _PLATFORM_FILES[model.platform]
-    return _BACKEND_FILES.get(model.backend)
+    platform, backend = inferred_platform_backend(model)
+    if platform in _PLATFORM_FILES:
+        return _PLATFORM_FILES[platform]
+    return _BACKEND_FILES.get(backend)
 
 
 def _is_present_or_tracked(path: Path) -> bool:
@@ -186,7 +190,7 @@ def check_model_file(model: TritonModel, versions: list[int]) -> list[Problem]:
         source = f"platform {model.platform!r}"
     else:
         line = model.positions.line("backend")
-        source = f"backend {model.backend!r}"
+        source = f"backend {inferred_platform_backend(model)[1]!r}"
     problems: list[Problem] = []
     for version in versions:
         path = model.folder / str(version) / filename
@@ -266,7 +270,7 @@ def _third_party_imports(path: Path) -> tuple[list[str], SyntaxError | None]:
 
 def check_python_step(model: TritonModel, versions: list[int]) -> list[Problem]:
     """A Python step that imports third-party packages needs a packed environment."""
-    if not model.is_python:
+    if inferred_platform_backend(model)[1] != "python":
         return []
     problems: list[Problem] = []
     filename = expected_model_file(model) or "model.py"
