@@ -44,6 +44,7 @@ from mmepack_pants.environment import (
     ENV_FILE,
     REQUIREMENTS_FILE,
     STUB_FILE,
+    MmepackBuildError,
     PythonEnv,
     PythonEnvRequest,
     failure,
@@ -71,6 +72,17 @@ class TritonModelPackageFieldSet(PackageFieldSet):
     output_dir: TritonModelOutputDirField
 
 
+def _require_dvc_config(address: Address, files: tuple[str, ...], dvc_target: str) -> None:
+    """Name the missing dependency before the package step would fail on it in the sandbox."""
+    tracked = [f for f in files if f.endswith(".dvc") and not f.startswith(".dvc/")]
+    if tracked and ".dvc/config" not in files:
+        raise MmepackBuildError(
+            f"{address}: {tracked[0]} tracks weights with DVC, but no dependency brings the DVC "
+            f"configuration (.dvc/config) to pull them; add dependencies=[\"{dvc_target}\"] to "
+            f"this triton_model in {address.spec_path}/BUILD (`./pants tailor` writes it so)"
+        )
+
+
 @rule(desc="Package a Triton model for SageMaker MME", level=LogLevel.DEBUG)
 async def package_triton_model(
     field_set: TritonModelPackageFieldSet,
@@ -89,6 +101,7 @@ async def package_triton_model(
     sources = await Get(
         SourceFiles, SourceFilesRequest(t.get(SourcesField) for t in transitive.closure)
     )
+    _require_dvc_config(address, sources.snapshot.files, subsystem.dvc_target)
     target = target_args(
         field_set.python_version.value or subsystem.python_version, target_server, build_root.path
     )

@@ -3,6 +3,15 @@
 A model directory is recognised by its `model_version.txt` beside one or more folders holding a
 `config.pbtxt`, the layout `mmepack package` builds from; a directory some target already
 owns is left alone.
+
+A tailored directory must package, lint and type-check with no hand edit, so tailor writes all
+it needs into the model directory's own BUILD file: the `triton_model` with the DVC
+configuration as a dependency when any `.dvc` file tracks weights (without it the package step
+cannot pull them), and one `python_sources` for the Python steps' `model.py` files with mypy
+skipped, because they import `triton_python_backend_utils`, which exists only inside Triton.
+Pants' own Python tailor would instead put a BUILD file in every version folder (one that
+`check` then fails, and that used to land in the artifact); `[tailor].ignore_paths` in
+pants.toml keeps it out of version folders and `weights/`.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from pants.core.goals.tailor import (
     PutativeTargetsRequest,
 )
 from pants.engine.fs import PathGlobs, Paths
+
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
@@ -24,7 +34,12 @@ from pants.util.logging import LogLevel
 from mmepack_pants.subsystem import MmepackSubsystem
 from mmepack_pants.target_types import TritonModelTarget
 
+from pants.backend.python.target_types import PythonSourcesGeneratorTarget
+
 VERSION_FILE = "model_version.txt"
+# Triton's Python backend loads `model.py` from each version folder of a step.
+STEP_SOURCES = "*/*/model.py"
+STEPS_TARGET = "steps"
 
 
 @dataclass(frozen=True)
@@ -41,10 +56,12 @@ async def find_putative_triton_models(
     version_files = await Get(Paths, PathGlobs, request.path_globs(VERSION_FILE))
     unowned = sorted(set(version_files.files) - set(all_owned_sources))
     model_dirs = [os.path.dirname(path) for path in unowned]
-    configs, dvc_files = await MultiGet(
+    configs, dvc_files, step_files = await MultiGet(
         Get(Paths, PathGlobs([os.path.join(d, "*", "config.pbtxt") for d in model_dirs])),
         Get(Paths, PathGlobs([os.path.join(d, "**", "*.dvc") for d in model_dirs])),
+        Get(Paths, PathGlobs([os.path.join(d, STEP_SOURCES) for d in model_dirs])),
     )
+    owned = set(all_owned_sources)
     targets = []
     for model_dir in model_dirs:
         prefix = f"{model_dir}/" if model_dir else ""
@@ -61,6 +78,25 @@ async def find_putative_triton_models(
                 kwargs=kwargs,
             )
         )
+        steps = sorted(
+            os.path.relpath(path, model_dir or ".")
+            for path in step_files.files
+            if path.startswith(prefix) and path not in owned
+        )
+        if steps:
+            targets.append(
+                PutativeTarget.for_target_type(
+                    PythonSourcesGeneratorTarget,
+                    path=model_dir,
+                    name=STEPS_TARGET,
+                    triggering_sources=steps,
+                    kwargs={"sources": (STEP_SOURCES,), "skip_mypy": True},
+                    comments=(
+                        "# The Python steps: black-formatted, not type-checked (Triton supplies "
+                        "triton_python_backend_utils only inside the server).",
+                    ),
+                )
+            )
     return PutativeTargets(targets)
 
 

@@ -8,6 +8,8 @@ from pants.core.goals.tailor import AllOwnedSources, PutativeTarget, PutativeTar
 from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
 
+from pants.backend.python.target_types import PythonSourcesGeneratorTarget
+
 from mmepack_pants import tailor
 from mmepack_pants.target_types import TritonModelTarget
 
@@ -19,7 +21,7 @@ def rule_runner() -> RuleRunner:
             *tailor.rules(),
             QueryRule(PutativeTargets, (tailor.PutativeTritonModelTargetsRequest, AllOwnedSources)),
         ],
-        target_types=[TritonModelTarget],
+        target_types=[TritonModelTarget, PythonSourcesGeneratorTarget],
     )
 
 
@@ -29,6 +31,10 @@ def test_new_model_folders_get_a_target_and_owned_ones_do_not(rule_runner: RuleR
             "models/new/model_version.txt": "1",
             "models/new/new/config.pbtxt": 'platform: "ensemble"',
             "models/new/new_onnx/1/model.onnx.dvc": "outs: []",
+            "models/new/new_pre/config.pbtxt": 'backend: "python"',
+            "models/new/new_pre/1/model.py": "import triton_python_backend_utils",
+            "models/new/new_pre/2/model.py": "import triton_python_backend_utils",
+            "models/new/weights/make.py": "print()",
             "models/plain/model_version.txt": "2",
             "models/plain/plain/config.pbtxt": 'backend: "python"',
             "models/owned/model_version.txt": "1",
@@ -53,6 +59,17 @@ def test_new_model_folders_get_a_target_and_owned_ones_do_not(rule_runner: RuleR
                 name="new",
                 triggering_sources=["model_version.txt"],
                 kwargs={"dependencies": ("//:dvc",)},
+            ),
+            PutativeTarget.for_target_type(
+                PythonSourcesGeneratorTarget,
+                path="models/new",
+                name="steps",
+                triggering_sources=["new_pre/1/model.py", "new_pre/2/model.py"],
+                kwargs={"sources": ("*/*/model.py",), "skip_mypy": True},
+                comments=(
+                    "# The Python steps: black-formatted, not type-checked (Triton supplies "
+                    "triton_python_backend_utils only inside the server).",
+                ),
             ),
             PutativeTarget.for_target_type(
                 TritonModelTarget,

@@ -16,10 +16,11 @@ from pants.engine.target import (
 
 
 class TritonModelSourcesField(MultipleSourcesField):
-    # Everything in the model directory except its tests and BUILD file. A DVC-tracked file's
-    # working-tree copy matches too (Pants ignores DVC's nested .gitignore files); the package
-    # rule drops it, so the weights always come from the DVC remote.
-    default = ("**/*", "!BUILD", "!tests/**", "!**/__pycache__/**")
+    # Everything in the model directory except its tests and BUILD files (at any depth: a BUILD
+    # file is never model content). A DVC-tracked file's working-tree copy matches too (Pants
+    # ignores DVC's nested .gitignore files); the package rule drops it, so the weights always
+    # come from the DVC remote.
+    default = ("**/*", "!**/BUILD", "!**/BUILD.*", "!tests/**", "!**/__pycache__/**")
     help = (
         "The model directory's files: one folder per Triton model (with config.pbtxt), "
         "model_version.txt, requirements.txt and the .dvc files of the weights."
