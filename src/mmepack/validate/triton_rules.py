@@ -36,6 +36,12 @@ _PLATFORM_BACKENDS = {
     "pytorch_libtorch": "pytorch",
 }
 _KNOWN_BACKENDS = frozenset(_PLATFORM_BACKENDS.values())
+# The platform Triton's autofill writes for a backend set without one (TensorFlow needs both).
+_PLATFORM_OF_BACKEND = {
+    "tensorrt": "tensorrt_plan",
+    "onnxruntime": "onnxruntime_onnx",
+    "pytorch": "pytorch_libtorch",
+}
 
 _TYPE_INVALID = model_config_pb2.TYPE_INVALID
 _KIND = model_config_pb2.ModelSequenceBatching.Control.Kind
@@ -106,6 +112,11 @@ def inferred_platform_backend(model: TritonModel) -> tuple[str, str]:
     platform, backend = str(config.platform), str(config.backend)
     filename = str(config.default_model_filename)
     if platform and backend:
+        return platform, backend
+    if not platform and backend in _PLATFORM_OF_BACKEND:
+        # No file name can change the answer: Triton fills the platform from the backend.
+        return _PLATFORM_OF_BACKEND[backend], backend
+    if backend and backend != "tensorflow":
         return platform, backend
     has_version, files, dirs = _version_folder_contents(model.folder)
     probe = not platform and not filename and has_version
