@@ -92,8 +92,8 @@ async def find_putative_triton_models(
                     triggering_sources=steps,
                     kwargs={"sources": (STEP_SOURCES,), "skip_mypy": True},
                     comments=(
-                        "# The Python steps: black-formatted, not type-checked (Triton supplies "
-                        "triton_python_backend_utils only inside the server).",
+                        "# The Python steps: black-formatted, not type-checked (Triton supplies",
+                        "# triton_python_backend_utils only inside the server).",
                     ),
                 )
             )

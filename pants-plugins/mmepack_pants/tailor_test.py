@@ -67,8 +67,8 @@ def test_new_model_folders_get_a_target_and_owned_ones_do_not(rule_runner: RuleR
                 triggering_sources=["new_pre/1/model.py", "new_pre/2/model.py"],
                 kwargs={"sources": ("*/*/model.py",), "skip_mypy": True},
                 comments=(
-                    "# The Python steps: black-formatted, not type-checked (Triton supplies "
-                    "triton_python_backend_utils only inside the server).",
+                    "# The Python steps: black-formatted, not type-checked (Triton supplies",
+                    "# triton_python_backend_utils only inside the server).",
                 ),
             ),
             PutativeTarget.for_target_type(
