@@ -32,6 +32,15 @@ def test_mme_layout_with_empty_ensemble_version_folder(model_dir: Path, tmp_path
     ]
 
 
+def test_no_build_file_at_any_depth_is_packaged(model_dir: Path, tmp_path: Path) -> None:
+    # Pants' Python tailor used to put a BUILD file in a step's version folder.
+    for rel in ("BUILD", "demo_double/BUILD", "demo_double/1/BUILD", "demo_double/1/BUILD.pants"):
+        (model_dir / rel).write_text("python_sources()\n")
+    members = read_members(package_model(model_dir, tmp_path / "dist").path)
+    assert [m for m in members if "BUILD" in m] == []
+    assert "demo_double/1/model.py" in members
+
+
 def test_environment_goes_where_execution_env_path_points(tmp_path: Path) -> None:
     model_dir = write_ensemble_model(tmp_path / "demo", env=True)
     env = tmp_path / "python_env.tar.gz"

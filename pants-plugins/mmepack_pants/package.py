@@ -78,7 +78,7 @@ def _require_dvc_config(address: Address, files: tuple[str, ...], dvc_target: st
     if tracked and ".dvc/config" not in files:
         raise MmepackBuildError(
             f"{address}: {tracked[0]} tracks weights with DVC, but no dependency brings the DVC "
-            f"configuration (.dvc/config) to pull them; add dependencies=[\"{dvc_target}\"] to "
+            f'configuration (.dvc/config) to pull them; add dependencies=["{dvc_target}"] to '
             f"this triton_model in {address.spec_path}/BUILD (`./pants tailor` writes it so)"
         )
 

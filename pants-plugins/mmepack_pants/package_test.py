@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pants.engine.addresses import Address
 
-from mmepack_pants.package import MmepackBuildError, _require_dvc_config
+from mmepack_pants.environment import MmepackBuildError
+from mmepack_pants.package import _require_dvc_config
 
 ADDRESS = Address("models/foreign", target_name="foreign")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from pants.backend.python.target_types import PythonSourcesGeneratorTarget
 from pants.core.goals.tailor import (
     AllOwnedSources,
     PutativeTarget,
@@ -26,15 +27,12 @@ from pants.core.goals.tailor import (
     PutativeTargetsRequest,
 )
 from pants.engine.fs import PathGlobs, Paths
-
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from mmepack_pants.subsystem import MmepackSubsystem
 from mmepack_pants.target_types import TritonModelTarget
-
-from pants.backend.python.target_types import PythonSourcesGeneratorTarget
 
 VERSION_FILE = "model_version.txt"
 # Triton's Python backend loads `model.py` from each version folder of a step.

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 # pytest runs these tests from its own tool resolve; pants-plugins holds no pytest requirement.
 import pytest  # pants: no-infer-dep
+from pants.backend.python.target_types import PythonSourcesGeneratorTarget
 from pants.core.goals.tailor import AllOwnedSources, PutativeTarget, PutativeTargets
 from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
-
-from pants.backend.python.target_types import PythonSourcesGeneratorTarget
 
 from mmepack_pants import tailor
 from mmepack_pants.target_types import TritonModelTarget
