@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
+# pytest runs these tests from its own tool resolve; pants-plugins holds no pytest requirement.
+import pytest  # pants: no-infer-dep
 from pants.engine.addresses import Address
 
 from mmepack_pants.environment import MmepackBuildError

@@ -111,7 +111,7 @@ def inferred_platform_backend(model: TritonModel) -> tuple[str, str]:
     config = model.config
     platform, backend = str(config.platform), str(config.backend)
     filename = str(config.default_model_filename)
-    if platform and backend:
+    if (platform and backend) or platform == _ENSEMBLE:
         return platform, backend
     if not platform and backend in _PLATFORM_OF_BACKEND:
         # No file name can change the answer: Triton fills the platform from the backend.
