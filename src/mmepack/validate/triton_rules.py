@@ -212,15 +212,16 @@ def check_runtime(model: TritonModel) -> list[Problem]:
     normal = posixpath.normpath(runtime)
     if not (posixpath.isabs(runtime) or normal == ".." or normal.startswith("../")):
         return []
+    # Triton looks the library up first: a path that leads nowhere is "unable to find", one that
+    # exists outside the backend's folder "escapes"; either way the model does not load.
     return [
-        _refused(
-            model,
+        model.problem(
             model.positions.line("runtime"),
             "runtime",
-            f"backend library name '{runtime}' escapes backend directory, for model "
-            f"'{model.name}', check model config runtime field",
-            "give a file name inside the backend's folder (e.g. libtriton_onnxruntime.so or "
-            "model.py), without '/' at the start or '..'",
+            f"Triton refuses to load it: \"unable to find backend library '{runtime}' for model "
+            f"'{model.name}'\" (or, where that path exists, \"backend library name '{runtime}' "
+            "escapes backend directory\"); give a file name inside the backend's folder (e.g. "
+            "libtriton_onnxruntime.so or model.py), without '/' at the start or '..'",
         )
     ]
 
@@ -228,6 +229,10 @@ def check_runtime(model: TritonModel) -> list[Problem]:
 # --------------------------------------------------------------------------------------------
 # Inputs and outputs (ValidateIOShape, ValidateModelInput/Output, ValidateBatchIO)
 # --------------------------------------------------------------------------------------------
+
+
+# The fields of ValidateIOShape's findings; the layout and TensorRT-only findings come after it.
+_SHAPE_FIELDS = frozenset({"name", "data_type", "dims", "reshape"})
 
 
 def _element_count(dims: Iterable[int]) -> int:
@@ -356,7 +361,9 @@ def check_io(model: TritonModel) -> list[Problem]:
             field, message, fix = found
             where = model.positions.child(io_field, index)
             line = where.line(field) or where.line("name") or model.positions.line(io_field, index)
-            prefix = f"model {io_field} "
+            # Triton names the tensor kind only in the shape messages (ValidateIOShape's prefix).
+            shape_rule = field in _SHAPE_FIELDS
+            prefix = f"model {io_field} " if shape_rule else ""
             problems.append(
                 _refused(
                     model, line, f"{io_field}.{field}", f"{prefix}{message} for {model.name}", fix
@@ -755,7 +762,8 @@ def check_instance_gpus(model: TritonModel) -> list[Problem]:
     for index, group in enumerate(model.config.instance_group):
         where = model.positions.child("instance_group", index)
         line = where.line("gpus") or where.line("kind") or model.positions.line("instance_group")
-        label = f"instance group {group.name} of model {model.name}"
+        # Triton names an unnamed group `<model>_<index>` before it validates.
+        label = f"instance group {group.name or f'{model.name}_{index}'} of model {model.name}"
         if group.kind in (_KIND_CPU, _KIND_MODEL) and len(group.gpus):
             kind = "KIND_CPU" if group.kind == _KIND_CPU else "KIND_MODEL"
             problems.append(
@@ -782,32 +790,24 @@ def check_instance_gpus(model: TritonModel) -> list[Problem]:
 
 
 def check_model_metrics(model: TritonModel) -> list[Problem]:
-    """A metric_control needs a family and buckets to change anything.
+    """`model_metrics` is newer than Triton 2.51: its config reader does not know the field.
 
-    Triton 2.51 accepts any model_metrics and ignores it (later releases only log a warning
-    for an unknown family), so by the principle above this is a warning, never an error.
+    The schema mmepack parses with (tritonclient's model_config.proto) already has it, but the
+    2.51 server, run on such a config, stops at "failed to read text proto" (seen with the
+    nvidia-pytriton server); so it is an error for that target, whatever its contents.
     """
-    problems: list[Problem] = []
-    where = model.positions.child("model_metrics")
-    for index, control in enumerate(model.config.model_metrics.metric_control):
-        line = where.line("metric_control", index) or model.positions.line("model_metrics")
-        missing = []
-        if not str(control.metric_identifier.family):
-            missing.append("metric_identifier.family")
-        if not len(control.histogram_options.buckets):
-            missing.append("histogram_options.buckets")
-        if missing:
-            problems.append(
-                model.problem(
-                    line,
-                    "model_metrics",
-                    f"metric_control {index + 1} has no {' and no '.join(missing)}, so it "
-                    "changes no metric (Triton accepts and ignores it); set both, e.g. "
-                    'family: "nv_inference_first_response_histogram_ms" and buckets',
-                    "warning",
-                )
-            )
-    return problems
+    if not model.config.HasField("model_metrics"):
+        return []
+    return [
+        model.problem(
+            model.positions.line("model_metrics"),
+            "model_metrics",
+            f'Triton 2.51 refuses to load it: "failed to read text proto from '
+            f'{model.name}/config.pbtxt" (model_metrics came after 2.51); remove it for this '
+            "server, or give each metric_control a metric_identifier.family and "
+            "histogram_options.buckets on a release that reads it",
+        )
+    ]
 
 
 def check_triton_rules(model: TritonModel) -> list[Problem]:
