@@ -10,6 +10,7 @@ refusals, so both are errors.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 
 from mmepack.model.config import Problem
@@ -79,38 +80,45 @@ def check_decoupled_branches(
     """No step, and not the ensemble's outputs, may join tensors of different decoupled origins.
 
     As Triton labels them: ensemble inputs carry label 0; a decoupled step's outputs get a new
-    label, any other step's outputs the label its inputs share. Steps are taken in data order,
-    so the wiring checks (cycles, unknown tensors) need not have passed.
+    label, any other step's outputs the label its inputs share. Steps are taken in data order
+    (steps on a cycle or reading unknown tensors never become ready; the wiring checks report
+    those).
     """
     labels = {str(io.name): 0 for io in ensemble.config.input}
-    steps = list(enumerate(ensemble.config.ensemble_scheduling.step))
+    steps = list(ensemble.config.ensemble_scheduling.step)
     scheduling = ensemble.positions.child("ensemble_scheduling")
+    # Kahn's order over tensors, so steps listed in any order cost one pass (linear).
+    reads = [sorted({str(v) for v in step.input_map.values()}) for step in steps]
+    missing = [sum(1 for name in names if name not in labels) for names in reads]
+    waiting: dict[str, list[int]] = {}
+    for index, names in enumerate(reads):
+        for name in names:
+            if name not in labels:
+                waiting.setdefault(name, []).append(index)
+    ready = deque(index for index, count in enumerate(missing) if count == 0)
     next_label = 0
     problems: list[Problem] = []
-    progress = True
-    while steps and progress:
-        progress = False
-        waiting = []
-        for index, step in steps:
-            reads = [str(v) for v in step.input_map.values()]
-            if any(name not in labels for name in reads):
-                waiting.append((index, step))
-                continue
-            progress = True
-            name = str(step.model_name)
-            origins = {labels[n] for n in reads}
-            if len(origins) > 1:
-                problems.append(
-                    _mixed(ensemble, scheduling.child("step", index).line("model_name"), name)
-                )
-            model = models.get(name)
-            decoupled = model is not None and bool(model.config.model_transaction_policy.decoupled)
-            if decoupled:
-                next_label += 1
-            label = next_label if decoupled else min(origins, default=0)
-            for value in step.output_map.values():
-                labels.setdefault(str(value), label)
-        steps = waiting
+    while ready:
+        index = ready.popleft()
+        step = steps[index]
+        name = str(step.model_name)
+        origins = {labels[n] for n in reads[index]}
+        if len(origins) > 1:
+            line = scheduling.child("step", index).line("model_name")
+            problems.append(_mixed(ensemble, line, name))
+        model = models.get(name)
+        decoupled = model is not None and bool(model.config.model_transaction_policy.decoupled)
+        if decoupled:
+            next_label += 1
+        label = next_label if decoupled else min(origins, default=0)
+        for value in (str(v) for v in step.output_map.values()):
+            if value in labels:
+                continue  # written twice or over an input: reported by the wiring checks
+            labels[value] = label
+            for reader in waiting.pop(value, []):
+                missing[reader] -= 1
+                if missing[reader] == 0:
+                    ready.append(reader)
     outputs = [str(io.name) for io in ensemble.config.output if str(io.name) in labels]
     if len({labels[name] for name in outputs}) > 1:
         line = ensemble.positions.line("output")
