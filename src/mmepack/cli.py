@@ -194,13 +194,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from mmepack.model.version import parse_artifact_name
     from mmepack.publish.provenance import build_provenance, git_commit
-    from mmepack.publish.s3 import choose_bucket, current_branch, publish_artifact
+    from mmepack.publish.revision import branch_name
+    from mmepack.publish.s3 import choose_bucket, publish_artifact
 
-    branch = current_branch(args.branch)
+    branch = branch_name(args.branch)
     bucket = choose_bucket(branch, args.staging_bucket, args.production_bucket)
     production = bucket == args.production_bucket
     print(
-        f"mmepack: branch '{branch or 'unknown'}' publishes to "
+        f"mmepack: branch '{branch}' publishes to "
         f"{'production' if production else 'staging'} bucket '{bucket}'"
     )
     commit = args.commit or git_commit()
