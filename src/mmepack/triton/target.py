@@ -29,6 +29,31 @@ DEFAULT_STUB_PYTHON = "3.10"
 _PYTRITON_SERVER = {"0.7.0": "2.51.0"}
 
 
+# numpy in a Python step's environment, by Triton release: (first release it applies to,
+# requirement added to every environment, why). The newest row whose release is at or below the
+# target applies.
+#
+# Why `numpy<2`: Triton 2.51.0's release notes list under Known Issues that numpy 2.x is not
+# supported for Python backend models and may make them return empty tensors (source:
+# github.com/triton-inference-server/server/releases/tag/v2.51.0; the same note is in 2.52.0,
+# and server issue #8301 asking for numpy 2 support was still open in 2026). Issue 11 of this
+# project saw it: an environment with numpy 2.x imported fine under the 2.51.0 stub, then a
+# step's tensors arrived empty ("Expected 16, got 0"). Add a row only once a release's notes say
+# numpy 2 works and the proof (which moves tensors through the stub) passes with it.
+NUMPY_BY_TRITON: tuple[tuple[str, str, str], ...] = (
+    (
+        "2.0.0",
+        "numpy<2",
+        "Triton's Python backend does not support numpy 2.x: its tensors can arrive empty "
+        "(Triton 2.51.0 release notes, Known Issues)",
+    ),
+)
+
+
+def _release_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
 @dataclass(frozen=True)
 class TargetServer:
     triton_version: str = DEFAULT_TRITON_VERSION
@@ -50,6 +75,14 @@ class TargetServer:
 
     def needs_stub(self, env_python: str) -> bool:
         return env_python != self.stub_python
+
+    @property
+    def numpy_requirement(self) -> tuple[str, str]:
+        """The numpy requirement every environment for this server gets, and why."""
+        target = _release_key(self.triton_version)
+        rows = [row for row in NUMPY_BY_TRITON if _release_key(row[0]) <= target]
+        _, requirement, reason = max(rows, key=lambda row: _release_key(row[0]))
+        return requirement, reason
 
 
 @cache
