@@ -50,6 +50,33 @@ NUMPY_BY_TRITON: tuple[tuple[str, str, str], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class OnnxRuntimeLimits:
+    """What the ONNX Runtime inside one Triton release can load."""
+
+    onnxruntime: str
+    max_ir_version: int
+    max_opset: int  # of the default ("ai.onnx") domain
+
+
+# ONNX Runtime by Triton release: (first Triton release, NGC container, limits). The runtime
+# version per release is from Triton's docs/introduction/compatibility.md ("ONNX Runtime
+# Versions": 24.04 1.17.3, 24.05-24.06 1.18.0, 24.07-24.08 1.18.1, 24.09-24.11 1.19.2, 24.12
+# 1.20.1); the IR version and opset each runtime reads are those of the ONNX release it is built
+# on (ONNX Runtime's compatibility table: 1.17 reads ONNX 1.15, IR 9, opset 20; 1.18 and 1.19
+# read ONNX 1.16, IR 10, opset 21). A model above these fails to load on the endpoint
+# ("Unsupported model IR version"), even when a newer local onnxruntime runs it.
+ONNX_RUNTIME_BY_TRITON: tuple[tuple[str, str, OnnxRuntimeLimits], ...] = (
+    ("2.45.0", "24.04", OnnxRuntimeLimits("1.17.3", 9, 20)),
+    ("2.46.0", "24.05", OnnxRuntimeLimits("1.18.0", 10, 21)),
+    ("2.48.0", "24.07", OnnxRuntimeLimits("1.18.1", 10, 21)),
+    ("2.50.0", "24.09", OnnxRuntimeLimits("1.19.2", 10, 21)),
+)
+# The newest Triton release the table is known to hold for (24.11); later ones are refused
+# rather than guessed, since each new ONNX Runtime reads newer IR versions and opsets.
+ONNX_RUNTIME_TABLE_UNTIL = "2.52.0"
+
+
 def _release_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
@@ -75,6 +102,19 @@ class TargetServer:
 
     def needs_stub(self, env_python: str) -> bool:
         return env_python != self.stub_python
+
+    @property
+    def onnx_runtime(self) -> OnnxRuntimeLimits:
+        """The ONNX Runtime limits of this Triton release (see ONNX_RUNTIME_BY_TRITON)."""
+        target = _release_key(self.triton_version)
+        rows = [row for row in ONNX_RUNTIME_BY_TRITON if _release_key(row[0]) <= target]
+        if not rows or target > _release_key(ONNX_RUNTIME_TABLE_UNTIL):
+            raise MmepackError(
+                f"no ONNX Runtime limits are recorded for Triton {self.triton_version}; add its "
+                "row to ONNX_RUNTIME_BY_TRITON in mmepack/triton/target.py from Triton's "
+                "compatibility matrix"
+            )
+        return max(rows, key=lambda row: _release_key(row[0]))[2]
 
     @property
     def numpy_requirement(self) -> tuple[str, str]:

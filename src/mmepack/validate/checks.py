@@ -34,6 +34,7 @@ from mmepack.validate.ensemble import check_ensemble
 from mmepack.validate.ensemble_outputs import ensemble_output_warnings
 from mmepack.validate.lock import check_lock
 from mmepack.validate.model_checks import check_model
+from mmepack.validate.onnx_files import check_onnx_files
 from mmepack.validate.safety import check_env_collisions, check_model_files
 
 __all__ = [
@@ -193,6 +194,7 @@ def validate_model_directory(path: Path) -> list[Problem]:
     problems.extend(check_env_collisions(models))
     problems.extend(check_model_files(path))
     problems.extend(check_lock(path))
+    problems.extend(check_onnx_files(models, versions))
     return sorted(problems, key=_problem_order)
 
 
