@@ -41,6 +41,8 @@ from mmepack.validate import (
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
+    from mmepack.model.build_file import model_python
+
     result = package_model(
         args.model_dir,
         args.output_dir,
@@ -48,7 +50,7 @@ def _cmd_package(args: argparse.Namespace) -> int:
         stub=args.stub,
         pull=args.pull,
         repo_root=args.repo_root,
-        python=args.python,
+        python=model_python(args.model_dir, args.python),
         env_options=options_from_args(args),
         env_cache=cache_from_args(args),
         dvc_cache=args.dvc_cache,
@@ -302,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--repo-root", type=Path, default=Path("."))
     _add_pull_options(package)
     add_env_options(package)
-    package.set_defaults(run=_cmd_package)
+    # No default Python here: the model's BUILD file (or pants.toml) says it, as for Pants.
+    package.set_defaults(run=_cmd_package, python=None)
 
     pull = commands.add_parser("pull-weights", help="dvc pull and verify a model's weights")
     pull.add_argument("model_dir", type=Path)
