@@ -61,6 +61,14 @@ def _cmd_package(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_new(args: argparse.Namespace) -> int:
+    from mmepack.scaffold import new_model
+
+    for line in new_model(args.model_dir, python=args.python, repo_root=args.repo_root):
+        print(line)
+    return 0
+
+
 def _cmd_pull_weights(args: argparse.Namespace) -> int:
     directory = read_model_directory(args.model_dir)
     files = tracked_files(args.model_dir)
@@ -306,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_env_options(package)
     # No default Python here: the model's BUILD file (or pants.toml) says it, as for Pants.
     package.set_defaults(run=_cmd_package, python=None)
+
+    new = commands.add_parser(
+        "new",
+        help="create a working model directory (ensemble: Python, ONNX, Python) to start from",
+    )
+    new.add_argument("model_dir", type=Path, help="e.g. models/tiny_adder")
+    new.add_argument("--python", help="environment Python (default: the target server's stub's)")
+    new.add_argument("--repo-root", type=Path, default=Path("."))
+    new.set_defaults(run=_cmd_new)
 
     pull = commands.add_parser("pull-weights", help="dvc pull and verify a model's weights")
     pull.add_argument("model_dir", type=Path)
