@@ -11,7 +11,7 @@ import pytest
 
 from mmepack.cli import main
 from mmepack.model.build_file import build_file_python
-from mmepack.scaffold import new_model
+from mmepack.scaffold import SCAFFOLD_PYTHON, new_model
 from mmepack.triton.target import TargetServer
 from mmepack.validate import validate_model_directory
 
@@ -38,7 +38,7 @@ def test_new_model_validates_and_its_onnx_is_tracked(tmp_path: Path) -> None:
     assert all(o.version <= limits.max_opset for o in model.opset_import)
     requirements = (model_dir / "requirements.txt").read_text()
     assert "numpy<2" in requirements.splitlines()
-    assert build_file_python(model_dir) == TargetServer().stub_python
+    assert build_file_python(model_dir) == SCAFFOLD_PYTHON
     for step in ("tiny_adder_preprocess", "tiny_adder_postprocess"):
         assert "EXECUTION_ENV_PATH" in (model_dir / step / "config.pbtxt").read_text()
         compile((model_dir / step / "1" / "model.py").read_text(), step, "exec")

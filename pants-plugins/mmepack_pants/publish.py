@@ -70,10 +70,12 @@ class MmepackPublish(Subsystem):
             "GIT_COMMIT",
             "MMEPACK_S3_PREFIX",
         ],
-        help=softwrap("""
+        help=softwrap(
+            """
             Environment variables handed to the upload: AWS credentials, the CI's branch and
             commit variables that `mmepack publish` reads, and its `MMEPACK_S3_PREFIX`.
-            """),
+            """
+        ),
         advanced=True,
     )
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pants.testutil.option_util import create_subsystem
 
 from mmepack_pants.publish import MmepackPublish, publish_argv
 
 
-def _options(**values: object) -> MmepackPublish:
-    defaults = dict(
+def _options(**values: Any) -> MmepackPublish:
+    defaults: dict[str, Any] = dict(
         staging_bucket=None,
         production_bucket=None,
         prefix=None,

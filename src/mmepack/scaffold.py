@@ -28,6 +28,12 @@ from mmepack.names import (
 )
 from mmepack.triton.target import TargetServer
 
+# The environment Python of a new model. Not the target server's own stub Python (3.10): a
+# model on another Python ships its own stub beside each Python step, so the local test server
+# (whose own stub runs the test's Python and the ONNX stand-in) runs the same stub the endpoint
+# will. With 3.10 and no shipped stub, the local server's 3.11 stub returned empty tensors from
+# the 3.10 environment ("Expected 32, got 0"), while the proof under the real 3.10 stub passed.
+SCAFFOLD_PYTHON = "3.12"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 BIAS = (1.0, 2.0, 3.0, 4.0)
 WIDTH = len(BIAS)
@@ -221,7 +227,7 @@ def new_model(
         )
     if model_dir.exists() and any(model_dir.iterdir()):
         raise MmepackError(f"{model_dir} already exists and is not empty; choose another name")
-    python = python or target.stub_python
+    python = python or SCAFFOLD_PYTHON
     numpy, why = target.numpy_requirement
     env_path = f"{MODEL_DIR_VARIABLE}{ENV_ARCHIVE}"
     files: dict[str, str] = {
