@@ -273,6 +273,7 @@ def new_model(
     return [
         f"mmepack: created {model_dir} ({name}: preprocess -> model.onnx -> postprocess)",
         f"mmepack: {_dvc_add(onnx_path, root)}",
-        f"mmepack: next: mmepack validate {model_dir}; ./pants package {relative}:{name}; "
+        f"mmepack: next: mmepack lock {model_dir} --python {python}; mmepack validate "
+        f"{model_dir}; ./pants package {relative}:{name}; "
         f"./pants test {relative}/tests:",
     ]
