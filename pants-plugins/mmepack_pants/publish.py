@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import List, Mapping, Optional, Sequence
 
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.core.goals.publish import (
@@ -79,6 +80,45 @@ class MmepackPublish(Subsystem):
     )
 
 
+_BRANCH_VARIABLES = ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
+_COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
+
+
+def publish_argv(
+    artifacts: Sequence[str],
+    models_root: str,
+    options: MmepackPublish,
+    env: Mapping[str, str],
+    git_branch: Optional[str],
+    git_commit: Optional[str],
+) -> List[str]:
+    """`mmepack publish` arguments; the branch and commit come from the worktree, not a guess.
+
+    The upload runs in a sandbox with no git, so the worktree's branch is read here. Git's real
+    branch name is used: Pants' `current_rev_identifier` is the literal `HEAD`, which once sent
+    a local `main` checkout to staging. On a detached head (`git_branch` None) nothing is passed
+    and `mmepack publish` refuses, saying how to name the branch.
+    """
+    argv = ["publish", *artifacts, f"--models-root={models_root}"]
+    for flag, value in (
+        ("--prefix", options.prefix),
+        ("--staging-bucket", options.staging_bucket),
+        ("--production-bucket", options.production_bucket),
+        ("--region", options.region),
+        ("--branch", options.branch),
+    ):
+        if value:
+            argv.append(f"{flag}={value}")
+    ci_branch = any(env.get(v) for v in _BRANCH_VARIABLES)
+    if git_branch and not options.branch and not ci_branch:
+        argv.append(f"--branch={git_branch}")
+    if git_commit and not any(env.get(v) for v in _COMMIT_VARIABLES):
+        argv.append(f"--commit={git_commit}")
+    if options.dry_run:
+        argv.append("--dry-run")
+    return argv
+
+
 class PublishTritonModelRequest(PublishRequest):
     pass
 
@@ -116,26 +156,15 @@ async def publish_triton_model(
         MergeDigests([sources.snapshot.digest, *(package.digest for package in request.packages)]),
     )
     models_root = os.path.dirname(request.field_set.address.spec_path) or "."
-    argv = ["publish", *artifacts, f"--models-root={models_root}"]
-    for flag, value in (
-        ("--prefix", options.prefix),
-        ("--staging-bucket", options.staging_bucket),
-        ("--production-bucket", options.production_bucket),
-        ("--region", options.region),
-        ("--branch", options.branch),
-    ):
-        if value:
-            argv.append(f"{flag}={value}")
     git = worktree.git_worktree
-    if git is not None:
-        if not options.branch and not any(
-            env.get(v) for v in ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
-        ):
-            argv.append(f"--branch={git.current_rev_identifier}")
-        if not any(env.get(v) for v in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")):
-            argv.append(f"--commit={git.commit_id}")
-    if options.dry_run:
-        argv.append("--dry-run")
+    argv = publish_argv(
+        artifacts,
+        models_root,
+        options,
+        env,
+        git_branch=git.branch_name if git is not None else None,
+        git_commit=git.commit_id if git is not None else None,
+    )
     process = await Get(
         Process,
         VenvPexProcess(

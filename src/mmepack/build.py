@@ -17,13 +17,25 @@ from mmepack.environment.cache import EnvCache
 from mmepack.environment.request import DEFAULT_PYTHON, EnvOptions, EnvRequest
 from mmepack.errors import MmepackError
 from mmepack.files import scratch_dir
-from mmepack.model.repository import read_model_directory
+from mmepack.model.config import data_type_name
+from mmepack.model.repository import ModelDirectory, read_model_directory
 from mmepack.model.version import read_model_version
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
 from mmepack.names import ENV_ARCHIVE, REQUIREMENTS_FILE, STUB_NAME
 from mmepack.validate import validate_model_directory
 
 _SHOWN_PROBLEMS = 20
+
+
+def python_tensor_types(directory: ModelDirectory) -> tuple[str, ...]:
+    """The data types the environment's Python steps receive and return, from their configs."""
+    types: list[str] = []
+    for model in directory.python_env_models():
+        for tensor in [*model.config.input, *model.config.output]:
+            name = data_type_name(tensor.data_type)
+            if name not in types:
+                types.append(name)
+    return tuple(types)
 
 
 def package_model(
@@ -73,7 +85,12 @@ def package_model(
     verify_weights(directory.name, weights)
     if not directory.python_env_models():
         return write_artifact(directory, version, output_dir, None, weights)
-    request = EnvRequest(model_dir / REQUIREMENTS_FILE, python, directory.name)
+    request = EnvRequest(
+        model_dir / REQUIREMENTS_FILE,
+        python,
+        directory.name,
+        tensor_types=python_tensor_types(directory),
+    )
     options = env_options or EnvOptions()
     if env_archive is not None:
         if not env_archive.is_file():

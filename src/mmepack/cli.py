@@ -41,6 +41,8 @@ from mmepack.validate import (
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
+    from mmepack.model.build_file import model_python
+
     result = package_model(
         args.model_dir,
         args.output_dir,
@@ -48,7 +50,7 @@ def _cmd_package(args: argparse.Namespace) -> int:
         stub=args.stub,
         pull=args.pull,
         repo_root=args.repo_root,
-        python=args.python,
+        python=model_python(args.model_dir, args.python),
         env_options=options_from_args(args),
         env_cache=cache_from_args(args),
         dvc_cache=args.dvc_cache,
@@ -56,6 +58,14 @@ def _cmd_package(args: argparse.Namespace) -> int:
     )
     size = result.path.stat().st_size
     print(f"mmepack: wrote {result.path} ({size / 1e6:.1f} MB, {len(result.members)} entries)")
+    return 0
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    from mmepack.scaffold import new_model
+
+    for line in new_model(args.model_dir, python=args.python, repo_root=args.repo_root):
+        print(line)
     return 0
 
 
@@ -194,13 +204,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from mmepack.model.version import parse_artifact_name
     from mmepack.publish.provenance import build_provenance, git_commit
-    from mmepack.publish.s3 import choose_bucket, current_branch, publish_artifact
+    from mmepack.publish.revision import branch_name
+    from mmepack.publish.s3 import choose_bucket, publish_artifact
 
-    branch = current_branch(args.branch)
+    branch = branch_name(args.branch)
     bucket = choose_bucket(branch, args.staging_bucket, args.production_bucket)
     production = bucket == args.production_bucket
     print(
-        f"mmepack: branch '{branch or 'unknown'}' publishes to "
+        f"mmepack: branch '{branch}' publishes to "
         f"{'production' if production else 'staging'} bucket '{bucket}'"
     )
     commit = args.commit or git_commit()
@@ -301,7 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--repo-root", type=Path, default=Path("."))
     _add_pull_options(package)
     add_env_options(package)
-    package.set_defaults(run=_cmd_package)
+    # No default Python here: the model's BUILD file (or pants.toml) says it, as for Pants.
+    package.set_defaults(run=_cmd_package, python=None)
+
+    new = commands.add_parser(
+        "new",
+        help="create a working model directory (ensemble: Python, ONNX, Python) to start from",
+    )
+    new.add_argument("model_dir", type=Path, help="e.g. models/tiny_adder")
+    new.add_argument("--python", help="environment Python (default: the target server's stub's)")
+    new.add_argument("--repo-root", type=Path, default=Path("."))
+    new.set_defaults(run=_cmd_new)
 
     pull = commands.add_parser("pull-weights", help="dvc pull and verify a model's weights")
     pull.add_argument("model_dir", type=Path)

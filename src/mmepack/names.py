@@ -13,6 +13,9 @@ REQUIREMENTS_FILE = "requirements.txt"
 # Exact versions and sha256 hashes resolved from requirements.txt by `mmepack lock`, committed
 # beside it; the environment is installed from this file alone.
 LOCK_FILE = "requirements.lock"
+# The Pants files whose settings the CLI reads so both build the same artifact.
+BUILD_FILE = "BUILD"
+PANTS_CONFIG = "pants.toml"
 
 # What the environment build produces and the artifact carries beside a Python step's config.
 ENV_ARCHIVE = "python_env.tar.gz"

@@ -14,7 +14,6 @@ bytes, which is what lets a publish of an unchanged model be a no-op.
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import tarfile
 from dataclasses import dataclass
@@ -68,8 +67,10 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
 def _add_file(tar: tarfile.TarFile, name: str, source: Path) -> None:
     info = tarfile.TarInfo(name)
     info.size = source.stat().st_size
-    executable = os.access(source, os.X_OK) or name.endswith(f"/{STUB_NAME}")
-    info.mode = 0o755 if executable else 0o644
+    # The mode comes from the member's name, never the source file's permission bits: the CLI
+    # and Pants hand over the same files with different bits (a cache copy, a sandbox digest),
+    # and the artifacts must be byte-identical. Only the stub is run as a program.
+    info.mode = 0o755 if name.endswith(f"/{STUB_NAME}") else 0o644
     with open_regular(source) as handle:
         tar.addfile(info, handle)
 

@@ -31,7 +31,12 @@ from mmepack.environment.lock import InstallSource, install_source
 from mmepack.environment.probe import import_names, prove_environment
 from mmepack.environment.report import REPORT_SCHEMA, BuildReport
 from mmepack.environment.request import EnvOptions, EnvRequest
-from mmepack.environment.requirements import mentions_numpy, requirement_names
+from mmepack.environment.requirements import (
+    mentions_numpy,
+    numpy_pin_conflict,
+    requirement_names,
+    with_requirements,
+)
 from mmepack.environment.slim import site_packages, slim_prefix
 from mmepack.errors import MmepackError, model_prefix
 from mmepack.files import copy_atomically
@@ -70,15 +75,26 @@ def _build_into_cache(
     try:
         prefix = staging / "env"
         text = source.text
-        extra = [] if source.locked or mentions_numpy(text) else ["numpy"]
+        numpy, why = options.target.numpy_requirement
+        # A hash-locked install takes no extra requirement: the lock's numpy was checked against
+        # the constraint before the cache lookup.
+        extra = [] if source.locked else [numpy]
         log(
             f"{who}building a Python {request.python} environment from {source.path} "
-            f"with the {builder.kind} builder{' (+ numpy)' if extra else ''}; this takes minutes"
+            f"with the {builder.kind} builder"
+            f"{'' if source.locked else f' (+ {numpy} for Triton {options.target.triton_version})'}"
+            "; this takes minutes"
         )
         try:
             version = builder.populate(source.path, extra, request.python, prefix, source.locked)
         except MmepackError as exc:
-            raise MmepackError(f"{who}{exc}") from None
+            note = (
+                f"\nmmepack adds `{numpy}` for Triton {options.target.triton_version} ({why}); "
+                f"if {source.path} asks for another numpy, allow `{numpy}` there"
+                if mentions_numpy(text)
+                else ""
+            )
+            raise MmepackError(f"{who}{exc}{note}") from None
         slim = slim_prefix(prefix)
         log(f"{who}slimmed: {slim.describe()}")
         identity = {"python_version": version, "builder": builder.identity(request.python)}
@@ -97,11 +113,15 @@ def _build_into_cache(
             archive,
             request.python,
             modules,
+            tensor_types=request.tensor_types,
             server_stub_python=options.target.stub_python,
             label=request.label,
             log=log,
         )
-        log(f"{who}proven: Triton {proof.triton_version} imported {', '.join(proof.modules)}")
+        log(
+            f"{who}proven: Triton {proof.triton_version} imported {', '.join(proof.modules)} "
+            f"and moved {', '.join(proof.tensor_types)} tensors through the stub"
+        )
         manifest = {
             **identity,
             "lock_sha256": source.lock_sha256,
@@ -111,6 +131,7 @@ def _build_into_cache(
             "largest_packages": dict(slim.largest),
             "proven_imports": list(proof.modules),
             "proven_with_triton": proof.triton_version,
+            "proven_tensor_types": list(proof.tensor_types),
         }
         return cache.store(key, archive, manifest)
     finally:
@@ -165,7 +186,17 @@ def build_environment(
     stub = options.stub(request)
     cache = cache or EnvCache()
     builder = choose_builder(options.builder, options.conda, log)
-    key = EnvKey.of(install.text, request.python, builder.identity(request.python))
+    # The numpy constraint changes what is installed, so it is part of the key: an environment
+    # cached before the constraint (numpy 2) is never reused for a server that needs numpy 1.
+    numpy, why = options.target.numpy_requirement
+    conflict = numpy_pin_conflict(install.text, numpy)
+    if conflict:
+        raise MmepackError(
+            f"{who}{install.path} pins {conflict}, but Triton {options.target.triton_version} "
+            f"needs {numpy} ({why}); pin a numpy that satisfies {numpy} and re-lock"
+        )
+    installed = install.text if install.locked else with_requirements(install.text, [numpy])
+    key = EnvKey.of(installed, request.python, builder.identity(request.python))
     hit = cache.lookup(key)
     cached = hit is not None
     if hit is None:

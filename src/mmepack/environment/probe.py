@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import struct
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,22 +58,133 @@ class TritonPythonModel:
                 failed.append("%s (%s: %s)" % (module, type(exc).__name__, exc))
         if failed:
             raise RuntimeError("cannot import " + "; ".join(failed))
+        versions = {}
+        for module in modules:
+            versions[module] = str(getattr(sys.modules[module], "__version__", "?"))
         print("%s Python %s at %s imported %s" % (
             "'''
     + _OK_MARK
-    + """", sys.version.split()[0], sys.prefix, ", ".join(modules)),
+    + """", sys.version.split()[0], sys.prefix, json.dumps(versions)),
             flush=True)
+        self.count = len(json.loads(args["model_config"]).get("input", []))
 
     def execute(self, requests):
-        return []
+        # Echo each input back: the same bytes must come back through the stub, which is where
+        # numpy 2 under an older stub loses them.
+        import triton_python_backend_utils as pb_utils
+
+        responses = []
+        for request in requests:
+            outputs = []
+            for index in range(self.count):
+                data = pb_utils.get_input_tensor_by_name(request, "IN_%d" % index).as_numpy()
+                outputs.append(pb_utils.Tensor("OUT_%d" % index, data))
+            responses.append(pb_utils.InferenceResponse(outputs))
+        return responses
 """
 )
+
+
+# Sample values per Triton data type (struct format, values): distinct, non-zero-heavy bytes so
+# a tensor that comes back empty, truncated or reinterpreted is noticed. BF16 is left out: the
+# stub's `as_numpy()` cannot hold it (numpy has no bfloat16), so a Python step cannot use it.
+_SAMPLES: dict[str, tuple[str, tuple[object, ...]]] = {
+    "TYPE_BOOL": ("?", (True, False, True, True)),
+    "TYPE_UINT8": ("B", (1, 2, 254, 255)),
+    "TYPE_UINT16": ("H", (1, 2, 65534, 3)),
+    "TYPE_UINT32": ("I", (1, 2, 4294967294, 3)),
+    "TYPE_UINT64": ("Q", (1, 2, 18446744073709551614, 3)),
+    "TYPE_INT8": ("b", (1, -2, 127, -128)),
+    "TYPE_INT16": ("h", (1, -2, 32767, -32768)),
+    "TYPE_INT32": ("i", (1, -2, 2147483647, -2147483648)),
+    "TYPE_INT64": ("q", (1, -2, 9223372036854775807, -9223372036854775808)),
+    "TYPE_FP16": ("e", (1.5, -2.0, 0.25, 3.0)),
+    "TYPE_FP32": ("f", (1.5, -2.0, 0.25, 3.0)),
+    "TYPE_FP64": ("d", (1.5, -2.0, 0.25, 3.0)),
+    "TYPE_STRING": ("", (b"mmepack", b"", b"\x00\xff", b"probe")),
+}
+# The probe always moves FP32, the type nearly every step uses.
+DEFAULT_TENSOR_TYPES = ("TYPE_FP32",)
+
+
+def probe_tensor_types(types: Iterable[str]) -> list[str]:
+    """The Triton data types the probe moves: FP32 plus every type it can sample, in order."""
+    chosen = list(DEFAULT_TENSOR_TYPES)
+    chosen.extend(t for t in types if t in _SAMPLES and t not in chosen)
+    return chosen
+
+
+def _sample_bytes(data_type: str) -> bytes:
+    fmt, values = _SAMPLES[data_type]
+    if not fmt:  # BYTES: each element is a 4-byte little-endian length, then its bytes
+        return b"".join(struct.pack("<I", len(v)) + v for v in values if isinstance(v, bytes))
+    return struct.pack(f"<{len(values)}{fmt}", *values)
+
+
+def _wire_type(data_type: str) -> str:
+    name = data_type.removeprefix("TYPE_")
+    return "BYTES" if name == "STRING" else name
+
+
+def echo_tensors(url: str, model: str, types: list[str], timeout: float = 60.0) -> list[str]:
+    """Send one tensor of each type to `model` (the probe, which returns its inputs) over
+    KServe v2 HTTP with binary data, and say what did not come back byte for byte."""
+    payloads = [_sample_bytes(t) for t in types]
+    header = {
+        "inputs": [
+            {
+                "name": f"IN_{i}",
+                "shape": [len(_SAMPLES[t][1])],
+                "datatype": _wire_type(t),
+                "parameters": {"binary_data_size": len(payload)},
+            }
+            for i, (t, payload) in enumerate(zip(types, payloads))
+        ],
+        "outputs": [
+            {"name": f"OUT_{i}", "parameters": {"binary_data": True}} for i in range(len(types))
+        ],
+    }
+    head = json.dumps(header).encode()
+    request = urllib.request.Request(
+        f"http://{url}/v2/models/{model}/infer",
+        data=head + b"".join(payloads),
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(head)),
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+            head_length = int(response.headers.get("Inference-Header-Content-Length") or len(body))
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", errors="replace").strip()
+        return [f"the inference request failed (HTTP {exc.code}): {detail}"]
+    except (urllib.error.URLError, OSError) as exc:
+        return [f"the inference request failed: {exc}"]
+    answer = json.loads(body[:head_length])
+    received: dict[str, bytes] = {}
+    offset = head_length
+    for output in answer.get("outputs", []):
+        size = int(output.get("parameters", {}).get("binary_data_size", 0))
+        received[output["name"]] = body[offset : offset + size]
+        offset += size
+    lost = []
+    for i, (data_type, sent) in enumerate(zip(types, payloads)):
+        got = received.get(f"OUT_{i}")
+        if got is None:
+            lost.append(f"{data_type}: no output came back")
+        elif got != sent:
+            lost.append(f"{data_type}: sent {len(sent)} bytes, got {len(got)} different bytes")
+    return lost
 
 
 @dataclass(frozen=True)
 class ProofResult:
     modules: tuple[str, ...]
     triton_version: str
+    tensor_types: tuple[str, ...] = ()
 
 
 def _dist_info_dirs(site_packages: Path) -> dict[str, Path]:
@@ -117,7 +231,12 @@ def import_names(site_packages: Path, requirement_names: Iterable[str]) -> list[
 
 
 def _write_probe_model(
-    repository: Path, archive: Path, stub: Path | None, python: str, modules: list[str]
+    repository: Path,
+    archive: Path,
+    stub: Path | None,
+    python: str,
+    modules: list[str],
+    types: list[str],
 ) -> None:
     folder = repository / PROBE_MODEL
     (folder / "1").mkdir(parents=True)
@@ -136,11 +255,28 @@ def _write_probe_model(
     )
     (folder / "config.pbtxt").write_text(
         f'name: "{PROBE_MODEL}"\nbackend: "python"\nmax_batch_size: 0\n'
-        'input [{ name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }]\n'
-        'output [{ name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] }]\n'
-        "instance_group [{ kind: KIND_CPU count: 1 }]\n" + parameter_text + "\n",
+        + "".join(
+            f'input [{{ name: "IN_{i}" data_type: {t} dims: [ -1 ] }}]\n'
+            f'output [{{ name: "OUT_{i}" data_type: {t} dims: [ -1 ] }}]\n'
+            for i, t in enumerate(types)
+        )
+        + "instance_group [{ kind: KIND_CPU count: 1 }]\n"
+        + parameter_text
+        + "\n",
         encoding="utf-8",
     )
+
+
+def _imported_versions(log_text: str) -> str:
+    """`numpy 2.1.3, tomli_w 1.0.0` from the probe's confirmation line, for messages."""
+    for line in reversed(log_text.splitlines()):
+        if _OK_MARK in line and "{" in line:
+            try:
+                versions = json.loads(line[line.index("{") :])
+            except ValueError:
+                break
+            return ", ".join(f"{name} {version}" for name, version in versions.items())
+    return "unknown package versions"
 
 
 def prove_environment(
@@ -148,20 +284,24 @@ def prove_environment(
     python: str,
     modules: list[str],
     *,
+    tensor_types: Iterable[str] = (),
     server_stub_python: str | None = None,
     label: str = "",
     log: Log | None = None,
 ) -> ProofResult:
-    """Load `archive` in a real Triton server under the stub for `python` and import `modules`.
+    """Load `archive` in a real Triton server under the stub for `python`, import `modules`,
+    and send a tensor of each of `tensor_types` (plus FP32) through the stub and back.
 
-    The server's own stub is `server_stub_python`'s (default: the environment's); when they
-    differ the probe model carries the environment's stub beside its config, exactly as the
-    artifact will.
+    Importing is not enough: numpy 2 imports under Triton 2.51's stub and then returns empty
+    tensors, so the proof moves data the way the model's Python steps will. The server's own
+    stub is `server_stub_python`'s (default: the environment's); when they differ the probe
+    model carries the environment's stub beside its config, exactly as the artifact will.
     """
     from mmepack.triton.install import find_triton
     from mmepack.triton.server import TritonServer
 
     who = model_prefix(label)
+    types = probe_tensor_types(tensor_types)
     server_python = server_stub_python or python
     if not (find_triton().stubs / server_python).is_dir():
         server_python = python
@@ -169,9 +309,12 @@ def prove_environment(
         repository = workdir / "models"
         server = TritonServer(repository, workdir, python_minor=server_python)
         stub = server.install.stub_for(python) if python != server_python else None
-        _write_probe_model(repository, archive, stub, python, modules)
+        _write_probe_model(repository, archive, stub, python, modules, types)
         if log is not None:
-            log(f"{who}proving the environment: Triton loads it and imports {', '.join(modules)}")
+            log(
+                f"{who}proving the environment: Triton loads it, imports {', '.join(modules)} "
+                f"and echoes {', '.join(types)} tensors through the stub"
+            )
         try:
             server.start(timeout=300)
         except MmepackError as exc:
@@ -181,11 +324,22 @@ def prove_environment(
             ) from None
         try:
             version = str(server.metadata().get("version", "?"))
+            lost = echo_tensors(server.url, PROBE_MODEL, types)
         finally:
             server.stop()
-        if _OK_MARK not in server.log_tail(400):
+        log_text = server.log_tail(400)
+        if _OK_MARK not in log_text:
             raise MmepackError(
                 f"{who}Triton reported the probe model ready but it never confirmed its imports; "
                 f"server log:\n{server.log_tail()}"
             )
-    return ProofResult(tuple(modules), version)
+        if lost:
+            raise MmepackError(
+                f"{who}tensors were lost moving through Triton {version}'s Python backend stub "
+                f"(Python {python}, {_imported_versions(log_text)}), so every request to this "
+                "model's Python steps would fail the same way on the endpoint:\n  "
+                + "\n  ".join(lost)
+                + "\nIf numpy is 2.x, allow numpy<2 in requirements.txt (Triton's Python backend "
+                "does not support numpy 2; see mmepack.triton.target.NUMPY_BY_TRITON)"
+            )
+    return ProofResult(tuple(modules), version, tuple(types))

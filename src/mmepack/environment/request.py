@@ -28,6 +28,9 @@ class EnvRequest:
     python: str = DEFAULT_PYTHON
     # The model name, for messages only; it never changes what is built.
     label: str = ""
+    # Triton data types (`TYPE_FP32`, ...) the model's Python steps exchange: the proof sends a
+    # tensor of each through the stub and back. It never changes what is built.
+    tensor_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

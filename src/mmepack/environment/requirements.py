@@ -93,7 +93,7 @@ def _read_one(path: Path, label: str, where: str) -> str:
     if not path.is_file():
         raise MmepackError(
             f"{model_prefix(label)}{where}{path} is missing; list the Python steps' packages "
-            "there (numpy is always added)"
+            "there (numpy is added, within what the target Triton release supports)"
         )
     return read_text(path, "requirements file")
 
@@ -136,3 +136,26 @@ def read_requirements(path: Path, label: str = "") -> str:
     inlined, so the cache key covers every file pulled in and the proof imports every package
     listed in any of them. Missing or unreadable files are errors naming the model and file."""
     return "\n".join(_expand(path, label, set(), 0, "")) + "\n"
+
+
+def with_requirements(text: str, extra: list[str]) -> str:
+    """`text` plus the `extra` requirement lines it lacks: what is actually installed, so what
+    the environment cache key must cover (an added constraint such as `numpy<2` changes the
+    environment even though the model's file did not change)."""
+    present = set(normalised_requirements(text).splitlines())
+    added = [line for line in extra if _normalise_line(line) not in present]
+    return text.rstrip("\n") + "\n" + "\n".join(added) + "\n" if added else text
+
+
+def numpy_pin_conflict(text: str, requirement: str) -> str | None:
+    """`numpy==X` when `text` pins numpy exactly (as a lock does) to a version `requirement`
+    (`numpy<N`) excludes; None otherwise. Other specifiers are left to pip, which refuses a
+    conflict with the added requirement itself."""
+    bound = re.fullmatch(r"numpy<(\d+)", requirement.replace(" ", ""))
+    if bound is None:
+        return None
+    for line in _logical_lines(text):
+        match = re.match(r"numpy\s*==\s*(\d+)(\.[\w.]*)?", line, re.IGNORECASE)
+        if match and int(match.group(1)) >= int(bound.group(1)):
+            return f"numpy=={match.group(1)}{match.group(2) or ''}"
+    return None

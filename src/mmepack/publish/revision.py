@@ -1,7 +1,9 @@
 """What is being built, as CI or git tells it: branch and commit.
 
 CI systems check out a detached HEAD and name the branch and commit in their own variables, so
-those come first and git is only asked when none is set.
+those come first and git is only asked when none is set. The branch picks the bucket (`main` is
+production), so an unknown branch is an error rather than a guess: guessing "staging" is how a
+local `main` checkout once published to the wrong bucket.
 """
 
 from __future__ import annotations
@@ -10,6 +12,11 @@ import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+
+from mmepack.errors import MmepackError
+
+# GitHub Actions, GitLab CI, Jenkins: the first one set names the branch being built.
+BRANCH_VARIABLES = ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
 
 
 def from_ci_or_git(
@@ -33,3 +40,23 @@ def from_ci_or_git(
         return None
     output = result.stdout.strip()
     return output if result.returncode == 0 and output else None
+
+
+def branch_name(override: str | None = None, cwd: Path | None = None) -> str:
+    """The branch being built: `override`, then the CI variables, then git's branch name.
+
+    `git rev-parse --abbrev-ref HEAD` prints the literal `HEAD` on a detached head; that is no
+    branch, so it is refused with the ways to name one instead of being passed on.
+    """
+    if override and override.strip():
+        return override.strip()
+    branch = from_ci_or_git(BRANCH_VARIABLES, ["rev-parse", "--abbrev-ref", "HEAD"], cwd=cwd)
+    if branch and branch != "HEAD":
+        return branch
+    where = "git's HEAD is detached" if branch == "HEAD" else "this is not a git checkout"
+    raise MmepackError(
+        f"cannot tell which branch is being published: {where} and none of "
+        f"{', '.join('$' + v for v in BRANCH_VARIABLES)} is set; name it with "
+        "`mmepack publish --branch=<name>` (under Pants: "
+        "`./pants publish --mmepack-publish-branch=<name>`) or set one of those variables"
+    )

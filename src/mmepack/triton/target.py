@@ -29,6 +29,58 @@ DEFAULT_STUB_PYTHON = "3.10"
 _PYTRITON_SERVER = {"0.7.0": "2.51.0"}
 
 
+# numpy in a Python step's environment, by Triton release: (first release it applies to,
+# requirement added to every environment, why). The newest row whose release is at or below the
+# target applies.
+#
+# Why `numpy<2`: Triton 2.51.0's release notes list under Known Issues that numpy 2.x is not
+# supported for Python backend models and may make them return empty tensors (source:
+# github.com/triton-inference-server/server/releases/tag/v2.51.0; the same note is in 2.52.0,
+# and server issue #8301 asking for numpy 2 support was still open in 2026). Issue 11 of this
+# project saw it: an environment with numpy 2.x imported fine under the 2.51.0 stub, then a
+# step's tensors arrived empty ("Expected 16, got 0"). Add a row only once a release's notes say
+# numpy 2 works and the proof (which moves tensors through the stub) passes with it.
+NUMPY_BY_TRITON: tuple[tuple[str, str, str], ...] = (
+    (
+        "2.0.0",
+        "numpy<2",
+        "Triton's Python backend does not support numpy 2.x: its tensors can arrive empty "
+        "(Triton 2.51.0 release notes, Known Issues)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeLimits:
+    """What the ONNX Runtime inside one Triton release can load."""
+
+    onnxruntime: str
+    max_ir_version: int
+    max_opset: int  # of the default ("ai.onnx") domain
+
+
+# ONNX Runtime by Triton release: (first Triton release, NGC container, limits). The runtime
+# version per release is from Triton's docs/introduction/compatibility.md ("ONNX Runtime
+# Versions": 24.04 1.17.3, 24.05-24.06 1.18.0, 24.07-24.08 1.18.1, 24.09-24.11 1.19.2, 24.12
+# 1.20.1); the IR version and opset each runtime reads are those of the ONNX release it is built
+# on (ONNX Runtime's compatibility table: 1.17 reads ONNX 1.15, IR 9, opset 20; 1.18 and 1.19
+# read ONNX 1.16, IR 10, opset 21). A model above these fails to load on the endpoint
+# ("Unsupported model IR version"), even when a newer local onnxruntime runs it.
+ONNX_RUNTIME_BY_TRITON: tuple[tuple[str, str, OnnxRuntimeLimits], ...] = (
+    ("2.45.0", "24.04", OnnxRuntimeLimits("1.17.3", 9, 20)),
+    ("2.46.0", "24.05", OnnxRuntimeLimits("1.18.0", 10, 21)),
+    ("2.48.0", "24.07", OnnxRuntimeLimits("1.18.1", 10, 21)),
+    ("2.50.0", "24.09", OnnxRuntimeLimits("1.19.2", 10, 21)),
+)
+# The newest Triton release the table is known to hold for (24.11); later ones are refused
+# rather than guessed, since each new ONNX Runtime reads newer IR versions and opsets.
+ONNX_RUNTIME_TABLE_UNTIL = "2.52.0"
+
+
+def _release_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
 @dataclass(frozen=True)
 class TargetServer:
     triton_version: str = DEFAULT_TRITON_VERSION
@@ -50,6 +102,27 @@ class TargetServer:
 
     def needs_stub(self, env_python: str) -> bool:
         return env_python != self.stub_python
+
+    @property
+    def onnx_runtime(self) -> OnnxRuntimeLimits:
+        """The ONNX Runtime limits of this Triton release (see ONNX_RUNTIME_BY_TRITON)."""
+        target = _release_key(self.triton_version)
+        rows = [row for row in ONNX_RUNTIME_BY_TRITON if _release_key(row[0]) <= target]
+        if not rows or target > _release_key(ONNX_RUNTIME_TABLE_UNTIL):
+            raise MmepackError(
+                f"no ONNX Runtime limits are recorded for Triton {self.triton_version}; add its "
+                "row to ONNX_RUNTIME_BY_TRITON in mmepack/triton/target.py from Triton's "
+                "compatibility matrix"
+            )
+        return max(rows, key=lambda row: _release_key(row[0]))[2]
+
+    @property
+    def numpy_requirement(self) -> tuple[str, str]:
+        """The numpy requirement every environment for this server gets, and why."""
+        target = _release_key(self.triton_version)
+        rows = [row for row in NUMPY_BY_TRITON if _release_key(row[0]) <= target]
+        _, requirement, reason = max(rows, key=lambda row: _release_key(row[0]))
+        return requirement, reason
 
 
 @cache

@@ -35,6 +35,7 @@ from mmepack.validate.ensemble_graph import check_decoupled_branches, check_ense
 from mmepack.validate.ensemble_outputs import ensemble_output_warnings
 from mmepack.validate.lock import check_lock
 from mmepack.validate.model_checks import check_model
+from mmepack.validate.onnx_files import check_onnx_files
 from mmepack.validate.safety import check_env_collisions, check_model_files
 from mmepack.validate.triton_rules import check_triton_rules
 
@@ -208,6 +209,7 @@ def validate_model_directory(path: Path) -> list[Problem]:
     problems.extend(check_env_collisions(models))
     problems.extend(check_model_files(path))
     problems.extend(check_lock(path))
+    problems.extend(check_onnx_files(models, versions))
     return sorted(problems, key=_problem_order)
 
 

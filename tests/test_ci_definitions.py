@@ -1,0 +1,53 @@
+"""The CI definitions set up every Python the repository needs, shared-library where needed."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from mmepack.model.build_file import build_file_python
+from mmepack.triton.target import DEFAULT_STUB_PYTHON
+
+REPO = Path(__file__).resolve().parents[1]
+PANTS_PYTHON = "3.9"  # Pants 2.17's wheels are cp37-cp39; ./pants prefers 3.9
+
+
+def _needed() -> set[str]:
+    """Pants', the library's, every model's environment and the scaffold's default."""
+    config = tomllib.loads((REPO / "pants.toml").read_text())
+    library = {
+        m
+        for constraint in config["python"]["interpreter_constraints"]
+        for m in re.findall(r"==(3\.\d+)", constraint)
+    }
+    models = {
+        python
+        for build in sorted((REPO / "models").glob("*/BUILD"))
+        if (python := build_file_python(build.parent)) is not None
+    }
+    assert models, "the example model sets python_version in its BUILD file"
+    return {PANTS_PYTHON, DEFAULT_STUB_PYTHON} | library | models
+
+
+def test_github_actions_sets_up_every_python() -> None:
+    workflow = YAML(typ="safe").load((REPO / "ci" / "github-actions.yml").read_text())
+    steps = workflow["jobs"]["build"]["steps"]
+    setup = [s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python")]
+    assert len(setup) == 1
+    versions = set(str(setup[0]["with"]["python-version"]).split())
+    assert _needed() <= versions, f"missing: {_needed() - versions}"
+
+
+def test_gitlab_builds_every_python_shared() -> None:
+    pipeline = YAML(typ="safe").load((REPO / "ci" / "gitlab-ci.yml").read_text())
+    variables = pipeline["variables"]
+    assert variables["PYTHON_CONFIGURE_OPTS"] == "--enable-shared"
+    versions = set(variables["MMEPACK_PYTHONS"].split())
+    assert _needed() <= versions, f"missing: {_needed() - versions}"
+    script = " ".join(pipeline["default"]["before_script"])
+    assert "pyenv install" in script and "$MMEPACK_PYTHONS" in script
+    for job in ("checks", "package", "test", "publish"):
+        assert "before_script" not in pipeline[job], f"{job} would skip the Python setup"
