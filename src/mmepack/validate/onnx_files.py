@@ -27,7 +27,11 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def _is_onnx(model: TritonModel) -> bool:
-    return model.platform == _ONNX_PLATFORM or model.backend == _ONNX_BACKEND
+    """Served by ONNX Runtime, and only by it: a config that pairs the ONNX backend with another
+    platform is refused by Triton before any file is read (triton_rules reports that)."""
+    platform_ok = model.platform in ("", _ONNX_PLATFORM)
+    backend_ok = model.backend in ("", _ONNX_BACKEND)
+    return platform_ok and backend_ok and (model.platform or model.backend) != ""
 
 
 def _fix(limits_ir: int, limits_opset: int) -> str:
