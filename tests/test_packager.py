@@ -32,6 +32,18 @@ def test_mme_layout_with_empty_ensemble_version_folder(model_dir: Path, tmp_path
     ]
 
 
+def test_ensemble_version_folder_holding_only_ignored_files_still_ships(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # A `1/` kept in git by a `.gitkeep` exists on disk but none of its files ship; without the
+    # packager adding it, Triton refuses the ensemble for lack of a version folder.
+    (model_dir / "demo" / "1").mkdir(exist_ok=True)
+    (model_dir / "demo" / "1" / ".gitkeep").write_text("")
+    members = read_members(package_model(model_dir, tmp_path / "dist").path)
+    assert "demo/1" in members
+    assert "demo/1/.gitkeep" not in members
+
+
 def test_no_build_file_at_any_depth_is_packaged(model_dir: Path, tmp_path: Path) -> None:
     # Pants' Python tailor used to put a BUILD file in a step's version folder.
     for rel in ("BUILD", "demo_double/BUILD", "demo_double/1/BUILD", "demo_double/1/BUILD.pants"):

@@ -53,8 +53,17 @@ def _artifact_files(model: TritonModel, model_dir: Path) -> list[tuple[str, Path
     return [(f"{model.name}/{rel}", source) for rel, source in scanned.files]
 
 
-def _has_version_folder(model: TritonModel) -> bool:
-    return any(p.is_dir() and _VERSION_DIR_RE.match(p.name) for p in model.folder.iterdir())
+def _ships_version_folder(model: TritonModel, members: dict[str, Path | None]) -> bool:
+    """Whether a version folder of this model is already among the members.
+
+    Asked of the members, not the disk: a `1/` that holds only ignored files (a `.gitkeep`)
+    exists on disk but ships nothing, and Triton will not load an ensemble without one.
+    """
+    prefix = f"{model.name}/"
+    return any(
+        name.startswith(prefix) and _VERSION_DIR_RE.match(name[len(prefix) :].split("/", 1)[0])
+        for name in members
+    )
 
 
 def _add_dir(tar: tarfile.TarFile, name: str) -> None:
@@ -100,7 +109,7 @@ def plan_members(
                 members[f"{parent}/"] = None
                 parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
             members[name] = source
-        if model.is_ensemble and not _has_version_folder(model):
+        if model.is_ensemble and not _ships_version_folder(model, members):
             members[f"{model.name}/1/"] = None
         env_rel = model.execution_env_relpath()
         if env_rel is not None:
