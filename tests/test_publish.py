@@ -350,7 +350,11 @@ def test_dry_run_touches_nothing(
     assert result.status == "dry-run"
     assert calls.names == []
     assert _keys(s3, staging) == []
-    assert "would upload" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "would upload" in out
+    # A dry run reads nothing from S3, so it must not claim to know what the key holds.
+    assert "existing object" not in out
+    assert "S3 was not read" in out
 
 
 class Interrupted(Exception):

@@ -575,10 +575,14 @@ def publish_artifact(
     record = {**provenance, "sha256": sha256, "size": checked.size, "key": key}
     url = f"s3://{bucket}/{key}"
     if dry_run:
+        how = (
+            "only if that key is absent" if protect_existing else "replacing that key if it exists"
+        )
         echo(
             f"mmepack: dry run: would upload {path} ({checked.size} bytes, sha256 {sha256}) to "
-            f"{url} ({'only if absent' if protect_existing else 'replacing an existing object'}) "
-            f"and its manifest to s3://{bucket}/{manifest_key}; nothing was sent"
+            f"{url} ({how}) "
+            f"and its manifest to s3://{bucket}/{manifest_key}; S3 was not read and nothing "
+            "was sent"
         )
         return PublishResult("dry-run", bucket, key, sha256, manifest_key)
 
