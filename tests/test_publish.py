@@ -600,3 +600,18 @@ def test_provenance_records_each_packed_environment(tmp_path: Path) -> None:
         "demo_double/python_env.tar.gz": hashlib.sha256(env.read_bytes()).hexdigest()
     }
     assert record["lock_sha256"] is None and record["seed_python"] is None
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("dist/mme/*.tar.gz", "no file matches this pattern"), ("dist/demo_1.tar.gz", "no such")],
+)
+def test_missing_artifact_is_named_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str, expected: str
+) -> None:
+    code = main(["publish", str(tmp_path / given), "--branch=main", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"mmepack: error: {tmp_path / given}: {expected}")
+    assert "not an mmepack artifact name" not in err
+    assert "Traceback" not in err

@@ -201,12 +201,33 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _check_artifacts_exist(artifacts: Sequence[Path]) -> None:
+    """Refuse missing artifacts before anything else, naming each the way it arrived.
+
+    A shell leaves a glob that matches nothing as it is (`dist/mme/*.tar.gz`), and a path may
+    name a build that never happened; neither is a badly named artifact.
+    """
+    for artifact in artifacts:
+        if artifact.is_file():
+            continue
+        if any(ch in artifact.name for ch in "*?["):
+            raise MmepackError(
+                f"{artifact}: no file matches this pattern; build the artifacts first "
+                "(`mmepack package` or `./pants package`) or check the folder"
+            )
+        raise MmepackError(
+            f"{artifact}: no such artifact file; build it first (`mmepack package` or "
+            "`./pants package`) or check the path"
+        )
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
     from mmepack.model.version import parse_artifact_name
     from mmepack.publish.provenance import build_provenance, git_commit
     from mmepack.publish.revision import branch_name
     from mmepack.publish.s3 import choose_bucket, publish_artifact
 
+    _check_artifacts_exist(args.artifacts)
     branch = branch_name(args.branch)
     bucket = choose_bucket(branch, args.staging_bucket, args.production_bucket)
     production = bucket == args.production_bucket
