@@ -23,7 +23,7 @@ import pytest
 from mmepack.build import package_model
 from mmepack.cli import main
 from mmepack.errors import MmepackError
-from mmepack.publish.provenance import build_provenance, weights_md5s
+from mmepack.publish.provenance import build_provenance, git_dirty, weights_md5s
 from mmepack.publish.s3 import choose_bucket, current_branch, make_client, promote, publish_artifact
 from tests.demo_models import write_ensemble_model
 
@@ -615,3 +615,26 @@ def test_missing_artifact_is_named_without_a_traceback(
     assert err.startswith(f"mmepack: error: {tmp_path / given}: {expected}")
     assert "not an mmepack artifact name" not in err
     assert "Traceback" not in err
+
+
+def test_git_dirty_follows_the_working_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT"):
+        monkeypatch.delenv(variable, raising=False)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "a.txt").write_text("a")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "a.txt").write_text("changed")
+    assert git_dirty(tmp_path) is True
+    monkeypatch.setenv("GITHUB_SHA", "ci-sha")  # CI checked that commit out
+    assert git_dirty(tmp_path) is False
+
+
+def test_manifest_records_git_dirty(tmp_path: Path) -> None:
+    path = _artifact(tmp_path, b"v1")
+    assert build_provenance(path, commit="c", dirty=True)["git_dirty"] is True
+    assert build_provenance(path, commit="c", dirty=False)["git_dirty"] is False

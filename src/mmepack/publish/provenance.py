@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,30 @@ def file_sha256(path: Path) -> str:
 def git_commit(repo_root: Path | None = None) -> str | None:
     """The commit being built: CI variables first, then `git rev-parse HEAD`; None if unknown."""
     return from_ci_or_git(_COMMIT_VARIABLES, ["rev-parse", "HEAD"], cwd=repo_root)
+
+
+def git_dirty(repo_root: Path | None = None) -> bool | None:
+    """Whether the commit recorded is not the whole story: the working tree has changes.
+
+    A CI commit variable means CI checked out that commit, so the tree is taken as clean;
+    otherwise `git status --porcelain` decides. None when git cannot tell (no checkout).
+    """
+    if any(os.environ.get(v, "").strip() for v in _COMMIT_VARIABLES):
+        return False
+    try:
+        result = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=repo_root,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    return bool(result.stdout.strip())
 
 
 def _member_md5(tar: tarfile.TarFile, name: str) -> str | None:
@@ -148,6 +174,7 @@ def build_provenance(
     *,
     model_dir: Path | None = None,
     commit: str | None = None,
+    dirty: bool | None = None,
     weights: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The provenance record of one artifact.
@@ -171,6 +198,9 @@ def build_provenance(
         "sha256": checked.sha256,
         "size": checked.size,
         "git_commit": commit if commit is not None else git_commit(),
+        # true: built from a tree with uncommitted changes, so git_commit alone cannot rebuild
+        # it; null: git could not tell.
+        "git_dirty": dirty if dirty is not None else git_dirty(),
         "dvc_weights_md5": dict(sorted(weights.items())),
         "python_env_sha256": environment_sha256s(artifact),
         # What the environment was built from: the lock's hash (requirements.lock's pins) and
