@@ -8,7 +8,7 @@ commit come from CI variables or the git worktree, since the upload runs outside
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Mapping, Optional, Sequence
 
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
@@ -22,7 +22,12 @@ from pants.core.goals.publish import (
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import Digest, MergeDigests
-from pants.engine.process import InteractiveProcess, Process
+from pants.engine.process import (
+    FallibleProcessResult,
+    InteractiveProcess,
+    Process,
+    ProcessCacheScope,
+)
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.option.option_types import BoolOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
@@ -119,6 +124,26 @@ def publish_argv(
     return argv
 
 
+class MmepackDryRunFailed(Exception):
+    """`mmepack publish --dry-run` refused; its own message says why and how to fix it."""
+
+
+def dry_run_packages(artifacts: Sequence[str], exit_code: int, output: str) -> PublishPackages:
+    """What `pants publish --mmepack-publish-dry-run` reports once the CLI's dry run has run.
+
+    Pants ends a run process that succeeded with "published.", which a dry run is not, so the
+    CLI runs here instead and the packages are reported as skipped, with what it would do.
+    """
+    if exit_code != 0:
+        raise MmepackDryRunFailed(output or f"mmepack publish --dry-run exited {exit_code}")
+    said = "\n".join(f"  {line}" for line in output.splitlines())
+    return PublishPackages(
+        names=tuple(artifacts),
+        process=None,
+        description=f"(dry run, nothing was uploaded):\n{said}\n",
+    )
+
+
 class PublishTritonModelRequest(PublishRequest):
     pass
 
@@ -175,6 +200,14 @@ async def publish_triton_model(
             extra_env=dict(env),
         ),
     )
+    if options.dry_run:
+        result = await Get(
+            FallibleProcessResult,
+            Process,
+            replace(process, cache_scope=ProcessCacheScope.PER_SESSION),
+        )
+        output = (result.stdout + result.stderr).decode(errors="replace").strip()
+        return PublishProcesses([dry_run_packages(artifacts, result.exit_code, output)])
     return PublishProcesses(
         [PublishPackages(names=artifacts, process=InteractiveProcess.from_process(process))]
     )

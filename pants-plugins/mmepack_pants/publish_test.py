@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pants.testutil.option_util import create_subsystem
 
-from mmepack_pants.publish import MmepackPublish, publish_argv
+from mmepack_pants.publish import (
+    MmepackDryRunFailed,
+    MmepackPublish,
+    dry_run_packages,
+    publish_argv,
+)
 
 
 def _options(**values: Any) -> MmepackPublish:
@@ -41,3 +47,18 @@ def test_ci_variables_and_option_win_over_git() -> None:
     assert not any(arg.startswith(("--branch", "--commit")) for arg in argv)
     argv = publish_argv(["m_1.tar.gz"], "models", _options(branch="rel"), {}, "main", None)
     assert [arg for arg in argv if arg.startswith("--branch")] == ["--branch=rel"]
+
+
+def test_dry_run_is_reported_as_skipped_not_published() -> None:
+    # A PublishPackages with a process is reported by Pants as "published."; a dry run is not.
+    said = "mmepack: dry run: would upload m_1.tar.gz to s3://b/m_1.tar.gz"
+    packages = dry_run_packages(["m_1.tar.gz"], 0, said)
+    assert packages.process is None
+    assert packages.description is not None
+    assert "dry run, nothing was uploaded" in packages.description
+    assert said in packages.description
+
+
+def test_failed_dry_run_fails_with_the_cli_message() -> None:
+    with pytest.raises(MmepackDryRunFailed, match="cannot tell which branch"):
+        dry_run_packages(["m_1.tar.gz"], 2, "mmepack: error: cannot tell which branch")
