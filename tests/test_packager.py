@@ -151,3 +151,13 @@ def test_execution_env_path_must_stay_in_model_folder(model_dir: Path, value: st
     )
     with pytest.raises(MmepackError, match="EXECUTION_ENV_PATH"):
         read_model_directory(model_dir).python_env_models()
+
+
+def test_failed_build_leaves_no_previous_artifact(model_dir: Path, tmp_path: Path) -> None:
+    # The earlier tar under the same name must not survive a failed build, ready to publish.
+    first = package_model(model_dir, tmp_path / "dist").path
+    assert first.is_file()
+    (model_dir / "demo" / "config.pbtxt").write_text("this is not a config {")
+    with pytest.raises(MmepackError):
+        package_model(model_dir, tmp_path / "dist")
+    assert not first.exists()

@@ -19,7 +19,7 @@ from mmepack.errors import MmepackError
 from mmepack.files import scratch_dir
 from mmepack.model.config import data_type_name
 from mmepack.model.repository import ModelDirectory, read_model_directory
-from mmepack.model.version import read_model_version
+from mmepack.model.version import artifact_name, read_model_version
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
 from mmepack.names import ENV_ARCHIVE, REQUIREMENTS_FILE, STUB_NAME
 from mmepack.validate import validate_model_directory
@@ -36,6 +36,33 @@ def python_tensor_types(directory: ModelDirectory) -> tuple[str, ...]:
             if name not in types:
                 types.append(name)
     return tuple(types)
+
+
+def _remove_previous_artifact(model_dir: Path, output_dir: Path) -> None:
+    """Delete the artifact an earlier build of this model and version left in `output_dir`.
+
+    Otherwise a build that fails leaves the previous tar in place under the same name, ready to
+    be published as if it were this build's. Unknown names (no readable version) are skipped.
+    """
+    try:
+        version = read_model_version(model_dir)
+    except MmepackError:
+        return
+    names = {model_dir.resolve().name}
+    try:
+        names.add(read_model_directory(model_dir).name)
+    except MmepackError:
+        pass
+    for name in sorted(names):
+        previous = output_dir / artifact_name(name, version)
+        if previous.is_file() and not previous.is_symlink():
+            try:
+                previous.unlink()
+            except OSError as exc:
+                raise MmepackError(
+                    f"{previous}: cannot remove the previous artifact before building "
+                    f"({exc.strerror}); delete it by hand, then package again"
+                ) from None
 
 
 def package_model(
@@ -58,6 +85,7 @@ def package_model(
     built and for which server comes from `env_options`. `dvc_cache` and `checkout` are passed
     to `pull_weights`.
     """
+    _remove_previous_artifact(model_dir, output_dir)
     problems = validate_model_directory(model_dir)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
