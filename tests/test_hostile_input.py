@@ -371,6 +371,19 @@ def test_serve_refuses_malformed_tars(
     assert needle in err and "Traceback" not in err
 
 
+def test_serve_without_server_packages_says_where_to_run_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As from the CLI PEX, which leaves mmepack.testing and the server packages out.
+    monkeypatch.setitem(sys.modules, "mmepack.testing", None)
+    artifact = tmp_path / "demo_1.tar.gz"
+    assert main(["serve", str(artifact)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mmepack: error: `mmepack serve` needs nvidia-pytriton")
+    assert f"./pants run src/mmepack/endpoint/__main__.py -- {artifact}" in err
+    assert "test environment" not in err and "Traceback" not in err
+
+
 # ------------------------------------------------------------------ 5. requirements includes
 
 

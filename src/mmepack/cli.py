@@ -159,10 +159,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from mmepack.testing import serve_artifact  # pants: no-infer-dep
     except ImportError as exc:
+        # The CLI PEX leaves the server packages out to stay small, so say where they are.
         raise MmepackError(
-            f"`mmepack serve` needs the test packages (nvidia-pytriton, tritonclient[http], "
-            f"onnxruntime-gpu) and mmepack.testing, which this installation lacks ({exc}); run it "
-            "from the repository's test environment"
+            f"`mmepack serve` needs nvidia-pytriton, tritonclient[http], onnxruntime-gpu and "
+            f"mmepack.testing, which this installation (e.g. the CLI PEX) lacks ({exc}); from a "
+            "checkout, serve it with `./pants run src/mmepack/endpoint/__main__.py -- "
+            f"{args.artifact}`, or run `PYTHONPATH=src python -m mmepack serve {args.artifact}` "
+            "with a Python that has 3rdparty/python/requirements.txt installed"
         ) from None
 
     with serve_artifact(args.artifact) as served:
