@@ -375,7 +375,8 @@ def test_serve_without_server_packages_says_where_to_run_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # As from the CLI PEX, which leaves mmepack.testing and the server packages out.
-    monkeypatch.setitem(sys.modules, "mmepack.testing", None)
+    # None in sys.modules makes the import raise ImportError; typeshed types the values as modules.
+    monkeypatch.setitem(sys.modules, "mmepack.testing", None)  # type: ignore[misc]
     artifact = tmp_path / "demo_1.tar.gz"
     assert main(["serve", str(artifact)]) == 1
     err = capsys.readouterr().err
