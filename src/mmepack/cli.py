@@ -230,8 +230,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from mmepack.publish.revision import branch_name
     from mmepack.publish.s3 import choose_bucket, publish_artifact
 
-    _check_artifacts_exist(args.artifacts)
     branch = branch_name(args.branch)
+    _check_artifacts_exist(args.artifacts)
     bucket = choose_bucket(branch, args.staging_bucket, args.production_bucket)
     production = bucket == args.production_bucket
     print(
