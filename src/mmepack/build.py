@@ -55,7 +55,11 @@ def _remove_previous_artifact(model_dir: Path, output_dir: Path) -> None:
         pass
     for name in sorted(names):
         previous = output_dir / artifact_name(name, version)
-        if previous.is_file() and not previous.is_symlink():
+        try:
+            present = previous.is_file() and not previous.is_symlink()
+        except OSError:  # a name the file system cannot hold (too long) was never written
+            continue
+        if present:
             try:
                 previous.unlink()
             except OSError as exc:
