@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from mmepack.triton.server import (
     free_ports,
     make_backend_dir,
     server_environment,
+    stop_process_group,
 )
 
 # The container's SageMaker port (SAGEMAKER_BIND_TO_PORT overrides it); inside a private
@@ -353,17 +353,5 @@ class MmeServer:
         self._server_pid = None
         if process is None:
             return
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        stop_process_group(process, grace=30)
         atexit.unregister(self.stop)

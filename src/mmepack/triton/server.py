@@ -113,6 +113,24 @@ def die_with_parent() -> None:
         pass
 
 
+def stop_process_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM a server's process group, SIGKILL it after `grace` seconds, and SIGKILL it once
+    more regardless: the Python stubs share the group and can linger after the server exits."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class TritonServer:
     """One tritonserver process serving one model repository on loopback."""
 
@@ -259,19 +277,7 @@ class TritonServer:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        try:  # stubs can linger briefly after the server exits
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        stop_process_group(process, grace=20)
         atexit.unregister(self.stop)
         for folder in self._unpacked:
             shutil.rmtree(folder, ignore_errors=True)
