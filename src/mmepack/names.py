@@ -28,3 +28,7 @@ MODEL_DIR_VARIABLE = "$$TRITON_MODEL_DIRECTORY/"
 
 # The artifact name SageMaker uses as TargetModel: `<model>_<version>.tar.gz`.
 ARTIFACT_SUFFIX = ".tar.gz"
+
+# Declarative model tests: JSON case files beside a model, relative to its directory (the
+# `cases` field of a `triton_model` target may name another glob).
+CASES_GLOB = "tests/cases/*.json"
