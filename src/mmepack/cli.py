@@ -27,6 +27,7 @@ from mmepack.environment.command import (
 )
 from mmepack.environment.request import DEFAULT_PYTHON
 from mmepack.errors import MmepackError
+from mmepack.loadtest.cli import add_loadtest_command
 from mmepack.model.repository import read_model_directory
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
 from mmepack.names import CONFIG_FILE, REQUIREMENTS_FILE, STUB_NAME, VERSION_FILE
@@ -399,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_cmd_serve)
 
     add_endpoint_command(commands)
+    add_loadtest_command(commands)
 
     validate = commands.add_parser(
         "validate",
