@@ -86,7 +86,7 @@ def runtime_client(
     import botocore.config
 
     config = botocore.config.Config(
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=min(timeout, 10.0),
         read_timeout=timeout,
         max_pool_connections=max_connections,
