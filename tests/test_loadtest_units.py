@@ -288,7 +288,9 @@ def test_real_endpoint_requests_through_stubber(monkeypatch: pytest.MonkeyPatch)
         endpoint_url=None, region="eu-west-1", timeout=5.0, local=False, max_connections=4
     )
     assert client.meta.endpoint_url == "https://runtime.sagemaker.eu-west-1.amazonaws.com"
-    assert client.meta.config.retries["total_max_attempts"] == 1  # every error is counted, not retried
+    assert (
+        client.meta.config.retries["total_max_attempts"] == 1
+    )  # every error is counted, not retried
     requests = {
         "a_1.tar.gz": Request(b"body-a", f"{BINARY_JSON};json-header-size=3", "a.json"),
         "b_1.tar.gz": Request(b"body-b", "application/json", "b.json"),
