@@ -386,3 +386,22 @@ def test_local_mode_refuses_a_non_loopback_endpoint(capsys: pytest.CaptureFixtur
     assert "loopback only; add --real" in capsys.readouterr().err
     assert loadtest_cli.main(["--real", "--p99-ms", "1"]) == 1
     assert "--real needs --endpoint-name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--margin", "1", "--margin: expected a fraction"),
+        ("--instances", "0", "--instances: expected 1 or more"),
+        ("--max-error-rate", "2", "--max-error-rate"),
+        ("--p99-ms", "0", "--p99-ms: expected milliseconds"),
+        ("--min-capacity", "5", "--min-capacity 5 / --max-capacity 4"),
+    ],
+)
+def test_unusable_numbers_are_refused_before_anything_starts(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--endpoint-url", "http://127.0.0.1:9", "--target-model", "a_1.tar.gz"]
+    argv += ["--p99-ms", "100", option, value]
+    assert loadtest_cli.main(argv) == 1
+    assert message in capsys.readouterr().err

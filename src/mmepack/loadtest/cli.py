@@ -70,6 +70,28 @@ def _payload_map(items: list[str], targets: list[str]) -> dict[str, Path]:
     return chosen
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Option values the recommendation cannot use, refused before anything starts."""
+    if not args.p99_ms > 0:
+        raise MmepackError(f"--p99-ms: expected milliseconds above 0, got {args.p99_ms}")
+    if not 0 <= args.margin < 1:
+        raise MmepackError(
+            f"--margin: expected a fraction in [0, 1) such as 0.2, got {args.margin}"
+        )
+    if not 0 <= args.max_error_rate <= 1:
+        raise MmepackError(
+            f"--max-error-rate: expected a fraction in [0, 1] such as 0.01, got "
+            f"{args.max_error_rate}"
+        )
+    if args.instances < 1:
+        raise MmepackError(f"--instances: expected 1 or more, got {args.instances}")
+    if not 1 <= args.min_capacity <= args.max_capacity:
+        raise MmepackError(
+            f"--min-capacity {args.min_capacity} / --max-capacity {args.max_capacity}: expected "
+            "1 <= min <= max"
+        )
+
+
 def run_loadtest(args: argparse.Namespace) -> int:
     from mmepack.endpoint.artifacts import ArtifactSource
     from mmepack.loadtest.driver import Driver, RuntimeInvoker, runtime_client
@@ -79,6 +101,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
     from mmepack.loadtest.report import RunInfo, write_report
     from mmepack.loadtest.stats import cold_loads, summarize
 
+    _check_numbers(args)
     artifacts: list[Path] = list(args.artifacts or [])
     if args.real and artifacts:
         raise MmepackError("--real tests a deployed endpoint: give no artifacts with it")
