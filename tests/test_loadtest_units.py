@@ -344,6 +344,7 @@ def test_real_endpoint_requests_through_stubber(monkeypatch: pytest.MonkeyPatch)
         ("a_1.tar.gz", "ModelNotReadyException", False),
         ("b_1.tar.gz", "ok", False),
     ]
+    assert [s.detail for s in run.samples] == ["", "boom", "loading", ""]
     stats = summarize(run)
     assert stats.errors == {"ModelError": 1, "ModelNotReadyException": 1} and stats.ok == 2
 

@@ -39,6 +39,7 @@ class Outcome:
     kind: str
     cache_hit: bool | None = None  # None: the endpoint does not say (SageMaker does not)
     load_wait_s: float | None = None
+    detail: str = ""  # an error's own message (the container's text for a ModelError)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Sample:
     outcome: str
     cold: bool
     load_wait_s: float | None
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -132,13 +134,14 @@ class RuntimeInvoker:
             reply["Body"].read()
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            return Outcome(str(error.get("Code") or "ClientError"))
-        except (ReadTimeoutError, ConnectTimeoutError):
-            return Outcome("Timeout")
-        except (EndpointConnectionError, ConnectionClosedError):
-            return Outcome("ConnectionError")
+            detail = exc.response.get("OriginalMessage") or error.get("Message") or ""
+            return Outcome(str(error.get("Code") or "ClientError"), detail=_short(detail))
+        except (ReadTimeoutError, ConnectTimeoutError) as exc:
+            return Outcome("Timeout", detail=_short(exc))
+        except (EndpointConnectionError, ConnectionClosedError) as exc:
+            return Outcome("ConnectionError", detail=_short(exc))
         except BotoCoreError as exc:
-            return Outcome(type(exc).__name__)
+            return Outcome(type(exc).__name__, detail=_short(exc))
         headers = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         hit = headers.get(_CACHE_HIT_HEADER)
         wait = headers.get(_LOAD_WAIT_HEADER)
@@ -147,6 +150,11 @@ class RuntimeInvoker:
             cache_hit=None if hit is None else hit == "1",
             load_wait_s=None if wait is None else int(wait) / 1e6,
         )
+
+
+def _short(detail: object, limit: int = 300) -> str:
+    text = " ".join(str(detail).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def stderr_progress(line: str) -> None:
@@ -185,11 +193,24 @@ class Driver:
         started = self.clock()
         outcome = self.invoke(target, self.requests[target])
         latency = self.clock() - started
-        # The first request per model pays for its load unless the endpoint says it was a hit;
-        # later ones are cold only when the endpoint says the model had to load again.
-        cold = (outcome.cache_hit is not True) if first else (outcome.cache_hit is False)
+        # A successful first request per model paid for its load unless the endpoint says it
+        # was a hit; later ones are cold only when the endpoint says the model loaded again.
+        # A failed request is an error, whatever it waited for.
+        if outcome.kind != "ok":
+            cold = False
+        elif first:
+            cold = outcome.cache_hit is not True
+        else:
+            cold = outcome.cache_hit is False
         return Sample(
-            level, target, started - self.t0, latency, outcome.kind, cold, outcome.load_wait_s
+            level,
+            target,
+            started - self.t0,
+            latency,
+            outcome.kind,
+            cold,
+            outcome.load_wait_s,
+            outcome.detail,
         )
 
     def first_requests(self) -> list[Sample]:
@@ -200,7 +221,9 @@ class Driver:
             samples.append(sample)
             self._say(
                 f"mmepack: loadtest: first request to {share.target}: {sample.outcome} in "
-                f"{sample.latency_s:.2f} s" + (" (model load)" if sample.cold else "")
+                f"{sample.latency_s:.2f} s"
+                + (" (model load)" if sample.cold else "")
+                + (f": {sample.detail}" if sample.detail else "")
             )
         return samples
 

@@ -237,7 +237,16 @@ def write_report(
         "plot": out_dir / PLOT_PNG,
         "html": out_dir / REPORT_HTML,
     }
-    sample_fields = ["level", "target", "offset_s", "latency_ms", "outcome", "cold", "load_wait_ms"]
+    sample_fields = [
+        "level",
+        "target",
+        "offset_s",
+        "latency_ms",
+        "outcome",
+        "cold",
+        "load_wait_ms",
+        "detail",
+    ]
     _write_csv(
         paths["samples"],
         [
@@ -249,6 +258,7 @@ def write_report(
                 "outcome": s.outcome,
                 "cold": int(s.cold),
                 "load_wait_ms": None if s.load_wait_s is None else round(s.load_wait_s * 1000, 3),
+                "detail": s.detail,
             }
             for s in [*cold_samples, *samples]
         ],
