@@ -53,7 +53,7 @@ def test_sweep_report_matches_what_the_endpoint_served(
 ) -> None:
     example = find_artifact(EXAMPLE).name
     demo_payload = tmp_path / "demo.json"
-    demo_payload.write_text(json.dumps({"inputs": {"IN": {"datatype": "FP32", "data": [[1, 2]]}}}))
+    demo_payload.write_text(json.dumps({"inputs": {"IN": {"datatype": "FP32", "values": [[1, 2]]}}}))
     before = len(endpoint.metrics.invokes)
     out = tmp_path / "report"
     code = loadtest_cli.main(
@@ -148,17 +148,20 @@ def test_sweep_report_matches_what_the_endpoint_served(
 def test_artifacts_mode_starts_its_own_endpoint_and_says_when_nothing_qualifies(
     demo_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Given artifacts, the command serves them itself; the payload's datatype comes from the
-    artifact's config. A p99 objective no level can meet gives no number, exit status 2, and
-    a report all the same."""
-    payload = tmp_path / "demo.json"
-    payload.write_text(json.dumps({"inputs": {"IN": [[1.0, 2.0], [3.0, 4.0]]}}))
+    """Given artifacts, the command serves them itself; requests come from the model's test
+    cases (mmepack.cases). A p99 objective no level can meet gives no number, exit status 2,
+    and a report all the same."""
+    model_dir = demo_artifact.parents[1] / "demo"
+    cases = model_dir / "tests" / "cases"
+    cases.mkdir(parents=True, exist_ok=True)
+    (cases / "pair.json").write_text(json.dumps({"inputs": {"IN": {"values": [[1.0, 2.0]]}}}))
+    (cases / "two.json").write_text(json.dumps({"inputs": {"IN": {"values": [[3, 4], [5, 6]]}}}))
     out = tmp_path / "report"
     code = loadtest_cli.main(
         [
             str(demo_artifact),
-            "--payload",
-            str(payload),
+            "--cases",
+            str(model_dir),
             "--concurrency",
             "1",
             "--seconds",
@@ -179,3 +182,4 @@ def test_artifacts_mode_starts_its_own_endpoint_and_says_when_nothing_qualifies(
     printed = capsys.readouterr().out
     assert "no level kept p99 under 0.001 ms" in printed
     assert (out / "report.html").is_file() and (out / "latency_throughput.png").is_file()
+    assert summary["payloads"] == {demo_artifact.name: f"{model_dir} (2 request bodies)"}

@@ -30,7 +30,13 @@ from mmepack.loadtest.driver import (
     Sample,
     runtime_client,
 )
-from mmepack.loadtest.payload import BINARY_JSON, Request, artifact_input_types, read_payload
+from mmepack.loadtest.payload import (
+    BINARY_JSON,
+    Request,
+    artifact_input_types,
+    case_requests,
+    read_payload,
+)
 from mmepack.loadtest.plan import LoadPlan, MixPicker, Share, parse_levels, parse_mix
 from mmepack.loadtest.recommend import (
     PREDEFINED_METRIC,
@@ -41,7 +47,7 @@ from mmepack.loadtest.recommend import (
     scaling_policy,
 )
 from mmepack.loadtest.stats import LevelStats, percentile, summarize
-from tests.demo_models import ENSEMBLE_CONFIG, PYTHON_CONFIG
+from tests.demo_models import ENSEMBLE_CONFIG, PYTHON_CONFIG, write_ensemble_model
 
 # --- plan and mix ------------------------------------------------------------------------------
 
@@ -102,7 +108,7 @@ def test_payload_bytes_from_text_base64_and_files(tmp_path: Path) -> None:
     (tmp_path / "img.bin").write_bytes(b"\x89PNG-file")
     payload = tmp_path / "p.json"
     items = ["text", {"b64": base64.b64encode(b"\x00raw").decode()}, {"file": "img.bin"}]
-    payload.write_text(json.dumps({"inputs": {"B": {"datatype": "BYTES", "data": [items]}}}))
+    payload.write_text(json.dumps({"inputs": {"B": {"datatype": "BYTES", "values": [items]}}}))
     request = read_payload(payload)
     (tensor,) = _json_part(request)["inputs"]
     assert tensor["shape"] == [1, 3] and tensor["datatype"] == "BYTES"
@@ -119,9 +125,14 @@ def test_payload_bytes_from_text_base64_and_files(tmp_path: Path) -> None:
         ({"inputs": {"IN": [[1.0]]}}, None, "no datatype for input 'IN'"),
         ({"inputs": {"X": [[1.0]]}}, {"IN": "FP32"}, r"inputs \['X'\] are not inputs"),
         ({"inputs": {}}, None, "expected an object"),
-        ({"inputs": {"IN": {"data": [1], "datatype": "FP99"}}}, None, "not one of"),
-        ({"inputs": {"IN": {"data": [1.0], "datatype": "FP32", "shape": [3]}}}, None, "fit FP32"),
-        ({"inputs": {"B": {"data": [[{"file": "none.bin"}]], "datatype": "BYTES"}}}, None, "none"),
+        ({"inputs": {"IN": {"values": [1], "datatype": "FP99"}}}, None, "not one of"),
+        ({"inputs": {"IN": {"values": [1.0], "datatype": "FP32", "shape": [3]}}}, None, "fit FP32"),
+        (
+            {"inputs": {"B": {"values": [[{"file": "none.bin"}]], "datatype": "BYTES"}}},
+            None,
+            "none",
+        ),
+        ({"inputs": {"IN": {"data": [1.0], "datatype": "FP32"}}}, None, "needs 'values'"),
         ({"inputs": {"IN": [1.0]}, "outputs": "OUT"}, {"IN": "FP32"}, "list of output names"),
     ],
 )
@@ -151,6 +162,42 @@ def test_input_types_come_from_the_model_sagemaker_loads(tmp_path: Path) -> None
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     assert artifact_input_types(artifact) == {"IN": "FP32"}
+
+
+def test_requests_come_from_the_models_test_cases_and_take_turns(tmp_path: Path) -> None:
+    """The cases loader types and shapes each case from the model's config; a case that
+    expects an error is not load; a model's cases alternate."""
+    model_dir = write_ensemble_model(tmp_path / "demo")
+    cases = model_dir / "tests" / "cases"
+    cases.mkdir(parents=True)
+    (cases / "a.json").write_text(json.dumps({"inputs": {"IN": {"values": [1, 2]}}}))
+    (cases / "b.json").write_text(
+        json.dumps({"inputs": {"IN": {"values": [[3, 4], [5, 6]]}}, "expected": {}})
+    )
+    (cases / "c.json").write_text(
+        json.dumps({"inputs": {"IN": {"values": [7, 8]}}, "expected_error": {"contains": "boom"}})
+    )
+    requests = case_requests(model_dir)
+    assert [Path(r.source).name for r in requests] == ["a.json", "b.json"]
+    first, second = (_json_part(r)["inputs"][0] for r in requests)
+    assert first["shape"] == [1, 2] and first["datatype"] == "FP32"  # batch of one added
+    assert second["shape"] == [2, 2]
+    assert np.frombuffer(requests[1].body[-16:], dtype=np.float32).tolist() == [3, 4, 5, 6]
+
+    sent: list[bytes] = []
+
+    def record(target: str, request: Request) -> Outcome:
+        sent.append(request.body)
+        return Outcome("ok")
+
+    plan = LoadPlan(
+        levels=(1,), seconds_per_level=30, max_requests=5, mix=(Share("demo_1.tar.gz", 1),)
+    )
+    Driver(record, {"demo_1.tar.gz": requests}, plan, progress=None).run_level(1)
+    assert sent == [requests[i % 2].body for i in range(5)]
+    (cases / "a.json").write_text(json.dumps({"inputs": {"IN": {"values": [1, 2, 3]}}}))
+    with pytest.raises(MmepackError, match="a.json"):
+        case_requests(model_dir)
 
 
 # --- stats and recommendation ------------------------------------------------------------------
@@ -291,10 +338,11 @@ def test_real_endpoint_requests_through_stubber(monkeypatch: pytest.MonkeyPatch)
     assert (
         client.meta.config.retries["total_max_attempts"] == 1
     )  # every error is counted, not retried
-    requests = {
+    bodies = {
         "a_1.tar.gz": Request(b"body-a", f"{BINARY_JSON};json-header-size=3", "a.json"),
         "b_1.tar.gz": Request(b"body-b", "application/json", "b.json"),
     }
+    requests = {target: [body] for target, body in bodies.items()}
     plan = LoadPlan(
         levels=(1,),
         seconds_per_level=30,
@@ -306,8 +354,8 @@ def test_real_endpoint_requests_through_stubber(monkeypatch: pytest.MonkeyPatch)
         return {
             "EndpointName": "prod-mme",
             "TargetModel": target,
-            "ContentType": requests[target].content_type,
-            "Body": requests[target].body,
+            "ContentType": bodies[target].content_type,
+            "Body": bodies[target].body,
         }
 
     def ok() -> dict[str, Any]:
@@ -361,7 +409,7 @@ def test_level_stops_at_its_time_bound() -> None:
     plan = LoadPlan(
         levels=(3,), seconds_per_level=0.5, max_requests=100_000, mix=(Share("a_1.tar.gz", 1),)
     )
-    driver = Driver(slow, {"a_1.tar.gz": Request(b"", "x", "x")}, plan, progress=None)
+    driver = Driver(slow, {"a_1.tar.gz": [Request(b"", "x", "x")]}, plan, progress=None)
     started = time.monotonic()
     run = driver.run_level(3)
     took = time.monotonic() - started

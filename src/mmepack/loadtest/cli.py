@@ -38,6 +38,29 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def _cases_map(items: list[str], targets: list[str]) -> dict[str, Path]:
+    """`--cases MODEL_DIR` for the targets of that model (`<model>_<version>.tar.gz`),
+    `--cases TARGET=MODEL_DIR` for one."""
+    chosen: dict[str, Path] = {}
+    for item in items:
+        left, sep, right = item.partition("=")
+        if sep and left.endswith(ARTIFACT_SUFFIX):
+            if left not in targets:
+                raise MmepackError(f"--cases: {left!r} is not among the tested models {targets}")
+            chosen[left] = Path(right)
+            continue
+        model_dir = Path(item)
+        matched = [t for t in targets if t.startswith(f"{model_dir.resolve().name}_")]
+        if not matched:
+            raise MmepackError(
+                f"--cases {item}: no tested model is an artifact of {model_dir.resolve().name!r} "
+                f"(tested: {targets}); name it: --cases TARGET_MODEL={item}"
+            )
+        for target in matched:
+            chosen.setdefault(target, model_dir)
+    return chosen
+
+
 def _payload_map(items: list[str], targets: list[str]) -> dict[str, Path]:
     """`--payload FILE` for every target, `--payload TARGET=FILE` for one."""
     common: Path | None = None
@@ -59,8 +82,9 @@ def _payload_map(items: list[str], targets: list[str]) -> dict[str, Path]:
     missing = [t for t in targets if t not in per_target and common is None]
     if missing:
         raise MmepackError(
-            f"no payload for {missing}: give --payload FILE (every model) or "
-            '--payload TARGET_MODEL=FILE; a payload file holds {"inputs": {"<name>": [...]}}'
+            f"no requests for {missing}: give --cases MODEL_DIR (the model's test cases), "
+            "--payload FILE (every model) or --payload TARGET_MODEL=FILE; a payload file holds "
+            '{"inputs": {"<name>": [...]}}'
         )
     chosen: dict[str, Path] = {}
     for target in targets:
@@ -95,7 +119,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 def run_loadtest(args: argparse.Namespace) -> int:
     from mmepack.endpoint.artifacts import ArtifactSource
     from mmepack.loadtest.driver import Driver, RuntimeInvoker, runtime_client
-    from mmepack.loadtest.payload import artifact_input_types, read_payload
+    from mmepack.loadtest.payload import Request, artifact_input_types, case_requests, read_payload
     from mmepack.loadtest.plan import MAX_CONCURRENCY, LoadPlan, Share, parse_levels, parse_mix
     from mmepack.loadtest.recommend import LOCAL_CAVEAT, apply_calls, recommend
     from mmepack.loadtest.report import RunInfo, write_report
@@ -140,11 +164,15 @@ def run_loadtest(args: argparse.Namespace) -> int:
         mix=mix,
         request_timeout=args.request_timeout,
     )
-    payload_files = _payload_map(args.payload or [], targets)
-    requests = {
-        t: read_payload(p, artifact_input_types(source.find(t)) if source else None)
-        for t, p in payload_files.items()
-    }
+    case_dirs = _cases_map(args.cases or [], targets)
+    payload_files = _payload_map(args.payload or [], [t for t in targets if t not in case_dirs])
+    requests: dict[str, list[Request]] = {}
+    for target, model_dir in case_dirs.items():
+        requests[target] = case_requests(model_dir)
+    for target, path in payload_files.items():
+        types = artifact_input_types(source.find(target)) if source else None
+        requests[target] = [read_payload(path, types)]
+    sources = {t: str(p) for t, p in {**payload_files, **case_dirs}.items()}
     local = not args.real
 
     def drive(url: str | None, name: str, described: str) -> int:
@@ -186,7 +214,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
                 mix={s.target: s.weight for s in mix},
                 seconds_per_level=plan.seconds_per_level,
                 max_requests=plan.max_requests,
-                payloads={t: str(p) for t, p in payload_files.items()},
+                payloads={t: f"{sources[t]} ({len(requests[t])} request bodies)" for t in targets},
             ),
             cold_samples,
             [s for run in runs for s in run.samples],
@@ -237,6 +265,12 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="[TARGET_MODEL=]FILE",
         help='JSON {"inputs": {"<input name>": data}}; repeat with TARGET_MODEL= for each model',
+    )
+    parser.add_argument(
+        "--cases",
+        action="append",
+        metavar="[TARGET_MODEL=]MODEL_DIR",
+        help="send the model's test cases (MODEL_DIR/tests/cases/*.json) to its artifacts",
     )
     parser.add_argument(
         "--mix",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,18 +167,20 @@ class Driver:
     def __init__(
         self,
         invoke: Invoke,
-        requests: dict[str, Request],
+        requests: Mapping[str, Sequence[Request]],
         plan: LoadPlan,
         *,
         progress: Callable[[str], None] | None = stderr_progress,
         progress_every: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ):
-        missing = [s.target for s in plan.mix if s.target not in requests]
+        missing = [s.target for s in plan.mix if not requests.get(s.target)]
         if missing:
             raise ValueError(f"no request body for {missing}")
         self.invoke = invoke
-        self.requests = requests
+        self.requests = {target: tuple(bodies) for target, bodies in requests.items()}
+        self._turn = {target: 0 for target in self.requests}
+        self._turn_lock = threading.Lock()
         self.plan = plan
         self.progress = progress
         self.progress_every = progress_every
@@ -189,9 +191,18 @@ class Driver:
         if self.progress is not None:
             self.progress(line)
 
+    def _next_request(self, target: str) -> Request:
+        """A model's requests (one per test case) take turns."""
+        with self._turn_lock:
+            bodies = self.requests[target]
+            request = bodies[self._turn[target] % len(bodies)]
+            self._turn[target] += 1
+        return request
+
     def _one(self, level: int, target: str, first: bool) -> Sample:
+        request = self._next_request(target)
         started = self.clock()
-        outcome = self.invoke(target, self.requests[target])
+        outcome = self.invoke(target, request)
         latency = self.clock() - started
         # A successful first request per model paid for its load unless the endpoint says it
         # was a hit; later ones are cold only when the endpoint says the model loaded again.

@@ -1,13 +1,19 @@
-"""Request bodies for `invoke_endpoint`, from a payload file typed by the model's own config.
+"""Request bodies for `invoke_endpoint`: from a model's test cases, or from a payload file.
 
-A payload file holds `inputs` keyed by input name, the shape model test cases use:
+The model's test cases (`<model_dir>/tests/cases/*.json`, read by `mmepack.cases.load_cases`,
+typed and shaped from the model's own config) are the usual source: each case without an
+`expected_error` becomes one request, and a model's requests take turns.
+
+A payload file serves where no model directory is at hand (e.g. against a deployed endpoint).
+It holds `inputs` keyed by input name, as a case file does, and a case file whose inputs are
+`values` is a valid payload file:
 
     {"inputs": {"IN": [[1.0, 2.0]],
-                "IMAGE_BYTES": {"datatype": "BYTES", "data": [[{"file": "cat.png"}]]}}}
+                "IMAGE_BYTES": {"datatype": "BYTES", "values": [[{"file": "cat.png"}]]}}}
 
-An input is either its data (nested lists; the nesting is the shape, batch included) or an
-object with `data` and optional `datatype` and `shape`. BYTES items are text, `{"b64": ...}` or
-`{"file": path}` (relative to the payload file). A missing datatype is taken from the
+An input is either its values (nested lists; the nesting is the shape, batch included) or an
+object with `values` and optional `datatype` and `shape`. BYTES items are text, `{"b64": ...}`
+or `{"file": path}` (relative to the payload file). A missing datatype is taken from the
 artifact's top-level config, the one SageMaker loads. Optional `outputs` names the outputs to
 ask for; by default all are returned (asking an ensemble for a subset can fail on Triton 2.51).
 
@@ -30,7 +36,7 @@ import numpy as np
 from mmepack.errors import MmepackError
 from mmepack.model.config import ConfigSchemaError, data_type_name, parse_model_config
 from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
-from mmepack.names import CONFIG_FILE
+from mmepack.names import CASES_GLOB, CONFIG_FILE
 
 BINARY_JSON = "application/vnd.sagemaker-triton.binary+json"
 _NUMPY_TYPES = {
@@ -131,15 +137,15 @@ def _tensor(name: str, spec: Any, datatype: str | None, where: str, base: Path) 
 
     shape = None
     if isinstance(spec, dict):
-        unknown = set(spec) - {"data", "datatype", "shape"}
-        if "data" not in spec or unknown:
+        unknown = set(spec) - {"values", "datatype", "shape"}
+        if "values" not in spec or unknown:
             raise MmepackError(
-                f"{where}: an input object needs 'data' and may have 'datatype' and 'shape'"
+                f"{where}: an input object needs 'values' and may have 'datatype' and 'shape'"
                 + (f"; unknown keys: {sorted(unknown)}" if unknown else "")
             )
         datatype = spec.get("datatype") or datatype
         shape = spec.get("shape")
-        data = spec["data"]
+        data = spec["values"]
     else:
         data = spec
     if datatype is None:
@@ -160,9 +166,11 @@ def _tensor(name: str, spec: Any, datatype: str | None, where: str, base: Path) 
         if shape is not None:
             array = array.reshape([int(d) for d in shape])
     except (ValueError, TypeError) as exc:
-        raise MmepackError(f"{where}: data does not fit {datatype} {shape or ''}: {exc}") from None
+        raise MmepackError(f"{where}: values do not fit {datatype} {shape or ''}: {exc}") from None
     if array.ndim == 0:
-        raise MmepackError(f"{where}: data must be a list (its nesting is the shape, batch first)")
+        raise MmepackError(
+            f"{where}: values must be a list (its nesting is the shape, batch first)"
+        )
     tensor = httpclient.InferInput(name, list(array.shape), datatype)
     tensor.set_data_from_numpy(array, binary_data=True)
     return tensor
@@ -181,7 +189,7 @@ def read_payload(path: Path, datatypes: dict[str, str] | None = None) -> Request
     inputs = document.get("inputs") if isinstance(document, dict) else None
     if not isinstance(inputs, dict) or not inputs:
         raise MmepackError(
-            f'{path}: expected an object with "inputs": {{"<input name>": [data], ...}}'
+            f'{path}: expected an object with "inputs": {{"<input name>": [values], ...}}'
         )
     known = datatypes or {}
     if known:
@@ -201,12 +209,47 @@ def read_payload(path: Path, datatypes: dict[str, str] | None = None) -> Request
     ):
         raise MmepackError(f'{path}: "outputs" must be a list of output names')
     requested = [httpclient.InferRequestedOutput(o, binary_data=True) for o in outputs or []]
+    return _request(tensors, requested, str(path))
+
+
+def _request(tensors: list[Any], outputs: list[Any], source: str) -> Request:
+    import tritonclient.http as httpclient
+
     body, json_size = httpclient.InferenceServerClient.generate_request_body(
-        tensors, outputs=requested or None
+        tensors, outputs=outputs or None
     )
     content_type = (
         f"{BINARY_JSON};json-header-size={json_size}"
         if json_size is not None
         else "application/json"
     )
-    return Request(body=bytes(body), content_type=content_type, source=str(path))
+    return Request(body=bytes(body), content_type=content_type, source=source)
+
+
+def case_requests(model_dir: Path) -> list[Request]:
+    """One request per test case of `model_dir` that expects an answer (not an error).
+
+    Cases that expect an error are left out: under load they would count as failures.
+    """
+    import tritonclient.http as httpclient
+
+    from mmepack.cases import load_cases, read_signature
+
+    cases = [c for c in load_cases(model_dir, require_expected=False) if c.expected_error is None]
+    if not cases:
+        raise MmepackError(
+            f"{model_dir}: no test case that expects an answer under {CASES_GLOB}; add one, or "
+            "give a payload file with --payload"
+        )
+    signature = read_signature(model_dir)
+    requests = []
+    for case in cases:
+        tensors = []
+        for name, array in case.inputs.items():
+            tensor = httpclient.InferInput(
+                name, list(array.shape), signature.inputs[name].triton_datatype
+            )
+            tensor.set_data_from_numpy(array, binary_data=True)
+            tensors.append(tensor)
+        requests.append(_request(tensors, [], str(case.path)))
+    return requests
