@@ -53,7 +53,9 @@ def test_sweep_report_matches_what_the_endpoint_served(
 ) -> None:
     example = find_artifact(EXAMPLE).name
     demo_payload = tmp_path / "demo.json"
-    demo_payload.write_text(json.dumps({"inputs": {"IN": {"datatype": "FP32", "values": [[1, 2]]}}}))
+    demo_payload.write_text(
+        json.dumps({"inputs": {"IN": {"datatype": "FP32", "values": [[1, 2]]}}})
+    )
     before = len(endpoint.metrics.invokes)
     out = tmp_path / "report"
     code = loadtest_cli.main(
