@@ -454,3 +454,10 @@ def test_unusable_numbers_are_refused_before_anything_starts(
     argv += ["--p99-ms", "100", option, value]
     assert loadtest_cli.main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+def test_mmepack_command_line_has_loadtest(capsys: pytest.CaptureFixture[str]) -> None:
+    from mmepack import cli
+
+    assert cli.main(["loadtest", "--p99-ms", "100"]) == 1
+    assert "mmepack: error: nothing to test" in capsys.readouterr().err
