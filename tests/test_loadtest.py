@@ -185,3 +185,48 @@ def test_artifacts_mode_starts_its_own_endpoint_and_says_when_nothing_qualifies(
     assert "no level kept p99 under 0.001 ms" in printed
     assert (out / "report.html").is_file() and (out / "latency_throughput.png").is_file()
     assert summary["payloads"] == {demo_artifact.name: f"{model_dir} (2 request bodies)"}
+
+
+def test_reloads_inside_the_sweep_are_cold_not_warm_latency(
+    demo_artifact: Path, tmp_path: Path
+) -> None:
+    """A capacity-1 endpoint and two models taking turns (one caller): every request of the
+    level finds its model evicted and loads it again. Each is counted cold, with the endpoint's
+    own load wait, and none enters the warm percentiles."""
+    other = package_model(write_ensemble_model(tmp_path / "other", name="other"), tmp_path).path
+    payload = tmp_path / "p.json"
+    payload.write_text(json.dumps({"inputs": {"IN": {"datatype": "FP32", "values": [[1, 2]]}}}))
+    out = tmp_path / "report"
+    with LocalEndpoint([demo_artifact, other], max_models=1, log=None) as small:
+        code = loadtest_cli.main(
+            [
+                "--endpoint-url",
+                small.url,
+                "--target-model",
+                demo_artifact.name,
+                "--target-model",
+                other.name,
+                "--payload",
+                str(payload),
+                "--concurrency",
+                "1",
+                "--seconds",
+                "120",
+                "--max-requests",
+                "4",
+                "--p99-ms",
+                "60000",
+                "--out",
+                str(out),
+            ]
+        )
+        served = list(small.metrics.invokes)
+    assert code == loadtest_cli.EXIT_NO_RECOMMENDATION  # no warm request to judge p99 by
+    (level,) = json.loads((out / "summary.json").read_text())["levels"]
+    assert level["requests"] == 4 and level["ok"] == 4
+    assert level["cold"] == 4 and level["warm"] == 0 and level["p99_ms"] is None
+    assert [i.ModelCacheHit for i in served] == [0] * 6  # 2 first requests + 4 reloads
+    rows = [s for s in _read_csv(out / "samples.csv") if s["level"] == "1"]
+    waits = [i.ModelLoadingWaitTime / 1000 for i in served[2:]]
+    assert [float(s["load_wait_ms"]) for s in rows] == pytest.approx(waits, abs=0.01)
+    assert level["cold_max_ms"] == pytest.approx(max(float(s["latency_ms"]) for s in rows), 0.01)
