@@ -109,7 +109,8 @@ def test_misspelt_input_names_the_file_the_input_and_the_fix(model_dir: Path) ->
 
 
 def test_shape_and_dtype_mismatches_name_the_case_and_the_tensor(model_dir: Path) -> None:
-    np.save(model_dir / "ints.npy", np.array([[1, 2]], dtype=np.int64))
+    (model_dir / "tests" / "cases").mkdir(parents=True)
+    np.save(model_dir / "tests" / "cases" / "ints.npy", np.array([[1, 2]], dtype=np.int64))
     write_case(
         model_dir,
         "shape",
@@ -118,7 +119,7 @@ def test_shape_and_dtype_mismatches_name_the_case_and_the_tensor(model_dir: Path
     write_case(
         model_dir,
         "dtype",
-        {"inputs": {"IN": {"npy": "../../ints.npy"}}, "expected": {"OUT": {"values": [[2, 4]]}}},
+        {"inputs": {"IN": {"npy": "ints.npy"}}, "expected": {"OUT": {"values": [[2, 4]]}}},
     )
     write_case(
         model_dir,
@@ -247,3 +248,17 @@ def test_signature_reads_the_ensemble_config(mixed_dir: Path) -> None:
     assert list(signature.inputs) == ["TEXT", "COUNT"]
     assert signature.outputs["LABEL"].triton_datatype == "BYTES"
     assert signature.inputs["COUNT"].describe() == "TYPE_INT64 [batch, any]"
+
+
+def test_data_files_stay_in_the_case_folder(model_dir: Path) -> None:
+    """Pants carries only the case files' folders into its sandbox, so the loader refuses a
+    path that leaves them, in every run, instead of failing only under Pants."""
+    np.save(model_dir / "outside.npy", np.zeros((1, 2), np.float32))
+    write_case(
+        model_dir,
+        "escape",
+        {"inputs": {"IN": {"npy": "../../outside.npy"}}, "expected": {"OUT": {"values": [0, 0]}}},
+    )
+    assert "escape.json: inputs.IN: npy: '../../outside.npy' leaves the case file's folder" in (
+        problems_of(model_dir)
+    )

@@ -1,4 +1,5 @@
-"""The mmepack programs (the CLI and the environment builder) as PEXes the rules run."""
+"""The mmepack programs (the CLI, the environment builder and the case runner) as PEXes the
+rules run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import Targets
 from pants.util.logging import LogLevel
 
-from mmepack_pants.subsystem import MmepackSubsystem
+from mmepack_pants.subsystem import MmepackSubsystem, ModelCasesSubsystem
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ class MmepackCliRequest:
 class EnvBuilderRequest:
     """Only the environment builder, built from `[mmepack].env_builder`, so that environment
     builds are cached independently of the rest of mmepack."""
+
+
+@dataclass(frozen=True)
+class CasesRunnerRequest:
+    """The CLI with the server packages, built from `[model-cases].runner`, to run test cases."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,14 @@ async def build_env_builder(_: EnvBuilderRequest, subsystem: MmepackSubsystem) -
         _ProgramRequest(
             subsystem.env_builder, "[mmepack].env_builder", "mmepack.environment.command", "main"
         ),
+    )
+
+
+@rule(desc="Build the mmepack case runner", level=LogLevel.DEBUG)
+async def build_cases_runner(_: CasesRunnerRequest, subsystem: ModelCasesSubsystem) -> VenvPex:
+    return await Get(
+        VenvPex,
+        _ProgramRequest(subsystem.runner, "[model-cases].runner", "mmepack.cases.command", "main"),
     )
 
 

@@ -1,6 +1,6 @@
 """Entry point Pants loads for `backend_packages = ["mmepack_pants"]`."""
 
-from mmepack_pants import cli, environment, lint, lock, package, publish, tailor
+from mmepack_pants import cases, cli, environment, lint, lock, package, publish, tailor
 from mmepack_pants.target_types import TritonModelTarget
 
 
@@ -10,6 +10,7 @@ def target_types():
 
 def rules():
     return [
+        *cases.rules(),
         *cli.rules(),
         *environment.rules(),
         *package.rules(),

@@ -6,6 +6,7 @@ Only declarations live here (fields and the target); the rules that act on them 
 
 from __future__ import annotations
 
+from pants.core.goals.test import TestTimeoutField
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     Dependencies,
@@ -13,6 +14,11 @@ from pants.engine.target import (
     StringField,
     Target,
 )
+
+# Where a model's declarative test cases are, relative to its directory: the library's
+# `mmepack.names.CASES_GLOB`, restated because the plugin cannot import the library
+# (tests/test_case_schema.py checks that the two agree).
+DEFAULT_CASES_GLOB = "tests/cases/*.json"
 
 
 class TritonModelSourcesField(MultipleSourcesField):
@@ -51,6 +57,23 @@ class TritonModelOutputDirField(StringField):
     )
 
 
+class TritonModelCasesField(StringField):
+    alias = "cases"
+    default = DEFAULT_CASES_GLOB
+    help = (
+        "Glob of the model's JSON test cases, relative to the model directory. `test` runs each "
+        "against the packaged artifact on the local endpoint; a model without case files has "
+        "no tests. Data files the cases name must sit in the case files' folders."
+    )
+
+
+class TritonModelTestTimeoutField(TestTimeoutField):
+    help = (
+        "Seconds the model's test cases may take in all, packaging excluded (server start, "
+        "load, every case). Unset: `[test].timeout_default`, else 1200."
+    )
+
+
 class TritonModelTarget(Target):
     alias = "triton_model"
     core_fields = (
@@ -59,10 +82,13 @@ class TritonModelTarget(Target):
         TritonModelDependenciesField,
         TritonModelPythonVersionField,
         TritonModelOutputDirField,
+        TritonModelCasesField,
+        TritonModelTestTimeoutField,
     )
     help = (
         "A deployable Triton model repository (an ensemble and its steps, or one model). "
         "`package` pulls its DVC-tracked weights, conda-packs the Python steps' environment "
         "from requirements.txt and writes a SageMaker multi-model artifact "
-        "`dist/<output_dir>/<model>_<version>.tar.gz`, the version read from model_version.txt."
+        "`dist/<output_dir>/<model>_<version>.tar.gz`, the version read from model_version.txt. "
+        "`test` runs its JSON test cases (`cases`) against that artifact."
     )

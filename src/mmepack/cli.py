@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mmepack import __version__
 from mmepack.build import package_model
+from mmepack.cases.command import add_cases_commands
 from mmepack.endpoint.cli import add_endpoint_command
 from mmepack.environment.cache import EnvCache
 from mmepack.environment.command import (
@@ -401,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_endpoint_command(commands)
     add_loadtest_command(commands)
+    add_cases_commands(commands)
 
     validate = commands.add_parser(
         "validate",

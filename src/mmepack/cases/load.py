@@ -14,7 +14,7 @@ The format (docs/case.schema.json publishes it for editors):
      "expected": {"<output>": <one of the above> + optional "atol", "rtol", "gpu": {atol, rtol}},
      "expected_error": {"contains": "text the server's error must contain"}}
 
-Paths are relative to the case file. With `max_batch_size > 0` a value may leave out the batch
+Paths are relative to the case file and stay inside its folder. With `max_batch_size > 0` a value may leave out the batch
 dimension (it is then a batch of one).
 """
 
@@ -126,8 +126,10 @@ def load_cases(
 
 
 def _close_match(name: str, choices: Sequence[str]) -> str:
-    found = difflib.get_close_matches(name, choices, n=1)
-    return f" (did you mean '{found[0]}'?)" if found else ""
+    """A suggestion for a misspelt name; case is ignored (`image_bytes` for `IMAGE_BYTES`)."""
+    by_upper = {choice.upper(): choice for choice in choices}
+    found = difflib.get_close_matches(name.upper(), list(by_upper), n=1)
+    return f" (did you mean '{by_upper[found[0]]}'?)" if found else ""
 
 
 class _Invalid(Exception):
@@ -365,7 +367,14 @@ class _CaseReader:
     def _file(self, name: Any, what: str) -> Path:
         if not isinstance(name, str) or not name:
             raise _Invalid(f"{what}: expected a file name relative to the case file")
-        path = self.path.parent / name
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            # Pants carries the case files' folders into its sandbox, and nothing outside them.
+            raise _Invalid(
+                f"{what}: {name!r} leaves the case file's folder; keep data files beside the "
+                "case files (or in a folder below them) and name them relative to it"
+            )
+        path = self.path.parent / relative
         if not path.is_file():
             raise _Invalid(f"{what}: {path} not found (paths are relative to the case file)")
         return path

@@ -1,0 +1,173 @@
+"""`pants test` for `triton_model` targets: the model's JSON cases against its packaged artifact.
+
+A data scientist adds case files beside the model and nothing else: `./pants test ::` finds
+every `triton_model`, and for one with case files
+1. `mmepack check-cases` checks them against the model's config, so a misspelt input name
+   fails in seconds, before anything is packaged or served;
+2. the package rule builds the artifact (answered from Pants' cache when unchanged);
+3. `mmepack test-cases` serves it on the local multi-model endpoint and runs one pytest item
+   per case, writing JUnit XML that `[test].report` collects.
+A model without case files reports "no tests". All behaviour is the library's; this rule only
+gathers files and runs the case runner PEX.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.core.goals.package import BuiltPackage
+from pants.core.goals.test import TestExtraEnv, TestFieldSet, TestRequest, TestResult, TestSubsystem
+from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import (
+    Digest,
+    DigestSubset,
+    GlobMatchErrorBehavior,
+    MergeDigests,
+    PathGlobs,
+    Snapshot,
+)
+from pants.engine.process import FallibleProcessResult
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.logging import LogLevel
+
+from mmepack_pants.cli import CasesRunnerRequest
+from mmepack_pants.package import TritonModelPackageFieldSet
+from mmepack_pants.subsystem import MmepackSubsystem, ModelCasesSubsystem
+from mmepack_pants.target_types import (
+    DEFAULT_CASES_GLOB,
+    TritonModelCasesField,
+    TritonModelOutputDirField,
+    TritonModelPythonVersionField,
+    TritonModelSourcesField,
+    TritonModelTestTimeoutField,
+)
+
+# Without `[test].timeout_default` a case run still ends: a hung server must not hang CI.
+DEFAULT_TIMEOUT_SECONDS = 1200
+
+
+@dataclass(frozen=True)
+class TritonModelTestFieldSet(TestFieldSet):
+    required_fields = (TritonModelSourcesField,)
+
+    sources: TritonModelSourcesField
+    cases: TritonModelCasesField
+    timeout: TritonModelTestTimeoutField
+    python_version: TritonModelPythonVersionField
+    output_dir: TritonModelOutputDirField
+
+
+class ModelCasesRequest(TestRequest):
+    tool_subsystem = ModelCasesSubsystem
+    field_set_type = TritonModelTestFieldSet
+
+
+def case_globs(model_dir: str, pattern: str) -> Tuple[str, ...]:
+    """The glob of the case files in the build root."""
+    return (os.path.join(model_dir, pattern),)
+
+
+def data_globs(case_files: Tuple[str, ...]) -> Tuple[str, ...]:
+    """Everything in the folders that hold case files: the `.npy`, `.npz` and raw files they
+    name must sit there (the library refuses paths that leave a case file's folder)."""
+    return tuple(sorted({f"{os.path.dirname(path)}/**" for path in case_files}))
+
+
+def _timeout(field_set: TritonModelTestFieldSet, test: TestSubsystem) -> Optional[int]:
+    if not test.timeouts:
+        return None
+    return field_set.timeout.calculate_from_global_options(test) or DEFAULT_TIMEOUT_SECONDS
+
+
+@rule(desc="Run a Triton model's test cases", level=LogLevel.DEBUG)
+async def run_model_cases(
+    batch: ModelCasesRequest.Batch[TritonModelTestFieldSet, Any],
+    test_subsystem: TestSubsystem,
+    mmepack: MmepackSubsystem,
+    extra_env: TestExtraEnv,
+) -> TestResult:
+    field_set = batch.single_element
+    address = field_set.address
+    model_dir = address.spec_path
+    pattern = field_set.cases.value or DEFAULT_CASES_GLOB
+    case_files = await Get(
+        Snapshot,
+        PathGlobs(
+            case_globs(model_dir, pattern),
+            glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
+        ),
+    )
+    if not case_files.files:
+        return TestResult.no_tests_found(address, test_subsystem.output)
+
+    data, model_files, runner, env_vars = await MultiGet(
+        Get(Snapshot, PathGlobs(data_globs(case_files.files))),
+        Get(SourceFiles, SourceFilesRequest([field_set.sources])),
+        Get(VenvPex, CasesRunnerRequest()),
+        Get(EnvironmentVars, EnvironmentVarsRequest(mmepack.env_passthrough)),
+    )
+    # The runner reads only the config files (for shapes and types), never the weights.
+    configs = await Get(
+        Digest, DigestSubset(model_files.snapshot.digest, PathGlobs([f"{model_dir}/*/*.pbtxt"]))
+    )
+    cases_input = await Get(Digest, MergeDigests([data.digest, configs]))
+    env = {**dict(env_vars), **dict(extra_env.env)}
+    check = await Get(
+        FallibleProcessResult,
+        VenvPexProcess(
+            runner,
+            argv=["check-cases", model_dir, f"--cases={pattern}"],
+            description=f"Check the test cases of {address}",
+            input_digest=cases_input,
+            extra_env=env,
+            level=LogLevel.DEBUG,
+        ),
+    )
+    if check.exit_code != 0:
+        return TestResult.from_fallible_process_result(check, address, test_subsystem.output)
+
+    built = await Get(
+        BuiltPackage,
+        TritonModelPackageFieldSet,
+        TritonModelPackageFieldSet(
+            address=address,
+            sources=field_set.sources,
+            python_version=field_set.python_version,
+            output_dir=field_set.output_dir,
+        ),
+    )
+    artifacts = [a.relpath for a in built.artifacts if a.relpath and a.relpath.endswith(".tar.gz")]
+    if len(artifacts) != 1:
+        raise ValueError(f"{address}: packaging gave {artifacts}, expected one .tar.gz")
+    report = f"{address.path_safe_spec}.cases.xml"
+    result = await Get(
+        FallibleProcessResult,
+        VenvPexProcess(
+            runner,
+            argv=[
+                "test-cases",
+                artifacts[0],
+                model_dir,
+                f"--cases={pattern}",
+                f"--junit-xml={report}",
+            ],
+            description=f"Run the test cases of {address} on the local endpoint",
+            input_digest=await Get(Digest, MergeDigests([cases_input, built.digest])),
+            output_files=(report,),
+            extra_env=env,
+            timeout_seconds=_timeout(field_set, test_subsystem),
+            level=LogLevel.DEBUG,
+        ),
+    )
+    xml = await Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([report])))
+    return TestResult.from_fallible_process_result(
+        result, address, test_subsystem.output, xml_results=xml if xml.files else None
+    )
+
+
+def rules():
+    return [*collect_rules(), *ModelCasesRequest.rules()]
