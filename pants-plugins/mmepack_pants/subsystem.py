@@ -35,28 +35,34 @@ class MmepackSubsystem(Subsystem):
     )
     python_version = StrOption(
         default=None,
-        help=softwrap("""
+        help=softwrap(
+            """
             Python version of the conda-packed environments of models whose target sets no
             `python_version`. Unset: mmepack's default (`mmepack build-env --help`).
-            """),
+            """
+        ),
     )
     builder = EnumOption(
         default=None,
         enum_type=EnvBuilderKind,
-        help=softwrap("""
+        help=softwrap(
+            """
             How Python backend environments are made. `auto`: with conda, mamba or micromamba
             when one is found (see `conda`), else the portable builder (a local shared-library
             CPython). `conda`: conda only; the build fails where none is found, for teams that
             accept only conda-built environments. `portable`: never conda. Unset: mmepack's
             default (`auto`).
-            """),
+            """
+        ),
     )
     conda = StrOption(
         default=None,
-        help=softwrap("""
+        help=softwrap(
+            """
             The conda, mamba or micromamba executable (name on PATH or absolute path). Default:
             $MMEPACK_CONDA_EXE, $MAMBA_EXE, $CONDA_EXE, then micromamba, mamba, conda on PATH.
-            """),
+            """
+        ),
     )
     dvc_target = StrOption(
         default="//:dvc",
@@ -124,35 +130,43 @@ class MmepackSubsystem(Subsystem):
 
 class TritonServerSubsystem(Subsystem):
     options_scope = "triton-server"
-    help = softwrap("""
+    help = softwrap(
+        """
         The Triton server the artifacts are built for. When a model's environment Python differs
         from this server's own Python-backend stub, each Python step ships a stub for the
         environment's Python, built by this same Triton release; without one at hand the build
         fails rather than ship a model that would hang on load.
-        """)
+        """
+    )
 
     version = StrOption(
         default=None,
-        help=softwrap("""
+        help=softwrap(
+            """
             Triton server version (not the container tag), e.g. 2.51.0 for NGC/SageMaker
             release 24.10. Unset: mmepack's default, the release whose stubs nvidia-pytriton
             carries and whose server the model tests run.
-            """),
+            """
+        ),
     )
     stub_python = StrOption(
         default=None,
-        help=softwrap("""
+        help=softwrap(
+            """
             Python version of that server's own stub (3.10 for releases 23.05 to 24.11).
             Unset: mmepack's default, that of its default release.
-            """),
+            """
+        ),
     )
     stub_dir = StrOption(
         default=None,
-        help=softwrap("""
+        help=softwrap(
+            """
             Folder of stubs built by the target release, laid out as
             `3.X/triton_python_backend_stub` (relative to the build root or absolute). Needed only
             when `version` is not the release in nvidia-pytriton.
-            """),
+            """
+        ),
     )
 
 
@@ -164,9 +178,11 @@ class ModelCasesSubsystem(Subsystem):
     skip = SkipOption("test")
     runner = StrOption(
         default="//src/mmepack:cases",
-        help=softwrap("""
+        help=softwrap(
+            """
             Address of the `pex_binary` that runs model cases (`mmepack.cases.command`): the
             CLI plus the server packages, which the `[mmepack].cli` PEX leaves out.
-            """),
+            """
+        ),
         advanced=True,
     )
