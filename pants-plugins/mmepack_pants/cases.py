@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
+from pants.backend.python.subsystems.pytest import PyTest
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.test import TestExtraEnv, TestFieldSet, TestRequest, TestResult, TestSubsystem
@@ -30,7 +31,7 @@ from pants.engine.fs import (
     PathGlobs,
     Snapshot,
 )
-from pants.engine.process import FallibleProcessResult
+from pants.engine.process import FallibleProcessResult, ProcessCacheScope
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
@@ -89,6 +90,7 @@ async def run_model_cases(
     test_subsystem: TestSubsystem,
     mmepack: MmepackSubsystem,
     extra_env: TestExtraEnv,
+    pytest: PyTest,
 ) -> TestResult:
     field_set = batch.single_element
     address = field_set.address
@@ -160,6 +162,15 @@ async def run_model_cases(
             output_files=(report,),
             extra_env=env,
             timeout_seconds=_timeout(field_set, test_subsystem),
+            # The slot number pytest test processes get (`[pytest].execution_slot_var`), so
+            # a bound on concurrent test servers counts case runs too.
+            execution_slot_variable=pytest.execution_slot_var,
+            # `test --force` reruns the cases, as it reruns pytest targets.
+            cache_scope=(
+                ProcessCacheScope.PER_SESSION
+                if test_subsystem.force
+                else ProcessCacheScope.SUCCESSFUL
+            ),
             level=LogLevel.DEBUG,
         ),
     )
