@@ -196,3 +196,24 @@ def test_serve_artifact_is_the_route_cases_use(packaged: tuple[Path, Path]) -> N
     _, artifact = packaged
     with serve_artifact(artifact, startup_timeout=120) as served:
         assert served.route == "endpoint" and served.target_model == artifact.name
+
+
+def test_an_artifact_that_fails_to_load_fails_every_case_with_the_server_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = write_ensemble_model(tmp_path / "broken", name="broken")
+    step = model_dir / "broken_double" / "1" / "model.py"
+    step.write_text('raise ImportError("weights_loader is broken")\n')
+    artifact = package_model(model_dir, tmp_path / "dist").path
+    (model_dir / "tests" / "cases").mkdir(parents=True)
+    for name in ("a", "b"):
+        write(
+            model_dir,
+            name,
+            {"inputs": {"IN": {"values": [1, 2]}}, "expected": {"OUT": {"values": [2, 4]}}},
+        )
+    assert main(["test-cases", str(artifact), str(model_dir), *STARTUP]) == 1
+    out = capsys.readouterr().out
+    assert "test_case[a] FAILED" in out and "test_case[b] FAILED" in out
+    assert out.count("could not serve the artifact: Triton failed to load the models") == 2
+    assert "weights_loader is broken" in out
