@@ -114,7 +114,10 @@ async def run_model_cases(
     )
     # The runner reads only the config files (for shapes and types), never the weights.
     configs = await Get(
-        Digest, DigestSubset(model_files.snapshot.digest, PathGlobs([f"{model_dir}/*/*.pbtxt"]))
+        Digest,
+        DigestSubset(
+            model_files.snapshot.digest, PathGlobs([os.path.join(model_dir, "*", "config.pbtxt")])
+        ),
     )
     cases_input = await Get(Digest, MergeDigests([data.digest, configs]))
     env = {**dict(env_vars), **dict(extra_env.env)}
