@@ -49,7 +49,7 @@ class ModelEvent:
     """A load or an unload of one TargetModel."""
 
     target_model: str
-    kind: str  # "load", "load-failed" or "unload"
+    kind: str  # "load", "load-failed", "unload" or "unload-failed"
     seconds: float
     unpack_seconds: float = 0.0
     reason: str = ""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import tarfile
 import threading
 import time
 from collections import OrderedDict
@@ -85,6 +86,23 @@ class _Entry:
     loaded_at: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class _Pending:
+    """A load under way and how many invokes wait for it.
+
+    The load hands its model over already held once per waiter, in the same step that makes it
+    visible, so another load cannot evict it before those waiters have used it (with capacity 1
+    and two callers, that would otherwise go on until one of them gives up).
+    """
+
+    future: Future[_Entry] | None = None
+    waiters: int = 1
+
+
+class UnloadFailed(Exception):
+    """Triton did not unload a model: it stays registered, so its folder is kept."""
+
+
 def _resident_bytes(root_pid: int) -> int:
     """RSS of a process and all its descendants (the server and its Python stubs)."""
     total, queue, seen = 0, [root_pid], set()
@@ -137,8 +155,9 @@ class ModelCache:
         self.load_timeout = load_timeout
         self.unload_timeout = unload_timeout
         self._loaded: OrderedDict[str, _Entry] = OrderedDict()
-        self._loading: dict[str, Future[_Entry]] = {}
-        self._lock = threading.RLock()
+        self._loading: dict[str, _Pending] = {}
+        self._lock = threading.RLock()  # the two tables above
+        self._control = threading.Lock()  # one load or unload at a time (see below)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mmepack-load")
 
     # --- what is loaded ----------------------------------------------------------------------
@@ -171,19 +190,24 @@ class ModelCache:
                 self._loaded.move_to_end(target_model)
                 entry.in_use += 1
                 return entry.hash, True, 0.0
-            future = self._loading.get(target_model)
-            if future is None:
-                future = self._pool.submit(self._load, target_model)
-                self._loading[target_model] = future
+            pending = self._loading.get(target_model)
+            if pending is None:
+                pending = _Pending()
+                pending.future = self._pool.submit(self._load, target_model, pending)
+                self._loading[target_model] = pending
+            else:
+                pending.waiters += 1
+            future = pending.future
+        assert future is not None  # set under the lock before anyone else can see `pending`
         try:
             entry = future.result(timeout=wait)
         except FutureTimeout:
-            raise NotReady(target_model) from None
-        with self._lock:
-            if self._loaded.get(target_model) is not entry:  # unloaded meanwhile: load again
-                return self.acquire(target_model, max(0.0, wait - (time.monotonic() - started)))
-            self._loaded.move_to_end(target_model)
-            entry.in_use += 1
+            with self._lock:
+                if self._loading.get(target_model) is pending:
+                    pending.waiters -= 1  # the load will not hold the model for this caller
+                    raise NotReady(target_model) from None
+            # It finished meanwhile (or is finishing its memory check), holding it for us.
+            entry = future.result()
         return entry.hash, False, time.monotonic() - started
 
     def release(self, target_model: str) -> None:
@@ -193,63 +217,91 @@ class ModelCache:
                 entry.in_use -= 1
 
     # --- load and unload ----------------------------------------------------------------------
+    #
+    # Triton's SageMaker front end (r24.10, src/sagemaker_server.cc) keeps a model's repository
+    # registered until its DELETE has waited for the unload to finish; a load of the same folder
+    # meanwhile is refused with 409 ("has already been registered"), and unpacking over that
+    # folder pulls files from under a model Triton still serves. Its table of registered models
+    # is also read without a lock by unload. So every load and unload here holds `_control`: one
+    # control request at a time, each eviction finished before the next load starts. Invokes
+    # never take it. The choice of a victim and its removal from `_loaded` happen in one step
+    # under `_lock`, so no invoke can be handed a model that is being unloaded.
+
+    def _take_idle(self, keep: str) -> _Entry | None:
+        """Remove and return the least recently used model no invoke holds (under `_lock`)."""
+        victim = next((e for t, e in self._loaded.items() if e.in_use == 0 and t != keep), None)
+        if victim is not None:
+            del self._loaded[victim.target_model]
+        return victim
 
     def _make_room(self, keep: str) -> None:
         if self.max_models is None:
             return
         while True:
             with self._lock:
-                busy = len(self._loaded) + len(self._loading) - 1  # the one being loaded
-                if busy < self.max_models:
+                if len(self._loaded) < self.max_models:
                     return
-                victim = next(
-                    (t for t, e in self._loaded.items() if e.in_use == 0 and t != keep), None
-                )
+                victim = self._take_idle(keep)
             if victim is None:
                 return  # everything is in use: load anyway, as SageMaker waits rather than fails
-            self.unload(victim, reason="capacity")
+            try:
+                self._unload_entry(victim, reason="capacity")
+            except UnloadFailed as exc:
+                raise LoadFailed(keep, 500, f"could not make room for it: {exc}") from None
 
     def _relieve_memory(self, keep: str) -> None:
         if self.max_resident_mb is None:
             return
         while self.resident_mb() > self.max_resident_mb:
             with self._lock:
-                victim = next(
-                    (t for t, e in self._loaded.items() if e.in_use == 0 and t != keep), None
-                )
+                victim = self._take_idle(keep)
             if victim is None:
                 return
-            self.unload(victim, reason="memory")
+            try:
+                self._unload_entry(victim, reason="memory")
+            except UnloadFailed:
+                return  # the load itself worked; the failed unload is in the metrics events
 
-    def _load(self, target_model: str) -> _Entry:
+    def _load(self, target_model: str, pending: _Pending) -> _Entry:
         try:
             try:
                 artifact = self.source.find(target_model)
             except TargetModelNotFound as exc:
                 raise LoadFailed(target_model, 404, str(exc)) from None
-            self._make_room(target_model)
-            started = time.monotonic()
-            folder = unpack(artifact, self.models_root, target_model)
-            unpacked = time.monotonic()
-            body = {"model_name": model_hash(target_model), "url": str(folder)}
-            self.send_load(target_model, json.dumps(body).encode())
-            entry = _Entry(target_model, body["model_name"], folder)
-            with self._lock:
-                self._loaded[target_model] = entry
-            self.metrics.record_event(
-                ModelEvent(target_model, "load", time.monotonic() - started, unpacked - started)
-            )
-            self._relieve_memory(target_model)
+            with self._control:
+                self._make_room(target_model)
+                started = time.monotonic()
+                try:
+                    folder = unpack(artifact, self.models_root, target_model)
+                    unpacked = time.monotonic()
+                    body = {"model_name": model_hash(target_model), "url": str(folder)}
+                    self.send_load(target_model, json.dumps(body).encode())
+                except (OSError, tarfile.TarError) as exc:
+                    remove_unpacked(self.models_root, target_model)
+                    raise LoadFailed(target_model, 500, f"cannot unpack {artifact}: {exc}")
+                except LoadFailed as failure:
+                    if failure.status != 409:  # a 409 folder is Triton's: leave it
+                        remove_unpacked(self.models_root, target_model)
+                    raise
+                entry = _Entry(target_model, body["model_name"], folder)
+                with self._lock:
+                    entry.in_use = pending.waiters  # held for each caller waiting on this load
+                    self._loaded[target_model] = entry
+                    del self._loading[target_model]
+                self.metrics.record_event(
+                    ModelEvent(target_model, "load", time.monotonic() - started, unpacked - started)
+                )
+                self._relieve_memory(target_model)
             return entry
         except LoadFailed as failure:
-            remove_unpacked(self.models_root, target_model)
             self.metrics.record_event(
                 ModelEvent(target_model, "load-failed", 0.0, 0.0, failure.message)
             )
             raise
         finally:
             with self._lock:
-                self._loading.pop(target_model, None)
+                if self._loading.get(target_model) is pending:
+                    del self._loading[target_model]
 
     def send_load(self, target_model: str, raw_body: bytes) -> None:
         """`POST /models` after checking the body; LoadFailed with SageMaker's status."""
@@ -281,24 +333,49 @@ class ModelCache:
             raise LoadFailed(target_model, reply.status, message)
 
     def unload(self, target_model: str, reason: str = "request") -> None:
-        """`DELETE /models/<hash>` with the TargetModel header, then drop the unpacked folder."""
-        with self._lock:
-            entry = self._loaded.pop(target_model, None)
-        if entry is None:
-            return
+        """Unload a TargetModel now, whether or not an invoke holds it; UnloadFailed if Triton
+        would not."""
+        with self._control:
+            with self._lock:
+                entry = self._loaded.pop(target_model, None)
+            if entry is not None:
+                self._unload_entry(entry, reason)
+
+    def _unload_entry(self, entry: _Entry, reason: str) -> None:
+        """`DELETE /models/<hash>` with the TargetModel header, then drop the unpacked folder.
+
+        The caller holds `_control` and has taken the entry out of `_loaded`. Triton answers
+        only once the model is unloaded and its repository unregistered (404: it was not
+        loaded). Otherwise the repository may still be registered, so the folder stays and the
+        entry goes back (least recently used first) for a later eviction to try again.
+        """
         started = time.monotonic()
         try:
-            self.server.request(
+            reply = self.server.request(
                 "DELETE",
                 f"/models/{entry.hash}",
-                headers={TARGET_MODEL_HEADER: target_model},
+                headers={TARGET_MODEL_HEADER: entry.target_model},
                 timeout=self.unload_timeout,
             )
-        finally:
-            remove_unpacked(self.models_root, target_model)
-            self.metrics.record_event(
-                ModelEvent(target_model, "unload", time.monotonic() - started, reason=reason)
+            problem = (
+                None
+                if reply.status in (200, 404)
+                else f"HTTP {reply.status}: {reply.body.decode('utf-8', errors='replace')}"
             )
+        except OSError as exc:
+            problem = str(exc)
+        if problem is not None:
+            with self._lock:
+                self._loaded[entry.target_model] = entry
+                self._loaded.move_to_end(entry.target_model, last=False)
+            self.metrics.record_event(
+                ModelEvent(entry.target_model, "unload-failed", 0.0, reason=problem)
+            )
+            raise UnloadFailed(f"unloading {entry.target_model}: {problem}")
+        remove_unpacked(self.models_root, entry.target_model)
+        self.metrics.record_event(
+            ModelEvent(entry.target_model, "unload", time.monotonic() - started, reason=reason)
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -156,6 +156,10 @@ def make_handler(front: RuntimeFront) -> type[BaseHTTPRequestHandler]:
                     LogStreamArn=str(front.server.log_path),
                 )
                 return
+            except Exception as exc:  # a bug here must not close the caller's connection
+                self._record(target, 500, False, time.monotonic() - started, 0.0)
+                self._error(500, "InternalFailure", f"loading {target} failed: {exc!r}")
+                return
             try:
                 headers = {TARGET_MODEL_HEADER: target}
                 for key in _FORWARDED:
