@@ -1,18 +1,22 @@
 """The endpoint's pure parts, without a server: container flags, load-request checks, TargetModel
-lookup and unpacking, metrics."""
+lookup and unpacking, metrics, and the test client's retry setting (against a loopback stand-in)."""
 
 from __future__ import annotations
 
 import io
 import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from mmepack.endpoint import check_load_request, model_hash
 from mmepack.endpoint.artifacts import ArtifactSource, TargetModelNotFound, unpack
 from mmepack.endpoint.metrics import EndpointMetrics, InvokeMetrics, ModelEvent
 from mmepack.endpoint.server import sagemaker_arguments
+from mmepack.testing.endpoint_client import runtime_client
 
 
 def test_container_flags_and_sagemaker_variables() -> None:
@@ -117,3 +121,43 @@ def test_metrics_summary() -> None:
     assert summary["ModelLoadingTime"]["Average"] == 2_000_000
     assert summary["ModelUnloadingTime"] == {"SampleCount": 1, "Average": 250_000}
     assert InvokeMetrics("a", 200, 1, 0, 7, 3).headers()["X-Mmepack-LoadedModelCount"] == "3"
+
+
+def test_the_test_client_sends_each_request_once() -> None:
+    """A loopback server that answers every request with a retryable 500, and counts them.
+
+    botocore's standard mode retries a 500; with `retries={"max_attempts": 1}` (one retry) this
+    server saw two requests for one invoke.
+    """
+    seen: list[str] = []
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (stdlib naming)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append(self.path)
+            body = b'{"__type": "InternalFailure", "message": "counted"}'
+            self.send_response(500)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = runtime_client(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        with pytest.raises(ClientError) as caught:
+            client.invoke_endpoint(
+                EndpointName="local", TargetModel="m_1.tar.gz", ContentType="x", Body=b"1"
+            )
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert seen == ["/endpoints/local/invocations"]

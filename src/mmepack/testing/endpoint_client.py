@@ -31,7 +31,9 @@ def runtime_client(endpoint_url: str) -> Any:
     """boto3's own `sagemaker-runtime` client pointed at a local endpoint.
 
     The endpoint checks no signatures, so fixed local credentials are given: no real ones are
-    looked up, and nothing leaves the machine.
+    looked up, and nothing leaves the machine. Each request is sent exactly once: a test must
+    see the endpoint's first answer, not a retry's. In botocore, `max_attempts` counts retries
+    (1 means a request can be sent twice); `total_max_attempts` counts sends.
     """
     import boto3
     import botocore.config
@@ -43,7 +45,7 @@ def runtime_client(endpoint_url: str) -> Any:
         aws_access_key_id="local",
         aws_secret_access_key="local",
         config=botocore.config.Config(
-            retries={"max_attempts": 1, "mode": "standard"}, read_timeout=300
+            retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=300
         ),
     )
 
