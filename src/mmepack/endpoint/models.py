@@ -280,7 +280,7 @@ class ModelCache:
                     remove_unpacked(self.models_root, target_model)
                     raise LoadFailed(target_model, 500, f"cannot unpack {artifact}: {exc}")
                 except LoadFailed as failure:
-                    if failure.status != 409:  # a 409 folder is Triton's: leave it
+                    if failure.status != 409:  # 409: Triton still has this folder registered
                         remove_unpacked(self.models_root, target_model)
                     raise
                 entry = _Entry(target_model, body["model_name"], folder)
