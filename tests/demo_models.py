@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import tarfile
 from pathlib import Path
 
 PYTHON_CONFIG = """name: "{name}"
@@ -59,3 +62,17 @@ def write_ensemble_model(
     if env:  # package validates first, and a step with an environment needs its requirements
         (root / "requirements.txt").write_text("# numpy only: it is always added\n")
     return root
+
+
+def write_env_archive(path: Path, files: dict[str, bytes] | None = None) -> Path:
+    """A tiny gzip tar standing in for a packed environment: the packager only places it (and,
+    for the artifact's shared plain tar, un-gzips it), so it need not hold a real Python."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in sorted((files or {"bin/activate": b"# stand-in\n"}).items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
+    return path

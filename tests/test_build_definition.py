@@ -15,7 +15,7 @@ from mmepack.errors import MmepackError
 from mmepack.model.build_file import build_file_python, model_python
 from mmepack.model.repository import read_model_directory
 from mmepack.names import ENV_ARCHIVE, STUB_NAME
-from tests.demo_models import write_ensemble_model
+from tests.demo_models import write_ensemble_model, write_env_archive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,9 +64,7 @@ def test_artifact_bytes_do_not_depend_on_source_permissions(tmp_path: Path) -> N
     directory = read_model_directory(model)
     digests = []
     for mode in (0o644, 0o755):
-        env = tmp_path / f"env-{mode:o}" / ENV_ARCHIVE
-        env.parent.mkdir()
-        env.write_bytes(b"packed environment")
+        env = write_env_archive(tmp_path / f"env-{mode:o}" / ENV_ARCHIVE)
         stub = env.parent / STUB_NAME
         stub.write_bytes(b"stub")
         os.chmod(env, mode)

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import gzip
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from mmepack.artifact.env_layout import EnvLayout
 from mmepack.artifact.writer import read_members, write_artifact
 from mmepack.build import package_model
 from mmepack.errors import MmepackError
 from mmepack.model.repository import read_model_directory
 from mmepack.model.weights import tracked_files
-from tests.demo_models import write_ensemble_model
+from tests.demo_models import write_ensemble_model, write_env_archive
 
 
 def test_mme_layout_with_empty_ensemble_version_folder(model_dir: Path, tmp_path: Path) -> None:
@@ -53,11 +55,12 @@ def test_no_build_file_at_any_depth_is_packaged(model_dir: Path, tmp_path: Path)
     assert "demo_double/1/model.py" in members
 
 
-def test_environment_goes_where_execution_env_path_points(tmp_path: Path) -> None:
+def test_environment_goes_where_execution_env_path_points_in_the_layout_before(
+    tmp_path: Path,
+) -> None:
     model_dir = write_ensemble_model(tmp_path / "demo", env=True)
-    env = tmp_path / "python_env.tar.gz"
-    env.write_bytes(b"not really an environment: the packager only places it")
-    result = package_model(model_dir, tmp_path / "dist", env_archive=env)
+    env = write_env_archive(tmp_path / "python_env.tar.gz")
+    result = package_model(model_dir, tmp_path / "dist", env_archive=env, layout=EnvLayout.PER_STEP)
     with tarfile.open(result.path) as tar:
         member = tar.extractfile("demo_double/python_env.tar.gz")
         assert member is not None and member.read() == env.read_bytes()
@@ -65,6 +68,21 @@ def test_environment_goes_where_execution_env_path_points(tmp_path: Path) -> Non
         stub = tar.getmember("demo_double/triton_python_backend_stub")
         assert stub.mode == 0o755 and stub.size > 100_000
         assert "demo/triton_python_backend_stub" not in tar.getnames()  # not for the ensemble
+
+
+def test_environment_goes_once_into_the_ensemble_folder(tmp_path: Path) -> None:
+    model_dir = write_ensemble_model(tmp_path / "demo", env=True)
+    env = write_env_archive(tmp_path / "python_env.tar.gz")
+    result = package_model(model_dir, tmp_path / "dist", env_archive=env)
+    with tarfile.open(result.path) as tar:
+        member = tar.extractfile("demo/python_env.tar")
+        assert member is not None and member.read() == gzip.decompress(env.read_bytes())
+        assert [n for n in tar.getnames() if "python_env" in n] == ["demo/python_env.tar"]
+        config = tar.extractfile("demo_double/config.pbtxt")
+        assert config is not None
+        assert '"$$TRITON_MODEL_DIRECTORY/../demo/python_env.tar"' in config.read().decode()
+        # The stub stays per step: Triton looks for it only in the step's own folder.
+        assert tar.getmember("demo_double/triton_python_backend_stub").mode == 0o755
 
 
 def test_same_inputs_give_identical_bytes(model_dir: Path, tmp_path: Path) -> None:

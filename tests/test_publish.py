@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import json
@@ -20,12 +21,13 @@ from typing import Any
 
 import pytest
 
+from mmepack.artifact.env_layout import EnvLayout
 from mmepack.build import package_model
 from mmepack.cli import main
 from mmepack.errors import MmepackError
 from mmepack.publish.provenance import build_provenance, git_dirty, weights_md5s
 from mmepack.publish.s3 import choose_bucket, current_branch, make_client, promote, publish_artifact
-from tests.demo_models import write_ensemble_model
+from tests.demo_models import write_ensemble_model, write_env_archive
 
 ACCESS_KEY = "AKIAMMEPACKTESTKEY01"
 SECRET_KEY = "mmepack-test-secret-0123456789abcdefSECRET"
@@ -592,11 +594,17 @@ def test_cli_publish_and_promote(
 
 def test_provenance_records_each_packed_environment(tmp_path: Path) -> None:
     model_dir = write_ensemble_model(tmp_path / "demo", env=True)
-    env = tmp_path / "python_env.tar.gz"
-    env.write_bytes(b"stand-in bytes: provenance only hashes the packed environment")
+    env = write_env_archive(tmp_path / "python_env.tar.gz")
     artifact = package_model(model_dir, tmp_path / "dist", env_archive=env).path
     record = build_provenance(artifact, model_dir=model_dir, commit="c0ffee")
+    # The artifact's one environment, as shipped: the plain tar inside its gzip.
     assert record["python_env_sha256"] == {
+        "demo/python_env.tar": hashlib.sha256(gzip.decompress(env.read_bytes())).hexdigest()
+    }
+    before = package_model(
+        model_dir, tmp_path / "before", env_archive=env, layout=EnvLayout.PER_STEP
+    ).path
+    assert build_provenance(before, model_dir=model_dir, commit="c0ffee")["python_env_sha256"] == {
         "demo_double/python_env.tar.gz": hashlib.sha256(env.read_bytes()).hexdigest()
     }
     assert record["lock_sha256"] is None and record["seed_python"] is None

@@ -61,6 +61,9 @@ logger = logging.getLogger(__name__)
 
 _OUT_DIR = "__mmepack_out"
 _WEIGHTS_LINE = "mmepack: model "
+# mmepack.artifact.size_report's lines (the plugin does not import the library).
+_SIZE_LINE = "mmepack: size of "
+_SIZE_WARNING = "mmepack: warning: "
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ async def package_triton_model(
     if result.exit_code != 0:
         raise failure(address, "packaging", result)
     _relay_weights_line(address, result, run_id)
+    _relay_size_report(address, result)
     output = await Get(Digest, RemovePrefix(result.output_digest, _OUT_DIR))
     snapshot = await Get(Snapshot, AddPrefix(output, field_set.output_dir.value or "mme"))
     return BuiltPackage(
@@ -168,6 +172,16 @@ def _relay_weights_line(address: Address, result: FallibleProcessResult, run_id:
         if line.startswith(_WEIGHTS_LINE):
             prefix = "reused from Pants' cache, as first reported: " if reused else ""
             logger.info(f"{address}: {prefix}{line[len('mmepack: '):]}")
+
+
+def _relay_size_report(address: Address, result: FallibleProcessResult) -> None:
+    """Show the artifact's size by part (environment, weights, stubs, code), and the warning
+    when its environment dominates it, which `mmepack package` prints on stdout."""
+    for line in result.stdout.decode(errors="replace").splitlines():
+        if line.startswith(_SIZE_LINE):
+            logger.info(f"{address}: {line[len('mmepack: '):]}")
+        elif line.startswith(_SIZE_WARNING):
+            logger.warning(f"{address}: {line[len(_SIZE_WARNING):]}")
 
 
 def rules():

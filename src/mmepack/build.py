@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mmepack.artifact.env_layout import EnvLayout
 from mmepack.artifact.writer import PackageResult, write_artifact
 from mmepack.environment.build import build_environment
 from mmepack.environment.cache import EnvCache
@@ -82,12 +83,14 @@ def package_model(
     env_cache: EnvCache | None = None,
     dvc_cache: Path | None = None,
     checkout: Path | None = None,
+    layout: EnvLayout = EnvLayout.default(),
 ) -> PackageResult:
     """Check, optionally pull weights, build the environment if none is given, write the tar.
 
     What the environment holds comes from the model (its requirements.txt, `python`); how it is
     built and for which server comes from `env_options`. `dvc_cache` and `checkout` are passed
-    to `pull_weights`.
+    to `pull_weights`. `layout` is how the environment travels in the tar
+    (`mmepack.artifact.env_layout`; `EnvLayout.PER_STEP` builds the layout of earlier releases).
     """
     _remove_previous_artifact(model_dir, output_dir)
     problems = validate_model_directory(model_dir)
@@ -116,7 +119,7 @@ def package_model(
             print(f"mmepack: {describe_pull(directory.name, pulled)}", file=sys.stderr)
     verify_weights(directory.name, weights)
     if not directory.python_env_models():
-        return write_artifact(directory, version, output_dir, None, weights)
+        return write_artifact(directory, version, output_dir, None, weights, layout=layout)
     request = EnvRequest(
         model_dir / REQUIREMENTS_FILE,
         python,
@@ -131,7 +134,9 @@ def package_model(
             stub = options.stub(request)
         elif not stub.is_file():
             raise MmepackError(f"model '{directory.name}': {STUB_NAME} {stub} is missing")
-        return write_artifact(directory, version, output_dir, env_archive, weights, stub)
+        return write_artifact(
+            directory, version, output_dir, env_archive, weights, stub, layout=layout
+        )
     with scratch_dir("env") as scratch:
         built = build_environment(
             request,
@@ -140,4 +145,6 @@ def package_model(
             stub_output=Path(scratch) / STUB_NAME,
             cache=env_cache,
         )
-        return write_artifact(directory, version, output_dir, built.archive, weights, built.stub)
+        return write_artifact(
+            directory, version, output_dir, built.archive, weights, built.stub, layout=layout
+        )

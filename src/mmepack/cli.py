@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmepack import __version__
+from mmepack.artifact.env_layout import EnvLayout, check_layout_name
 from mmepack.build import package_model
 from mmepack.cases.command import add_cases_commands
 from mmepack.endpoint.cli import add_endpoint_command
@@ -43,6 +44,7 @@ from mmepack.validate import (
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
+    from mmepack.artifact.size_report import size_lines
     from mmepack.model.build_file import model_python
 
     result = package_model(
@@ -57,9 +59,12 @@ def _cmd_package(args: argparse.Namespace) -> int:
         env_cache=cache_from_args(args),
         dvc_cache=args.dvc_cache,
         checkout=args.checkout,
+        layout=check_layout_name(args.env_layout),
     )
     size = result.path.stat().st_size
     print(f"mmepack: wrote {result.path} ({size / 1e6:.1f} MB, {len(result.members)} entries)")
+    for line in size_lines(result):
+        print(line)
     return 0
 
 
@@ -336,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     package.add_argument("--pull", action="store_true", help="`dvc pull` the model's weights first")
     package.add_argument("--repo-root", type=Path, default=Path("."))
+    package.add_argument(
+        "--env-layout",
+        default=EnvLayout.default().value,
+        choices=[layout.value for layout in EnvLayout],
+        help="how the Python environment travels: one uncompressed tar for all steps "
+        f"(default, {EnvLayout.default().value}), one tar.gz for all steps, or a tar.gz per step "
+        "as before (per-step)",
+    )
     _add_pull_options(package)
     add_env_options(package)
     # No default Python here: the model's BUILD file (or pants.toml) says it, as for Pants.

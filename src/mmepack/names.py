@@ -20,6 +20,11 @@ PANTS_CONFIG = "pants.toml"
 # What the environment build produces and the artifact carries beside a Python step's config.
 ENV_ARCHIVE = "python_env.tar.gz"
 STUB_NAME = "triton_python_backend_stub"
+# The one environment an artifact carries for all its Python steps: the same archive, unpacked
+# from its gzip (the artifact's own gzip compresses it; see mmepack.artifact.env_layout).
+SHARED_ENV_TAR = "python_env.tar"
+# How a packed environment's tar member ends, in either layout (publish records each one).
+ENV_MEMBER_SUFFIXES = (ENV_ARCHIVE, SHARED_ENV_TAR)
 
 # The Python backend parameter that points a step at its packed environment, and the prefix it
 # must start with (the host path of an MME model is only known at load time).

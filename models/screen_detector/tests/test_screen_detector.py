@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import sys
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence, Set
 
 import numpy as np
 import pytest
@@ -196,30 +197,45 @@ def test_ensemble_steps_are_ready(server: Any) -> None:
 
 
 def test_python_steps_use_the_packed_environment(server: Any) -> None:
+    """Both steps point, as Triton resolves the path, at the artifact's one environment.
+
+    The configs in git say `$$TRITON_MODEL_DIRECTORY/python_env.tar.gz`; the packager ships the
+    environment once and rewrites each step's path to it (mmepack.artifact.env_layout)."""
+    resolved: Set[str] = set()
     for step in PYTHON_STEPS:
         parameters = server.client.get_model_config(step).get("parameters", {})
         assert "EXECUTION_ENV_PATH" in parameters, f"{step} does not use a packed environment"
         env_path = parameters["EXECUTION_ENV_PATH"]["string_value"]
-        assert env_path == "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz", step
-        packed = server.model_dir / step / "python_env.tar.gz"
-        assert packed.is_file(), f"{packed} is missing from the artifact"
+        assert env_path.startswith("$$TRITON_MODEL_DIRECTORY/"), env_path
+        packed = os.path.realpath(
+            env_path.replace("$$TRITON_MODEL_DIRECTORY", str(server.model_dir / step), 1)
+        )
+        assert os.path.isfile(packed), f"{step}: {packed} is missing from the artifact"
+        assert packed.startswith(str(server.model_dir.resolve()) + os.sep), packed
+        resolved.add(packed)
+    assert len(resolved) == 1, f"the Python steps use {len(resolved)} environments: {resolved}"
+    shipped = sorted(p for p in server.model_dir.rglob("python_env*") if p.is_file())
+    assert [str(p.resolve()) for p in shipped] == sorted(resolved), shipped
 
 
 def test_python_steps_run_inside_the_packed_environment(server: Any) -> None:
-    """The stubs really loaded libpython (and the preprocess step Pillow) from the unpacked
-    python_env.tar.gz, not from the Python the tests run on.
+    """The stubs really loaded libpython (and the preprocess step Pillow) from the artifact's
+    packed environment, unpacked by the server, not from the Python the tests run on; both
+    steps from the same unpacked copy.
 
     The environment's Python (ENV_PYTHON) differs from the test server's own stub (the tests'
     Python) and from the target server's (3.10): it runs only thanks to the stub the artifact
     carries beside each Python step's config."""
     assert f"{sys.version_info.major}.{sys.version_info.minor}" != ENV_PYTHON
     stubs = python_stub_files(server.server_pid)
+    roots: Set[str] = set()
     for step in PYTHON_STEPS:
         assert (server.model_dir / step / "triton_python_backend_stub").is_file(), step
         libpython = [f for f in stubs.get(step, set()) if "/lib/libpython3." in f]
         assert len(libpython) == 1, f"{step}: libpython mapped from {libpython}"
         assert f"/lib/libpython{ENV_PYTHON}." in libpython[0], libpython
         env_root = libpython[0].rsplit("/lib/libpython3.", 1)[0]
+        roots.add(env_root)
         assert not sys.prefix.startswith(env_root) and not sys.base_prefix.startswith(env_root)
         assert any(
             f.startswith(f"{env_root}/lib/python3.") and "/numpy/" in f for f in stubs[step]
@@ -229,6 +245,8 @@ def test_python_steps_run_inside_the_packed_environment(server: Any) -> None:
                 f.startswith(f"{env_root}/lib/python3.") and "/PIL/_imaging" in f
                 for f in stubs[step]
             ), f"{step}: Pillow was not loaded from {env_root}"
+    # One environment, unpacked once by the server and run by every Python step.
+    assert len(roots) == 1, f"the Python steps run from {len(roots)} environments: {roots}"
 
 
 def test_label_alone_through_boto3_sagemaker_runtime(server: Any) -> None:

@@ -18,7 +18,6 @@ a local server and the target release, so they get no bytecode.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess
@@ -27,6 +26,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from mmepack.artifact.gzip_tar import GzipTarWriter
 from mmepack.environment.base_python import find_base_interpreter
 from mmepack.errors import MmepackError
 from mmepack.model.repository import ModelDirectory
@@ -113,20 +113,20 @@ def step_bytecode(directory: ModelDirectory, env_archive: Path | None) -> dict[s
 
 
 def add_step_bytecode(
-    tar: tarfile.TarFile, directory: ModelDirectory, env_archive: Path | None
+    tar: GzipTarWriter, directory: ModelDirectory, env_archive: Path | None
 ) -> tuple[str, ...]:
-    """Append the steps' bytecode (and its `__pycache__/` folders) to an open artifact tar, with
-    the writer's fixed owners and times; returns the member names added."""
+    """Append the steps' bytecode (and its `__pycache__/` folders) to an artifact being written,
+    with the writer's fixed owners and times; returns the member names added."""
     added: list[str] = []
     for name, data in sorted(step_bytecode(directory, env_archive).items()):
         folder = name.rsplit("/", 1)[0]
         if folder + "/" not in added:
             info = tarfile.TarInfo(folder)
             info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
+            tar.add_dir(info, "code")
             added.append(folder + "/")
         info = tarfile.TarInfo(name)
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
+        info.mode = 0o644
+        tar.add_bytes(info, data, "code")
         added.append(name)
     return tuple(added)

@@ -11,6 +11,7 @@ and must arrive at the same digest, so the recorded hash always describes the up
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import tarfile
 import zlib
@@ -135,7 +136,10 @@ def check_artifact(path: Path) -> CheckedArtifact:
             raise MmepackError(f"{path}: not a gzip file; {fix}")
         stream = _Prefixed(head, reader)
         try:
-            with tarfile.open(fileobj=stream, mode="r|gz") as tar:  # type: ignore[call-overload]
+            # GzipFile reads every gzip member; tarfile's own "r|gz" stops after the first one,
+            # and mmepack's artifacts hold several (see mmepack.artifact.gzip_tar).
+            unzipped = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[call-overload]
+            with tarfile.open(fileobj=unzipped, mode="r|") as tar:
                 for member in tar:
                     problem = member_problem(member)
                     if problem is not None:

@@ -4,8 +4,8 @@ A published version is never overwritten, and "different sha256" alone does not 
 model really changed (a new config, new weights) or the build was not reproducible (the same
 files packed differently). Both tars are read as streams (the published one straight from S3),
 each member reduced to a digest of its content and mode, and packed Python environments
-(`*.tar.gz` members) are opened the same way, so the answer names the files that changed, down
-to a file inside `python_env.tar.gz`.
+(`*.tar.gz` and `*.tar` members) are opened the same way, so the answer names the files that
+changed, down to a file inside `python_env.tar`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from mmepack.artifact.gzip_tar import open_tar_stream
 from mmepack.names import ARTIFACT_SUFFIX
 
+# The artifact's one shared environment is a plain tar (`python_env.tar`): opened the same way.
+_PLAIN_TAR = ".tar"
 # Separates an archive member from a member inside it: `step/python_env.tar.gz!lib/x.py`.
 NESTED = "!"
 _CHUNK = 1 << 20
@@ -46,7 +49,7 @@ def member_digests(stream: IO[bytes], *, nested: bool = True) -> dict[str, str]:
     sequentially from `stream`; members of nested `*.tar.gz` files are listed as `outer!inner`,
     and the nested archive's own bytes are listed under its name as well."""
     found: dict[str, str] = {}
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+    with open_tar_stream(stream) as tar:
         for member in tar:
             kind = _describe_entry(member)
             if not member.isfile():
@@ -55,7 +58,7 @@ def member_digests(stream: IO[bytes], *, nested: bool = True) -> dict[str, str]:
             handle = tar.extractfile(member)
             if handle is None:
                 continue
-            if nested and member.name.endswith(ARTIFACT_SUFFIX):
+            if nested and member.name.endswith((ARTIFACT_SUFFIX, _PLAIN_TAR)):
                 data = handle.read()
                 found[member.name] = f"{hashlib.sha256(data).hexdigest()} {kind}"
                 try:

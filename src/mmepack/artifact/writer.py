@@ -1,32 +1,42 @@
 """Write one model directory as a SageMaker multi-model endpoint artifact.
 
 Layout (what SageMaker's Triton front end expects of a multi-model tar): every Triton model
-folder at the tar root, the ensemble with a version folder even though it holds no files, each
-Python step's packed environment where its EXECUTION_ENV_PATH points and, when the target
+folder at the tar root, the ensemble with a version folder even though it holds no files, the
+packed Python environment once for all Python steps (in the ensemble's folder, each step's
+EXECUTION_ENV_PATH rewritten to it; see `mmepack.artifact.env_layout`) and, when the target
 server's own stub runs another Python, the environment's `triton_python_backend_stub` beside
-that step's config.pbtxt. Build inputs (BUILD, tests, `.dvc` files, requirements) stay out, and
+each Python step's config.pbtxt. Build inputs (BUILD, tests, `.dvc` files, requirements) stay out, and
 only what `safe_files` allows ships (no links out of the folder, no special or hidden files).
 
-The tar is reproducible (sorted entries, fixed times and owners) so the same inputs give the same
-bytes, which is what lets a publish of an unchanged model be a no-op.
+The tar is reproducible (sorted entries, fixed times and owners, see `mmepack.artifact.gzip_tar`)
+so the same inputs give the same bytes, which is what lets a publish of an unchanged model be a
+no-op.
 """
 
 from __future__ import annotations
 
-import gzip
 import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from mmepack.artifact.bytecode import add_step_bytecode
+from mmepack.artifact.env_layout import EnvLayout, place_environment
+from mmepack.artifact.gzip_tar import GzipTarWriter, gzip_content_size
 from mmepack.artifact.safe_files import scan_model_folder
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path, open_regular, process_alive
 from mmepack.model.repository import ModelDirectory, TritonModel
 from mmepack.model.version import artifact_name, check_model_name
 from mmepack.model.weights import TrackedFile
-from mmepack.names import CONFIG_FILE, ENV_PATH_PARAMETER, REQUIREMENTS_FILE, STUB_NAME
+from mmepack.names import (
+    CONFIG_FILE,
+    ENV_PATH_PARAMETER,
+    REQUIREMENTS_FILE,
+    SHARED_ENV_TAR,
+    STUB_NAME,
+)
 
 _VERSION_DIR_RE = re.compile(r"^[1-9][0-9]*$")
 # `.<artifact>.partial-<pid>`: the name is cut so the whole stays within 255 bytes.
@@ -40,6 +50,10 @@ class PackageResult:
     model: str
     version: str
     members: tuple[str, ...]
+    # Compressed bytes per part (environment, weights, stubs, code) and their content's size.
+    part_bytes: dict[str, int] = field(default_factory=dict)
+    part_content: dict[str, int] = field(default_factory=dict)
+    layout: EnvLayout = EnvLayout.default()
 
 
 def _artifact_files(model: TritonModel, model_dir: Path) -> list[tuple[str, Path]]:
@@ -53,7 +67,7 @@ def _artifact_files(model: TritonModel, model_dir: Path) -> list[tuple[str, Path
     return [(f"{model.name}/{rel}", source) for rel, source in scanned.files]
 
 
-def _ships_version_folder(model: TritonModel, members: dict[str, Path | None]) -> bool:
+def _ships_version_folder(model: TritonModel, members: dict[str, Path | bytes | None]) -> bool:
     """Whether a version folder of this model is already among the members.
 
     Asked of the members, not the disk: a `1/` that holds only ignored files (a `.gitkeep`)
@@ -66,22 +80,36 @@ def _ships_version_folder(model: TritonModel, members: dict[str, Path | None]) -
     )
 
 
-def _add_dir(tar: tarfile.TarFile, name: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    info.mode = 0o755
-    tar.addfile(info)
+# The parts an artifact's size is reported by (`package` prints them).
+PART_ENVIRONMENT = "environment"
+PART_WEIGHTS = "weights"
+PART_STUBS = "stubs"
+PART_CODE = "code"
+PARTS = (PART_ENVIRONMENT, PART_WEIGHTS, PART_STUBS, PART_CODE)
+# The artifact's gzip level: what it compresses is configs, code and weights (the environment
+# arrives compressed); benchmarks/package_bench.py measures the level's cost.
+COMPRESS_LEVEL = 6
 
 
-def _add_file(tar: tarfile.TarFile, name: str, source: Path) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = source.stat().st_size
-    # The mode comes from the member's name, never the source file's permission bits: the CLI
-    # and Pants hand over the same files with different bits (a cache copy, a sandbox digest),
-    # and the artifacts must be byte-identical. Only the stub is run as a program.
-    info.mode = 0o755 if name.endswith(f"/{STUB_NAME}") else 0o644
-    with open_regular(source) as handle:
-        tar.addfile(info, handle)
+@dataclass(frozen=True)
+class PlannedMember:
+    """One tar member: a folder (source None), a file, or bytes the packager wrote (a config
+    whose EXECUTION_ENV_PATH it rewrote)."""
+
+    name: str
+    source: Path | bytes | None
+    part: str
+
+
+def _part_of(name: str, source: Path, weights: list[TrackedFile]) -> str:
+    if name.endswith(f"/{STUB_NAME}"):
+        return PART_STUBS
+    resolved = source.resolve()
+    for tracked in weights:
+        target = tracked.path.resolve()
+        if resolved == target or target in resolved.parents:
+            return PART_WEIGHTS
+    return PART_CODE
 
 
 def plan_members(
@@ -89,9 +117,11 @@ def plan_members(
     env_archive: Path | None,
     weights: list[TrackedFile],
     stub: Path | None = None,
-) -> list[tuple[str, Path | None]]:
-    """Every tar member in order: (name, source file) or (name, None) for a directory."""
-    members: dict[str, Path | None] = {}
+    layout: EnvLayout = EnvLayout.default(),
+) -> list[PlannedMember]:
+    """Every tar member in name order."""
+    members: dict[str, Path | bytes | None] = {}
+    parts: dict[str, str] = {}
     missing_weights = [w for w in weights if not w.path.exists()]
     if missing_weights:
         first = missing_weights[0]
@@ -109,6 +139,7 @@ def plan_members(
                 members[f"{parent}/"] = None
                 parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
             members[name] = source
+            parts[name] = _part_of(name, source, weights)
         if model.is_ensemble and not _ships_version_folder(model, members):
             members[f"{model.name}/1/"] = None
         env_rel = model.execution_env_relpath()
@@ -128,12 +159,56 @@ def plan_members(
                         "there that it would silently replace; rename that file or point "
                         "EXECUTION_ENV_PATH elsewhere"
                     )
-            members[f"{model.name}/{env_rel}"] = env_archive
             if stub is not None:
                 # Triton's Python backend runs a stub found beside config.pbtxt instead of its
                 # own, which is how a step gets a Python other than the server's.
                 members[f"{model.name}/{STUB_NAME}"] = stub
-    return sorted(members.items(), key=lambda item: item[0])
+                parts[f"{model.name}/{STUB_NAME}"] = PART_STUBS
+    if env_archive is not None:
+        placement = place_environment(directory, layout)
+        for name in placement.members:
+            if name in members:
+                raise MmepackError(
+                    f"{directory.root / name}: the packager places the Python environment "
+                    "there, but the model folder already has a file there that it would "
+                    "silently replace; rename that file"
+                )
+            members[name] = env_archive
+            parts[name] = PART_ENVIRONMENT
+        for name, text in placement.configs.items():
+            members[name] = text
+    return [
+        PlannedMember(name, source, parts.get(name, PART_CODE))
+        for name, source in sorted(members.items(), key=lambda item: item[0])
+    ]
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    # The mode comes from the member's name, never the source file's permission bits: the CLI
+    # and Pants hand over the same files with different bits (a cache copy, a sandbox digest),
+    # and the artifacts must be byte-identical. Only the stub is run as a program.
+    info.mode = 0o755 if kind == tarfile.DIRTYPE or name.endswith(f"/{STUB_NAME}") else 0o644
+    return info
+
+
+def _write_member(tar: GzipTarWriter, member: PlannedMember) -> None:
+    source = member.source
+    if source is None:
+        tar.add_dir(_info(member.name.rstrip("/"), tarfile.DIRTYPE), member.part)
+    elif isinstance(source, bytes):
+        tar.add_bytes(_info(member.name), source, member.part)
+    elif member.part == PART_ENVIRONMENT and member.name.endswith(f"/{SHARED_ENV_TAR}"):
+        # The plain tar, shipped as the environment build's own gzip bytes (compressed once).
+        info = _info(member.name)
+        info.size = gzip_content_size(source)
+        tar.add_spliced(info, source, member.part)
+    else:
+        info = _info(member.name)
+        info.size = source.stat().st_size
+        # An environment archive is gzip already: stored, not compressed a second time.
+        tar.add_file(info, source, member.part, store=member.part == PART_ENVIRONMENT)
 
 
 def write_artifact(
@@ -143,10 +218,18 @@ def write_artifact(
     env_archive: Path | None,
     weights: list[TrackedFile],
     stub: Path | None = None,
+    *,
+    layout: EnvLayout = EnvLayout.default(),
+    compress_level: int = COMPRESS_LEVEL,
 ) -> PackageResult:
-    """Write `<output_dir>/<model>_<version>.tar.gz` atomically: a failure leaves nothing."""
+    """Write `<output_dir>/<model>_<version>.tar.gz` atomically: a failure leaves nothing.
+
+    `layout` says how the Python environment travels (see `mmepack.artifact.env_layout`);
+    `EnvLayout.PER_STEP` writes the layout of earlier releases, one copy per step, recompressed
+    by the artifact's gzip as before.
+    """
     name = check_model_name(directory.name, directory.root)
-    members = plan_members(directory, env_archive, weights, stub)
+    members = plan_members(directory, env_archive, weights, stub, layout)
     final = output_dir / artifact_name(name, version)
     if len(final.name.encode("utf-8")) > _MAX_NAME_BYTES:
         raise MmepackError(
@@ -163,23 +246,44 @@ def write_artifact(
             "--output-dir"
         ) from None
     try:
-        with atomic_path(final) as partial, partial.open("wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6
-        ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for member, source in members:
-                if source is None:
-                    _add_dir(tar, member.rstrip("/"))
-                else:
-                    _add_file(tar, member, source)
+        with atomic_path(final) as partial, partial.open("wb") as raw:
+            if layout is EnvLayout.PER_STEP:
+                tar = _legacy_writer(raw, compress_level)
+            else:
+                tar = GzipTarWriter(raw, compress_level)
+            for member in members:
+                _write_member(tar, member)
             bytecode = add_step_bytecode(tar, directory, env_archive)
+            tar.close(PART_CODE)
     except OSError as exc:
         raise MmepackError(
             f"{final}: cannot write the artifact ({exc.strerror or exc}); check the free space "
             f"and permissions of {output_dir}, then package again (nothing was left behind)"
         ) from None
+    sizes = {part: tar.part_bytes.get(part, 0) for part in PARTS}
+    content = {part: tar.part_content.get(part, 0) for part in PARTS}
     return PackageResult(
-        path=final, model=name, version=version, members=tuple(m for m, _ in members) + bytecode
+        path=final,
+        model=name,
+        version=version,
+        members=tuple(m.name for m in members) + bytecode,
+        part_bytes=sizes,
+        part_content=content,
+        layout=layout,
     )
+
+
+class _LegacyGzipTarWriter(GzipTarWriter):
+    """Before: one deflate stream over everything, the environment's gzip included."""
+
+    def add_file(
+        self, info: tarfile.TarInfo, source: Path | IO[bytes], part: str, *, store: bool = False
+    ) -> None:
+        super().add_file(info, source, part, store=False)
+
+
+def _legacy_writer(raw: IO[bytes], level: int) -> GzipTarWriter:
+    return _LegacyGzipTarWriter(raw, level)
 
 
 def remove_stale_partials(output_dir: Path) -> list[Path]:

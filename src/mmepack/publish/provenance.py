@@ -22,7 +22,7 @@ from mmepack.errors import MmepackError
 from mmepack.files import file_hexdigest, stream_hexdigest
 from mmepack.model.version import parse_artifact_name
 from mmepack.model.weights import tracked_files
-from mmepack.names import ENV_ARCHIVE, LOCK_FILE
+from mmepack.names import ENV_MEMBER_SUFFIXES, LOCK_FILE
 from mmepack.publish.revision import from_ci_or_git
 
 # CI systems check out a detached HEAD and say which commit in these variables.
@@ -114,7 +114,7 @@ def environment_sha256s(artifact: Path) -> dict[str, str]:
         return found
     with tarfile.open(artifact, "r:*") as tar:
         for member in tar:
-            if member.isfile() and member.name.endswith("python_env.tar.gz"):
+            if member.isfile() and member.name.endswith(ENV_MEMBER_SUFFIXES):
                 handle = tar.extractfile(member)
                 if handle is not None:
                     found[member.name] = stream_hexdigest(handle, "sha256")
@@ -130,7 +130,7 @@ def environment_records(artifact: Path) -> dict[str, dict[str, Any]]:
         return records
     with tarfile.open(artifact, "r:*") as tar:
         for member in tar:
-            if not (member.isfile() and member.name.endswith(ENV_ARCHIVE)):
+            if not (member.isfile() and member.name.endswith(ENV_MEMBER_SUFFIXES)):
                 continue
             handle = tar.extractfile(member)
             records[member.name] = _env_record(handle.read()) if handle is not None else {}

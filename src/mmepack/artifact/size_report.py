@@ -1,0 +1,47 @@
+"""What an artifact's bytes are made of: environment, weights, code, stubs.
+
+On a multi-model endpoint every cold invoke waits for the artifact's download and unpacking, so
+its size is load time. The report says which part to shrink; the usual surprise is that the
+Python environment, not the model, is most of the file, and the flag says so with the fix.
+"""
+
+from __future__ import annotations
+
+from mmepack.artifact.writer import PART_ENVIRONMENT, PARTS, PackageResult
+
+# The plugin relays the lines that start so (Pants hides a successful process's output).
+SIZE_LINE = "mmepack: size of "
+# Above this share of the compressed artifact, the environment "dominates" it.
+ENV_DOMINATES = 0.5
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} KB"
+
+
+def environment_share(result: PackageResult) -> float:
+    """The environment's share of the artifact's compressed bytes (0 without one)."""
+    total = sum(result.part_bytes.values())
+    return result.part_bytes.get(PART_ENVIRONMENT, 0) / total if total else 0.0
+
+
+def size_lines(result: PackageResult) -> list[str]:
+    """One line per part with bytes (compressed in the artifact / unpacked), then the flag."""
+    total = sum(result.part_bytes.values())
+    cells = []
+    for part in PARTS:
+        packed = result.part_bytes.get(part, 0)
+        cells.append(f"{part} {_mb(packed)} ({_mb(result.part_content.get(part, 0))} unpacked)")
+    lines = [
+        f"{SIZE_LINE}{result.path.name}: {_mb(total)}, environment layout "
+        f"{result.layout.value}: " + ", ".join(cells)
+    ]
+    share = environment_share(result)
+    if share > ENV_DOMINATES:
+        lines.append(
+            f"mmepack: warning: {result.path.name}: the Python environment is {share:.0%} of the "
+            "artifact, and every cold load on the endpoint downloads and unpacks it; drop "
+            "requirements the Python steps do not import (the environment build lists the "
+            "largest packages) or move that work into a non-Python step"
+        )
+    return lines
