@@ -9,9 +9,10 @@ A real change is still refused, and the refusal names the member that changed.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import shutil
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from mmepack.cli import main
 from mmepack.environment.lock import read_lock
 from mmepack.files import file_hexdigest
+from mmepack.names import ENV_ARCHIVE
 from mmepack.publish.provenance import environment_sha256s
 from tests.test_publish import buckets, s3, s3_server  # noqa: F401 (fixtures)
 
@@ -95,14 +97,19 @@ def test_two_cold_builds_give_the_same_bytes_and_publish_is_a_no_op(
     first, second = artifacts
 
     envs = [environment_sha256s(a) for a in artifacts]
-    assert len(envs[0]) == 2  # both Python steps carry the environment
+    assert len(envs[0]) == 1  # one environment, shared by both Python steps
     assert envs[0] == envs[1]
     cached = [
         json.loads(m.read_text())["sha256"]
         for root in roots
         for m in (root.parent / "scratch" / "env-cache").glob("*/manifest.json")
     ]
-    assert len(cached) == 2 and cached[0] == cached[1] == next(iter(envs[0].values()))
+    assert len(cached) == 2 and cached[0] == cached[1]
+    # The artifact carries the cached archive's tar (its gzip bytes spliced in, not redone).
+    archive = next((roots[0].parent / "scratch" / "env-cache").glob(f"*/{ENV_ARCHIVE}"))
+    assert file_hexdigest(archive, "sha256") == cached[0]
+    shipped = hashlib.sha256(gzip.decompress(archive.read_bytes())).hexdigest()
+    assert next(iter(envs[0].values())) == shipped
     assert file_hexdigest(first, "sha256") == file_hexdigest(second, "sha256")
 
     capsys.readouterr()
@@ -121,11 +128,7 @@ def test_two_cold_builds_give_the_same_bytes_and_publish_is_a_no_op(
     # A real change (one step's code) is still refused, and the refusal says what changed.
     step = roots[1] / "models" / MODEL / STEP_MODEL
     step.write_text(step.read_text() + "\n# a real change\n")
-    env = roots[1].parent / "env.tar.gz"
-    with tarfile.open(second) as tar:
-        member = tar.extractfile(f"{MODEL}_preprocess/python_env.tar.gz")
-        assert member is not None
-        env.write_bytes(member.read())
+    env = next((roots[1].parent / "scratch" / "env-cache").glob(f"*/{ENV_ARCHIVE}"))
     changed = _package(roots[1], roots[1].parent / "changed", monkeypatch, f"--env={env}")
     capsys.readouterr()
     assert _publish(changed, roots[1], buckets) == 1

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from mmepack.artifact.env_layout import EnvLayout
-from mmepack.artifact.writer import PackageResult, write_artifact
+from mmepack.artifact.writer import COMPRESS_LEVEL, PackageResult, write_artifact
 from mmepack.environment.build import build_environment
 from mmepack.environment.cache import EnvCache
 from mmepack.environment.request import DEFAULT_PYTHON, EnvOptions, EnvRequest
@@ -84,13 +84,15 @@ def package_model(
     dvc_cache: Path | None = None,
     checkout: Path | None = None,
     layout: EnvLayout = EnvLayout.default(),
+    compress_level: int = COMPRESS_LEVEL,
 ) -> PackageResult:
     """Check, optionally pull weights, build the environment if none is given, write the tar.
 
     What the environment holds comes from the model (its requirements.txt, `python`); how it is
     built and for which server comes from `env_options`. `dvc_cache` and `checkout` are passed
     to `pull_weights`. `layout` is how the environment travels in the tar
-    (`mmepack.artifact.env_layout`; `EnvLayout.PER_STEP` builds the layout of earlier releases).
+    (`mmepack.artifact.env_layout`; `EnvLayout.PER_STEP` builds the layout of earlier releases);
+    `compress_level` is the artifact's gzip level (benchmarks/package_bench.py compares them).
     """
     _remove_previous_artifact(model_dir, output_dir)
     problems = validate_model_directory(model_dir)
@@ -119,7 +121,15 @@ def package_model(
             print(f"mmepack: {describe_pull(directory.name, pulled)}", file=sys.stderr)
     verify_weights(directory.name, weights)
     if not directory.python_env_models():
-        return write_artifact(directory, version, output_dir, None, weights, layout=layout)
+        return write_artifact(
+            directory,
+            version,
+            output_dir,
+            None,
+            weights,
+            layout=layout,
+            compress_level=compress_level,
+        )
     request = EnvRequest(
         model_dir / REQUIREMENTS_FILE,
         python,
@@ -135,7 +145,14 @@ def package_model(
         elif not stub.is_file():
             raise MmepackError(f"model '{directory.name}': {STUB_NAME} {stub} is missing")
         return write_artifact(
-            directory, version, output_dir, env_archive, weights, stub, layout=layout
+            directory,
+            version,
+            output_dir,
+            env_archive,
+            weights,
+            stub,
+            layout=layout,
+            compress_level=compress_level,
         )
     with scratch_dir("env") as scratch:
         built = build_environment(
@@ -146,5 +163,12 @@ def package_model(
             cache=env_cache,
         )
         return write_artifact(
-            directory, version, output_dir, built.archive, weights, built.stub, layout=layout
+            directory,
+            version,
+            output_dir,
+            built.archive,
+            weights,
+            built.stub,
+            layout=layout,
+            compress_level=compress_level,
         )
