@@ -258,3 +258,21 @@ def test_publish_check_and_member_diff_read_past_the_spliced_environment(tmp_pat
     digests = artifact_digests(artifact)
     assert "demo_third/config.pbtxt" in digests
     assert "demo/python_env.tar!bin/activate" in digests
+
+
+def test_a_one_model_artifact_keeps_its_environment_in_its_own_folder(tmp_path: Path) -> None:
+    """No ensemble: the only Python model holds the environment, as the plain tar."""
+    model_dir = write_ensemble_model(tmp_path / "src", env=True)
+    for name in ("demo", "demo_double"):
+        (model_dir / name).rename(model_dir / name.replace("demo", "old"))
+    (model_dir / "old_double").rename(model_dir / "solo")
+    (model_dir / "old").rename(tmp_path / "unused-ensemble")
+    config = model_dir / "solo" / "config.pbtxt"
+    config.write_text(config.read_text().replace("demo_double", "solo"))
+    env = fake_env(tmp_path / "python_env.tar.gz")
+    artifact = _package(model_dir, env, tmp_path / "dist", EnvLayout.SHARED_TAR)
+    with tarfile.open(artifact) as tar:
+        assert [n for n in tar.getnames() if "python_env" in n] == ["solo/python_env.tar"]
+        shipped = tar.extractfile("solo/config.pbtxt")
+        assert shipped is not None
+        assert '"$$TRITON_MODEL_DIRECTORY/python_env.tar"' in shipped.read().decode()
