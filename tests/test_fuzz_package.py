@@ -21,6 +21,7 @@ from pathlib import Path
 from mmepack.build import package_model
 from mmepack.errors import MmepackError
 from mmepack.validate import Problem, validate_model_directory
+from tests.demo_models import write_env_archive
 
 CASES = 10_000
 # The bound is on this process's CPU time (about 25 s on an idle core), so it holds the same on a
@@ -140,8 +141,7 @@ def test_fuzz_validate_and_package(tmp_path: Path) -> None:
     config = root / "fz" / "config.pbtxt"
     outside = tmp_path / "credentials"
     outside.write_text("secret\n")
-    env = tmp_path / "e.tar.gz"
-    env.write_bytes(b"stand-in environment")
+    env = write_env_archive(tmp_path / "e.tar.gz")
     stub = tmp_path / "stub"
     stub.write_bytes(b"stand-in stub")
     out = tmp_path / "dist"
