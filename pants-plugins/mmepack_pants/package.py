@@ -94,6 +94,35 @@ def _require_dvc_config(address: Address, files: tuple[str, ...], dvc_target: st
         )
 
 
+def _object_globs(md5s: set[str]) -> list[str]:
+    """Where a local-folder DVC remote keeps each object (`files/md5/ab/cdef...` in DVC 3),
+    wherever in the repository that remote folder is."""
+    return [f"**/files/md5/{md5[:2]}/{md5[2:]}" for md5 in sorted(md5s)]
+
+
+# A rule helper: Pants finds its Gets only when it is defined before the rule that awaits it.
+async def _local_remote_objects(model: Snapshot) -> Digest:
+    """The objects of a local-folder DVC remote in the repository that this model's `.dvc` files
+    name, at their repository paths, so the remote resolves inside the sandbox from the
+    committed `.dvc/config`, with no absolute path to the checkout. The inputs are named by
+    content, so they change the cache key only when the weights do. None for a remote elsewhere
+    (S3, a folder outside the repository)."""
+    dvc_files = [f for f in model.files if f.endswith(".dvc") and not f.startswith(".dvc/")]
+    if not dvc_files:
+        return EMPTY_DIGEST
+    contents = await Get(DigestContents, DigestSubset(model.digest, PathGlobs(dvc_files)))
+    md5s = {m for c in contents for m in _MD5.findall(c.content.decode(errors="replace"))}
+    found = await Get(Snapshot, PathGlobs(_object_globs(md5s)))
+    listings = [f for f in found.files if f.endswith(".dir")]
+    if not listings:
+        return found.digest
+    # A tracked folder: its `.dir` object lists the md5 of every file in it.
+    dir_contents = await Get(DigestContents, DigestSubset(found.digest, PathGlobs(listings)))
+    children = {m for c in dir_contents for m in _MD5.findall(c.content.decode(errors="replace"))}
+    more = await Get(Snapshot, PathGlobs(_object_globs(children)))
+    return await Get(Digest, MergeDigests([found.digest, more.digest]))
+
+
 @rule(desc="Package a Triton model for SageMaker MME", level=LogLevel.DEBUG)
 async def package_triton_model(
     field_set: TritonModelPackageFieldSet,
@@ -171,34 +200,6 @@ async def package_triton_model(
         snapshot.digest,
         tuple(BuiltPackageArtifact(path) for path in snapshot.files),
     )
-
-
-def _object_globs(md5s: set[str]) -> list[str]:
-    """Where a local-folder DVC remote keeps each object (`files/md5/ab/cdef...` in DVC 3),
-    wherever in the repository that remote folder is."""
-    return [f"**/files/md5/{md5[:2]}/{md5[2:]}" for md5 in sorted(md5s)]
-
-
-async def _local_remote_objects(model: Snapshot) -> Digest:
-    """The objects of a local-folder DVC remote in the repository that this model's `.dvc` files
-    name, at their repository paths, so the remote resolves inside the sandbox from the
-    committed `.dvc/config`, with no absolute path to the checkout. The inputs are named by
-    content, so they change the cache key only when the weights do. None for a remote elsewhere
-    (S3, a folder outside the repository)."""
-    dvc_files = [f for f in model.files if f.endswith(".dvc") and not f.startswith(".dvc/")]
-    if not dvc_files:
-        return EMPTY_DIGEST
-    contents = await Get(DigestContents, DigestSubset(model.digest, PathGlobs(dvc_files)))
-    md5s = {m for c in contents for m in _MD5.findall(c.content.decode(errors="replace"))}
-    found = await Get(Snapshot, PathGlobs(_object_globs(md5s)))
-    listings = [f for f in found.files if f.endswith(".dir")]
-    if not listings:
-        return found.digest
-    # A tracked folder: its `.dir` object lists the md5 of every file in it.
-    dir_contents = await Get(DigestContents, DigestSubset(found.digest, PathGlobs(listings)))
-    children = {m for c in dir_contents for m in _MD5.findall(c.content.decode(errors="replace"))}
-    more = await Get(Snapshot, PathGlobs(_object_globs(children)))
-    return await Get(Digest, MergeDigests([found.digest, more.digest]))
 
 
 def _relay_weights_line(address: Address, result: FallibleProcessResult, run_id: RunId) -> None:
