@@ -100,7 +100,7 @@ def pants_store() -> Path:
 
 def stop_pantsd(clone: Path) -> None:
     """Stop the pantsd this benchmark started in its clone (by its own pid file)."""
-    for pid_file in clone.glob(".pants.d/**/pantsd/pid"):
+    for pid_file in clone.glob(".pids/*/pantsd/pid"):
         try:
             os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
         except (ValueError, ProcessLookupError):
