@@ -21,6 +21,7 @@ It clones HEAD, so commit first.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +85,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def _change(repo: Path, path: str, line: str) -> None:
     """Commit one appended line to `path` on a fresh branch off `base`."""
-    _git(repo, "checkout", "--quiet", "-B", "change-" + path.replace("/", "-"), "base")
+    _git(repo, "checkout", "--quiet", "-B", "change-" + re.sub(r"[^A-Za-z0-9]+", "-", path), "base")
     with (repo / path).open("a", encoding="utf-8") as handle:
         handle.write(line)
     _git(repo, "commit", "--quiet", "-am", f"change {path}")
