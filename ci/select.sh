@@ -16,6 +16,21 @@
 #   MMEPACK_MODELS        the triton_model addresses chosen (an array; empty: no model changed)
 # and prints one line per chosen model saying why it was chosen.
 
+# The triton_model addresses `./pants <arguments>` lists (`list ::`, or the --changed-* flags
+# then `list`), into MMEPACK_MODELS. A failed
+# Pants run stops the script: an empty list must mean "no model changed", never "Pants failed".
+_mmepack_list_models() {
+  local listed
+  if ! listed="$(./pants --filter-target-type=triton_model "$@")"; then
+    echo "mmepack: error: ci: \`./pants $*\` failed; see its output above" >&2
+    return 1
+  fi
+  MMEPACK_MODELS=()
+  if [[ -n "${listed}" ]]; then
+    mapfile -t MMEPACK_MODELS <<<"${listed}"
+  fi
+}
+
 mmepack_select() {
   local base="${MMEPACK_CHANGED_SINCE:-}"
   MMEPACK_MODELS=()
@@ -32,25 +47,24 @@ mmepack_select() {
   if [[ -z "${base}" ]]; then
     MMEPACK_SCOPE="all"
     MMEPACK_PANTS_SCOPE=(::)
-    mapfile -t MMEPACK_MODELS < <(./pants --filter-target-type=triton_model list ::)
+    _mmepack_list_models list ::
     echo "mmepack: ci: ${#MMEPACK_MODELS[@]} model(s): ${MMEPACK_MODELS[*]}" >&2
     return 0
   fi
   MMEPACK_SCOPE="changed"
   MMEPACK_PANTS_SCOPE=("--changed-since=${base}" "--changed-dependents=transitive")
-  mapfile -t MMEPACK_MODELS < <(
-    ./pants "${MMEPACK_PANTS_SCOPE[@]}" --filter-target-type=triton_model list
-  )
+  _mmepack_list_models "${MMEPACK_PANTS_SCOPE[@]}" list
   # What Pants compared: committed and uncommitted changes since the base, and new files.
   local changed
   changed="$( (git diff --name-only "${base}" -- && git ls-files --others --exclude-standard) | sort -u)"
-  echo "mmepack: ci: changed since ${base}: $(grep -c . <<<"${changed}") file(s);" \
+  echo "mmepack: ci: changed since ${base}: $(grep -c . <<<"${changed}" || true) file(s);" \
     "${#MMEPACK_MODELS[@]} model(s) selected" >&2
   local address dir own shared
-  shared="$(grep -v '^models/' <<<"${changed}" | head -n 5 | paste -sd ' ' -)"
+  # (|| true: grep finds nothing under pipefail, which the ci/ scripts set.)
+  shared="$( (grep -v '^models/' <<<"${changed}" || true) | head -n 5 | paste -sd ' ' -)"
   for address in "${MMEPACK_MODELS[@]}"; do
     dir="${address%%:*}"
-    own="$(grep "^${dir}/" <<<"${changed}" | head -n 5 | paste -sd ' ' -)"
+    own="$( (grep "^${dir}/" <<<"${changed}" || true) | head -n 5 | paste -sd ' ' -)"
     if [[ -n "${own}" ]]; then
       echo "mmepack: ci: ${address}: its own files changed: ${own}" >&2
     else

@@ -34,7 +34,11 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 EXAMPLE = "models/screen_detector:screen_detector"
 COPY = "models/screen_detector_s000:screen_detector_s000"
 PANTS_TIMEOUT_S = 600
-_SHOW = 'source ci/select.sh && mmepack_select && printf "model=%s\\n" "${MMEPACK_MODELS[@]}"'
+# Under the same shell options as the ci/ scripts.
+_SHOW = (
+    "set -euo pipefail; source ci/select.sh; mmepack_select; "
+    'printf "model=%s\\n" "${MMEPACK_MODELS[@]}"'
+)
 
 
 def _git(repo: Path, *args: str) -> str:
