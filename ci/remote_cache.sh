@@ -14,6 +14,9 @@ mmepack_remote_cache() {
   export PANTS_REMOTE_STORE_ADDRESS="${PANTS_REMOTE_STORE_ADDRESS:-${MMEPACK_REMOTE_CACHE}}"
   export PANTS_REMOTE_CACHE_READ="${PANTS_REMOTE_CACHE_READ:-true}"
   export PANTS_REMOTE_CACHE_WRITE="${PANTS_REMOTE_CACHE_WRITE:-${MMEPACK_REMOTE_CACHE_WRITE:-true}}"
+  # Fetch a cached result's outputs only when something needs them: a hit on the package step
+  # then downloads the artifact, not the CLI PEX and wheels it was built with.
+  export PANTS_REMOTE_CACHE_EAGER_FETCH="${PANTS_REMOTE_CACHE_EAGER_FETCH:-false}"
   export PANTS_REMOTE_INSTANCE_NAME="${PANTS_REMOTE_INSTANCE_NAME-${MMEPACK_REMOTE_CACHE_INSTANCE:-}}"
   if [[ -n "${MMEPACK_REMOTE_CACHE_HEADERS:-}" ]]; then
     export PANTS_REMOTE_STORE_HEADERS="${PANTS_REMOTE_STORE_HEADERS:-${MMEPACK_REMOTE_CACHE_HEADERS}}"
