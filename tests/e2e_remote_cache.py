@@ -45,7 +45,9 @@ TARGET = "models/screen_detector:screen_detector"
 ARTIFACT = "dist/mme/screen_detector_1.tar.gz"
 BUILDGRID = "buildgrid==0.4.4"
 PANTS_TIMEOUT_S = 1800
-MIN_SPEEDUP = 5.0
+# The issue's target; a loaded machine, where Pants' own start-up alone takes a minute, may set
+# MMEPACK_E2E_MIN_SPEEDUP lower (the run prints that start-up time beside both timings).
+MIN_SPEEDUP = float(os.environ.get("MMEPACK_E2E_MIN_SPEEDUP", "5"))
 
 _CONFIG = """\
 description: mmepack's e2e remote cache (loopback only)
@@ -53,6 +55,9 @@ server:
   - !channel
     address: "127.0.0.1:{port}"
     insecure-mode: true
+# The default (5 per core) refused some of Pants' concurrent writes on 2 cores with
+# "Concurrent RPC limit exceeded".
+thread-pool-size: 100
 storages:
   - !disk-storage &cas
     path: {cas}
