@@ -51,3 +51,42 @@ def test_gitlab_builds_every_python_shared() -> None:
     assert "pyenv install" in script and "$MMEPACK_PYTHONS" in script
     for job in ("checks", "package", "test", "publish"):
         assert "before_script" not in pipeline[job], f"{job} would skip the Python setup"
+
+
+# Changed-since selection: the pipelines give the scripts a base ref and the history to compare
+# with; the scripts select through ci/select.sh. tests/e2e_ci_selection.py runs it with Pants.
+CI = REPO / "ci"
+
+
+def test_scripts_select_changed_models_through_pants() -> None:
+    select = (CI / "select.sh").read_text()
+    assert '"--changed-since=${base}" "--changed-dependents=transitive"' in select
+    assert "--filter-target-type=triton_model" in select
+    for script in ("package.sh", "test.sh", "publish.sh"):
+        text = (CI / script).read_text()
+        assert "source ci/select.sh" in text and "mmepack_select" in text, script
+    assert "nothing to publish" in (CI / "publish.sh").read_text()
+    for script in ("checks.sh", "package.sh", "test.sh", "publish.sh"):
+        assert "source ci/remote_cache.sh" in (CI / script).read_text(), script
+
+
+def test_github_actions_passes_the_push_base_and_history() -> None:
+    workflow = YAML(typ="safe").load((CI / "github-actions.yml").read_text())
+    # YAML 1.1 reads the key `on` as True.
+    triggers = workflow.get("on", workflow.get(True))
+    assert "push" in triggers and "workflow_dispatch" in triggers
+    job = workflow["jobs"]["build"]
+    assert job["env"]["MMEPACK_CHANGED_SINCE"] == "${{ github.event.before }}"
+    assert "workflow_dispatch" in job["env"]["MMEPACK_FULL_RUN"]
+    assert "MMEPACK_REMOTE_CACHE" in job["env"]
+    checkout = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout")]
+    assert checkout[0]["with"]["fetch-depth"] == 0
+
+
+def test_gitlab_passes_the_push_base_and_history() -> None:
+    pipeline = YAML(typ="safe").load((CI / "gitlab-ci.yml").read_text())
+    assert pipeline["variables"]["GIT_DEPTH"] == "0"
+    script = " ".join(pipeline["default"]["before_script"])
+    assert "MMEPACK_CHANGED_SINCE=" in script and "CI_COMMIT_BEFORE_SHA" in script
+    for job in ("package", "test", "publish"):
+        assert pipeline[job]["script"] == [f"./ci/{job}.sh"]

@@ -20,7 +20,14 @@ from typing import Optional, Tuple
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.engine.addresses import Address
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import Digest, DigestContents, DigestSubset, PathGlobs, RemovePrefix
+from pants.engine.fs import (
+    Digest,
+    DigestContents,
+    DigestSubset,
+    MergeDigests,
+    PathGlobs,
+    RemovePrefix,
+)
 from pants.engine.internals.session import RunId
 from pants.engine.process import FallibleProcessResult, ProcessResultMetadata
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
@@ -53,10 +60,12 @@ def failure(address: Address, step: str, result: FallibleProcessResult) -> Mmepa
 
 
 def target_args(
-    python_version: Optional[str], target_server: TritonServerSubsystem, build_root: str
+    python_version: Optional[str], target_server: TritonServerSubsystem
 ) -> Tuple[str, ...]:
     """The environment's Python and the target server, for the builder and the packager alike;
-    only what the user set, so every default is the library's."""
+    only what the user set, so every default is the library's. A relative `stub_dir` stays
+    relative (its files are copied into the sandbox, see `stub_dir_globs`): an absolute path to
+    the checkout would give every clone its own cache keys."""
     args = []
     if python_version:
         args.append(f"--python={python_version}")
@@ -65,8 +74,17 @@ def target_args(
     if target_server.stub_python:
         args.append(f"--stub-python={target_server.stub_python}")
     if target_server.stub_dir:
-        args.append(f"--stub-dir={os.path.join(build_root, target_server.stub_dir)}")
+        args.append(f"--stub-dir={target_server.stub_dir}")
     return tuple(args)
+
+
+def stub_dir_globs(target_server: TritonServerSubsystem) -> Tuple[str, ...]:
+    """The files of a `stub_dir` inside the repository, for the sandbox; none for an absolute
+    folder, which every clone names the same way."""
+    stub_dir = target_server.stub_dir
+    if not stub_dir or os.path.isabs(stub_dir):
+        return ()
+    return (os.path.join(stub_dir, "**"),)
 
 
 def builder_args(subsystem: MmepackSubsystem) -> Tuple[str, ...]:
@@ -99,7 +117,10 @@ class PythonEnv:
 
 @rule(desc="Build a Python backend environment", level=LogLevel.DEBUG)
 async def build_python_env(
-    request: PythonEnvRequest, subsystem: MmepackSubsystem, run_id: RunId
+    request: PythonEnvRequest,
+    subsystem: MmepackSubsystem,
+    target_server: TritonServerSubsystem,
+    run_id: RunId,
 ) -> PythonEnv:
     requirements_only = await Get(
         Digest,
@@ -114,11 +135,13 @@ async def build_python_env(
             ),
         ),
     )
-    requirements, builder, env_vars = await MultiGet(
+    requirements, stubs, builder, env_vars = await MultiGet(
         Get(Digest, RemovePrefix(requirements_only, request.model_dir)),
+        Get(Digest, PathGlobs(stub_dir_globs(target_server))),
         Get(VenvPex, EnvBuilderRequest()),
         Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
     )
+    builder_input = await Get(Digest, MergeDigests([requirements, stubs]))
     result = await Get(
         FallibleProcessResult,
         VenvPexProcess(
@@ -132,7 +155,7 @@ async def build_python_env(
                 *request.target_args,
             ],
             description=f"Build, prove and cache the Python environment for {request.address}",
-            input_digest=requirements,
+            input_digest=builder_input,
             output_files=[ENV_FILE, STUB_FILE, REPORT_FILE],
             extra_env={
                 **env_vars,

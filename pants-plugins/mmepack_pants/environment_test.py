@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pants.testutil.option_util import create_subsystem
 
-from mmepack_pants.environment import builder_args, target_args
+from mmepack_pants.environment import builder_args, stub_dir_globs, target_args
 from mmepack_pants.subsystem import EnvBuilderKind, MmepackSubsystem, TritonServerSubsystem
 
 
 def test_unset_options_pass_nothing() -> None:
     server = create_subsystem(TritonServerSubsystem, version=None, stub_python=None, stub_dir=None)
-    assert target_args(None, server, "/repo") == ()
+    assert target_args(None, server) == ()
     assert builder_args(create_subsystem(MmepackSubsystem, builder=None, conda=None)) == ()
 
 
@@ -18,11 +18,21 @@ def test_set_options_are_passed_as_given() -> None:
     server = create_subsystem(
         TritonServerSubsystem, version="2.53.0", stub_python="3.12", stub_dir="stubs"
     )
-    assert target_args("3.12", server, "/repo") == (
+    assert target_args("3.12", server) == (
         "--python=3.12",
         "--triton-version=2.53.0",
         "--stub-python=3.12",
-        "--stub-dir=/repo/stubs",
+        "--stub-dir=stubs",
     )
+    # A relative stub folder travels into the sandbox, so no clone's own path is in the key.
+    assert stub_dir_globs(server) == ("stubs/**",)
     subsystem = create_subsystem(MmepackSubsystem, builder=EnvBuilderKind.portable, conda="mamba")
     assert builder_args(subsystem) == ("--builder=portable", "--conda=mamba")
+
+
+def test_absolute_stub_dir_is_not_copied() -> None:
+    server = create_subsystem(
+        TritonServerSubsystem, version="2.53.0", stub_python="3.12", stub_dir="/opt/stubs"
+    )
+    assert stub_dir_globs(server) == ()
+    assert target_args(None, server)[-1] == "--stub-dir=/opt/stubs"

@@ -6,7 +6,12 @@
 2. `mmepack package --pull`: pull the DVC weights, verify their md5s, and write the MME tar.
    Working-tree copies of DVC-tracked files are kept out of its sandbox, so only what the
    remote holds is packed; the weights pass through mmepack's DVC cache outside the sandbox,
-   downloaded once per content.
+   downloaded once per content. A local-folder remote inside the repository (the example's
+   dvc-remote/) is read from the sandbox: the rule copies in the remote's objects that the
+   model's `.dvc` files name, by content.
+Nothing in a process depends on where the checkout is (no absolute build-root path in its
+arguments or inputs), so two clones, or two CI runners, make the same cache keys and share one
+remote cache (README "A shared build cache").
 Each step is a Pants process, so unchanged inputs are answered from Pants' cache; behind it,
 mmepack's own content-addressed environment cache serves other runs and other checkouts.
 """
@@ -15,17 +20,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
-from pants.base.build_root import BuildRoot
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.engine.addresses import Address
+from pants.engine.addresses import Address, Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     AddPrefix,
     Digest,
+    DigestContents,
     DigestSubset,
     MergeDigests,
     PathGlobs,
@@ -40,6 +47,7 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from mmepack_pants.cli import MmepackCliRequest
+from mmepack_pants.dependencies import ToolchainRequest
 from mmepack_pants.environment import (
     ENV_FILE,
     REQUIREMENTS_FILE,
@@ -48,6 +56,7 @@ from mmepack_pants.environment import (
     PythonEnv,
     PythonEnvRequest,
     failure,
+    stub_dir_globs,
     target_args,
 )
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
@@ -60,6 +69,8 @@ from mmepack_pants.target_types import (
 logger = logging.getLogger(__name__)
 
 _OUT_DIR = "__mmepack_out"
+# `md5: <hex>` in a `.dvc` file and in a `.dir` listing (DVC 2 and 3 write both forms).
+_MD5 = re.compile(r"\bmd5[\"']?\s*:\s*[\"']?([0-9a-f]{32}(?:\.dir)?)\b")
 _WEIGHTS_LINE = "mmepack: model "
 # mmepack.artifact.size_report's lines (the plugin does not import the library).
 _SIZE_LINE = "mmepack: size of "
@@ -86,28 +97,59 @@ def _require_dvc_config(address: Address, files: tuple[str, ...], dvc_target: st
         )
 
 
+def _object_globs(md5s: set[str]) -> list[str]:
+    """Where a local-folder DVC remote keeps each object (`files/md5/ab/cdef...` in DVC 3),
+    wherever in the repository that remote folder is."""
+    return [f"**/files/md5/{md5[:2]}/{md5[2:]}" for md5 in sorted(md5s)]
+
+
+# A rule helper: Pants finds its Gets only when it is defined before the rule that awaits it.
+async def _local_remote_objects(model: Snapshot) -> Digest:
+    """The objects of a local-folder DVC remote in the repository that this model's `.dvc` files
+    name, at their repository paths, so the remote resolves inside the sandbox from the
+    committed `.dvc/config`, with no absolute path to the checkout. The inputs are named by
+    content, so they change the cache key only when the weights do. None for a remote elsewhere
+    (S3, a folder outside the repository)."""
+    dvc_files = [f for f in model.files if f.endswith(".dvc") and not f.startswith(".dvc/")]
+    if not dvc_files:
+        return EMPTY_DIGEST
+    contents = await Get(DigestContents, DigestSubset(model.digest, PathGlobs(dvc_files)))
+    md5s = {m for c in contents for m in _MD5.findall(c.content.decode(errors="replace"))}
+    found = await Get(Snapshot, PathGlobs(_object_globs(md5s)))
+    listings = [f for f in found.files if f.endswith(".dir")]
+    if not listings:
+        return found.digest
+    # A tracked folder: its `.dir` object lists the md5 of every file in it.
+    dir_contents = await Get(DigestContents, DigestSubset(found.digest, PathGlobs(listings)))
+    children = {m for c in dir_contents for m in _MD5.findall(c.content.decode(errors="replace"))}
+    more = await Get(Snapshot, PathGlobs(_object_globs(children)))
+    return await Get(Digest, MergeDigests([found.digest, more.digest]))
+
+
 @rule(desc="Package a Triton model for SageMaker MME", level=LogLevel.DEBUG)
 async def package_triton_model(
     field_set: TritonModelPackageFieldSet,
     subsystem: MmepackSubsystem,
     target_server: TritonServerSubsystem,
-    build_root: BuildRoot,
     run_id: RunId,
 ) -> BuiltPackage:
     address = field_set.address
     model_dir = address.spec_path
-    transitive, env_vars, cli = await MultiGet(
+    toolchain = await Get(Addresses, ToolchainRequest())
+    transitive, toolchain_closure, env_vars, cli = await MultiGet(
         Get(TransitiveTargets, TransitiveTargetsRequest([address])),
+        Get(TransitiveTargets, TransitiveTargetsRequest(toolchain)),
         Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
         Get(VenvPex, MmepackCliRequest()),
     )
+    # The toolchain (dependencies.py) reaches the build through the CLI; its files are no input.
+    not_model = set(toolchain_closure.closure)
     sources = await Get(
-        SourceFiles, SourceFilesRequest(t.get(SourcesField) for t in transitive.closure)
+        SourceFiles,
+        SourceFilesRequest(t.get(SourcesField) for t in transitive.closure if t not in not_model),
     )
     _require_dvc_config(address, sources.snapshot.files, subsystem.dvc_target)
-    target = target_args(
-        field_set.python_version.value or subsystem.python_version, target_server, build_root.path
-    )
+    target = target_args(field_set.python_version.value or subsystem.python_version, target_server)
     # DVC writes a .gitignore beside each tracked output, which Pants does not read: leave the
     # working-tree copy of `x` (tracked by `x.dvc`) out, so the build packs the remote's bytes.
     tracked = [path[: -len(".dvc")] for path in sources.snapshot.files if path.endswith(".dvc")]
@@ -120,7 +162,9 @@ async def package_triton_model(
                 PathGlobs(["**", *(f"!{p}" for p in tracked), *(f"!{p}/**" for p in tracked)]),
             ),
         )
-    inputs = [model_files]
+    remote_objects = await _local_remote_objects(sources.snapshot)
+    stubs = await Get(Digest, PathGlobs(stub_dir_globs(target_server)))
+    inputs = [model_files, remote_objects, stubs]
     env_args: list[str] = []
     if os.path.join(model_dir, REQUIREMENTS_FILE) in sources.snapshot.files:
         env = await Get(
@@ -139,8 +183,6 @@ async def package_triton_model(
                 model_dir,
                 "--pull",
                 "--repo-root=.",
-                # A local-folder DVC remote is read in the checkout, not copied into sandboxes.
-                f"--checkout={build_root.path}",
                 f"--output-dir={_OUT_DIR}",
                 *target,
                 *env_args,

@@ -1,4 +1,5 @@
-"""The package rule's own check: a DVC-tracking model without the DVC configuration is named."""
+"""The package rule's own checks: a DVC-tracking model without the DVC configuration is named,
+and a local remote's objects are found by content, with no path to the checkout."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest  # pants: no-infer-dep
 from pants.engine.addresses import Address
 
 from mmepack_pants.environment import MmepackBuildError
-from mmepack_pants.package import _require_dvc_config
+from mmepack_pants.package import _MD5, _object_globs, _require_dvc_config
 
 ADDRESS = Address("models/foreign", target_name="foreign")
 
@@ -26,3 +27,19 @@ def test_dvc_dependency_present_or_no_weights_passes() -> None:
     tracked = ("models/foreign/net/1/model.onnx.dvc", ".dvc/config")
     _require_dvc_config(ADDRESS, tracked, "//:dvc")
     _require_dvc_config(ADDRESS, ("models/foreign/model_version.txt",), "//:dvc")
+
+
+def test_remote_objects_are_named_by_content_not_by_checkout() -> None:
+    dvc_file = "outs:\n- md5: 6785ca37c681a417b05284b30c68ad6d\n  size: 4087\n  path: model.onnx\n"
+    listing = '[{"md5": "0123456789abcdef0123456789abcdef", "relpath": "a.bin"}]'
+    folder = "outs:\n- md5: 89abcdef0123456789abcdef01234567.dir\n  path: weights\n"
+    found = {m for text in (dvc_file, listing, folder) for m in _MD5.findall(text)}
+    assert found == {
+        "6785ca37c681a417b05284b30c68ad6d",
+        "0123456789abcdef0123456789abcdef",
+        "89abcdef0123456789abcdef01234567.dir",
+    }
+    # Repository-relative globs: the same in every clone, so the same cache key.
+    assert _object_globs({"6785ca37c681a417b05284b30c68ad6d"}) == [
+        "**/files/md5/67/85ca37c681a417b05284b30c68ad6d"
+    ]

@@ -1,6 +1,16 @@
 """Entry point Pants loads for `backend_packages = ["mmepack_pants"]`."""
 
-from mmepack_pants import cases, cli, environment, lint, lock, package, publish, tailor
+from mmepack_pants import (
+    cases,
+    cli,
+    dependencies,
+    environment,
+    lint,
+    lock,
+    package,
+    publish,
+    tailor,
+)
 from mmepack_pants.target_types import TritonModelTarget
 
 
@@ -12,6 +22,7 @@ def rules():
     return [
         *cases.rules(),
         *cli.rules(),
+        *dependencies.rules(),
         *environment.rules(),
         *package.rules(),
         *lint.rules(),

@@ -64,6 +64,18 @@ class MmepackSubsystem(Subsystem):
             """
         ),
     )
+    toolchain = StrListOption(
+        default=["//:toolchain"],
+        help=softwrap(
+            """
+            Targets every `triton_model` depends on besides `cli` and `env_builder`: Pants'
+            configuration, the lockfiles and this plugin. Through them a change to any of those
+            selects every model under `--changed-since=<ref> --changed-dependents=transitive`.
+            Their files never enter a model's build sandbox.
+            """
+        ),
+        advanced=True,
+    )
     dvc_target = StrOption(
         default="//:dvc",
         help=(

@@ -38,6 +38,7 @@ from mmepack.files import scratch_dir
 from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
 from mmepack.model.version import parse_artifact_name
 from mmepack.names import CONFIG_FILE
+from mmepack.testing.slots import server_slot
 from mmepack.triton.server import TritonServer
 
 ARTIFACT_DIR_VARIABLE = "MMEPACK_ARTIFACT_DIR"
@@ -215,15 +216,18 @@ def serve_artifact(
 
     `route` "endpoint" (default): loaded by TargetModel on a local SageMaker-style multi-model
     endpoint. "repository": the unpacked tar as a plain model repository.
+    Each server first takes one of the machine's test-server slots (`mmepack.testing.slots`,
+    `MMEPACK_TEST_SERVERS`), so many model tests at once never start more servers than fit.
     """
-    if route == ENDPOINT:
-        with _serve_on_endpoint(artifact, startup_timeout) as served:
-            yield served
-    elif route == REPOSITORY:
-        with _serve_repository(artifact, startup_timeout) as served:
-            yield served
-    else:
+    if route not in (ENDPOINT, REPOSITORY):
         raise ValueError(f"route must be {ENDPOINT!r} or {REPOSITORY!r}, got {route!r}")
+    with server_slot(artifact.name):
+        if route == ENDPOINT:
+            with _serve_on_endpoint(artifact, startup_timeout) as served:
+                yield served
+        else:
+            with _serve_repository(artifact, startup_timeout) as served:
+                yield served
 
 
 @contextmanager

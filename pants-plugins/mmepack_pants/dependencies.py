@@ -1,0 +1,67 @@
+"""Every `triton_model` depends on what builds it: the mmepack programs and the toolchain.
+
+A model's artifact is made by the mmepack CLI and environment builder (library code under
+`src/`), by this plugin, and under `pants.toml` and the lockfiles. None of that is imported by
+a model's files, so without this rule a change there would leave the models out of
+`--changed-since=<base> --changed-dependents=transitive`, and CI would skip the very rebuild the
+change needs. The addresses come from options (`[mmepack].cli`, `[mmepack].env_builder`,
+`[mmepack].toolchain`), so this is the one place that dependency is stated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+from pants.engine.addresses import Addresses, UnparsedAddressInputs
+from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.target import FieldSet, InferDependenciesRequest, InferredDependencies
+from pants.engine.unions import UnionRule
+
+from mmepack_pants.subsystem import MmepackSubsystem
+from mmepack_pants.target_types import TritonModelDependenciesField, TritonModelSourcesField
+
+
+def toolchain_specs(subsystem: MmepackSubsystem) -> Tuple[str, ...]:
+    """The addresses every model's build depends on, as the options spell them."""
+    return (subsystem.cli, subsystem.env_builder, *subsystem.toolchain)
+
+
+@dataclass(frozen=True)
+class ToolchainRequest:
+    """The resolved addresses of `toolchain_specs`."""
+
+
+@rule(desc="Resolve the mmepack toolchain targets")
+async def toolchain_addresses(_: ToolchainRequest, subsystem: MmepackSubsystem) -> Addresses:
+    return await Get(
+        Addresses,
+        UnparsedAddressInputs(
+            toolchain_specs(subsystem),
+            owning_address=None,
+            description_of_origin="[mmepack].cli, [mmepack].env_builder or [mmepack].toolchain",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class TritonModelToolchainFieldSet(FieldSet):
+    required_fields = (TritonModelSourcesField, TritonModelDependenciesField)
+
+    dependencies: TritonModelDependenciesField
+
+
+class InferTritonModelToolchain(InferDependenciesRequest):
+    infer_from = TritonModelToolchainFieldSet
+
+
+@rule(desc="Infer a Triton model's toolchain dependencies")
+async def infer_toolchain(_: InferTritonModelToolchain) -> InferredDependencies:
+    return InferredDependencies(await Get(Addresses, ToolchainRequest()))
+
+
+def rules():
+    return [
+        *collect_rules(),
+        UnionRule(InferDependenciesRequest, InferTritonModelToolchain),
+    ]
