@@ -21,6 +21,10 @@ PANTS_CONFIG = "pants.toml"
 ENV_ARCHIVE = "python_env.tar.gz"
 STUB_NAME = "triton_python_backend_stub"
 
+# In the environment cache's folder: every build's progress lines (pip's included), appended as
+# they come. Pants shows a process's output only when it ends; this file can be followed.
+PROGRESS_LOG = "progress.log"
+
 # The Python backend parameter that points a step at its packed environment, and the prefix it
 # must start with (the host path of an MME model is only known at load time).
 ENV_PATH_PARAMETER = "EXECUTION_ENV_PATH"
