@@ -62,6 +62,10 @@ class Steps:
         )
         self.seconds.append((name, time.monotonic() - started))
         output = f"{done.stdout}\n{done.stderr}"
+        logs = self.clone.parent / "logs"
+        logs.mkdir(exist_ok=True)
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        (logs / f"{len(self.seconds):02d}-{slug}.log").write_text(output)
         print(f"--- {name}: exit {done.returncode}, {self.seconds[-1][1]:.1f} s", flush=True)
         if ok:
             assert done.returncode == 0, f"{name}: {argv} failed:\n{output[-8000:]}"
