@@ -14,7 +14,7 @@ Cost: minutes (about ten Pants runs without pantsd in a fresh build root), so it
 caches (`~/.cache/pants`, mmepack's environment and DVC caches under `~/.cache/mmepack`), so
 CI's cached runs are warm. It needs only the standard library and Python 3.11 (the CLI PEX's):
 
-    python3.11 tests/e2e_newcomer_clone.py          # or: python -m pytest -s tests/e2e_newcomer_clone.py
+    python3.11 tests/e2e_newcomer_clone.py      # or: python -m pytest -s <this file>
 
 Every subprocess is bounded by STEP_TIMEOUT_S. It prints how long each step took.
 """

@@ -274,7 +274,8 @@ def new_model(
     return [
         f"mmepack: created {model_dir} ({name}: preprocess -> model.onnx -> postprocess)",
         f"mmepack: {_dvc_add(onnx_path, root)}",
-        f"mmepack: next: mmepack lock {model_dir} --python {python}; mmepack validate "
-        f"{model_dir}; ./pants package {relative}:{name}; "
+        f"mmepack: next: ./pants lock-envs {relative}:{name} (or mmepack lock {model_dir} "
+        f"--python {python}); dvc push (the build reads weights from the DVC remote only); "
+        f"./pants lint check {relative}::; ./pants package {relative}:{name}; "
         f"./pants test {relative}/tests:",
     ]
