@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
+import pytest  # pants: no-infer-dep
 from pants.core.util_rules.system_binaries import GitBinary
 from pants.testutil.option_util import create_subsystem
 from pants.vcs.git import GitWorktree
