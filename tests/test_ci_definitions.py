@@ -49,7 +49,7 @@ def test_gitlab_builds_every_python_shared() -> None:
     assert _needed() <= versions, f"missing: {_needed() - versions}"
     script = " ".join(pipeline["default"]["before_script"])
     assert "pyenv install" in script and "$MMEPACK_PYTHONS" in script
-    for job in ("checks", "package", "test", "publish"):
+    for job in ("checks", "package", "test", "newcomer", "publish"):
         assert "before_script" not in pipeline[job], f"{job} would skip the Python setup"
 
 
@@ -90,3 +90,13 @@ def test_gitlab_passes_the_push_base_and_history() -> None:
     assert "MMEPACK_CHANGED_SINCE=" in script and "CI_COMMIT_BEFORE_SHA" in script
     for job in ("package", "test", "publish"):
         assert pipeline[job]["script"] == [f"./ci/{job}.sh"]
+
+
+def test_every_ci_runs_the_newcomer_clean_clone_test() -> None:
+    """Too slow for `./pants test ::`, so each CI runs it as its own step."""
+    assert "tests/e2e_newcomer_clone.py" in (REPO / "ci" / "newcomer.sh").read_text()
+    workflow = YAML(typ="safe").load((REPO / "ci" / "github-actions.yml").read_text())
+    runs = [s.get("run") for s in workflow["jobs"]["build"]["steps"]]
+    assert "./ci/newcomer.sh" in runs
+    pipeline = YAML(typ="safe").load((REPO / "ci" / "gitlab-ci.yml").read_text())
+    assert pipeline["newcomer"]["script"] == ["./ci/newcomer.sh"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mmepack.environment.build import build_environment
+from mmepack.environment.build import build_environment, progress_log
 from mmepack.environment.cache import EnvCache, EnvKey
 from mmepack.environment.command import main as build_env_main
 from mmepack.environment.report import REPORT_SCHEMA, BuildReport
@@ -141,6 +141,9 @@ def test_builder_writes_the_report_on_a_cache_hit(tmp_path: Path) -> None:
     assert report.archive == str(output) and report.archive_bytes == len(b"packed environment")
     assert report.python_version == "3.11.7" and report.proven_imports == ["numpy"]
     assert report.cache_entry == cache.entry(key).name[:12]
+    # What Pants would hold back until the process ends is in the cache's progress log already.
+    progress = (cache.root / "progress.log").read_text()
+    assert "[demo, Python 3.11, pid " in progress and "environment ready" in progress
 
     code = build_env_main(
         [
@@ -157,3 +160,29 @@ def test_builder_writes_the_report_on_a_cache_hit(tmp_path: Path) -> None:
     assert code == 0
     from_cli = BuildReport.read(tmp_path / "cli" / "report.json")
     assert dataclasses.replace(from_cli, archive=report.archive, label="demo") == report
+
+
+def test_progress_log_appends_starts_over_when_big_and_never_fails_the_build(
+    tmp_path: Path,
+) -> None:
+    shown: list[str] = []
+    path = tmp_path / "cache" / "progress.log"
+    with progress_log(shown.append, path, "[m]") as log:
+        log("Collecting numpy<2")
+    with progress_log(shown.append, path, "[m]") as log:
+        log("Installing collected packages: numpy")
+    lines = path.read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "[m] Collecting numpy<2",
+        "[m] Installing collected packages: numpy",
+    ]
+    assert shown == ["Collecting numpy<2", "Installing collected packages: numpy"]
+    path.write_text("x" * (2 << 20))
+    with progress_log(shown.append, path, "[m]") as log:
+        log("fresh")
+    assert path.read_text().endswith("[m] fresh\n") and path.stat().st_size < 100
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with progress_log(shown.append, blocked / "progress.log", "[m]") as log:
+        log("still shown")
+    assert shown[-1] == "still shown"

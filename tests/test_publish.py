@@ -573,10 +573,13 @@ def test_cli_publish_and_promote(
     argv = ["publish", str(artifact), "--branch", "feature", "--models-root", models_root]
     assert main([*argv, "--dry-run"]) == 0
     assert _keys(s3, staging) == []
-    assert main([*argv, "--commit", "c0mm1t"]) == 0
+    # What `./pants publish` passes from its build root (its sandbox has no git): the flag wins
+    # over GITHUB_SHA's "CI checked this commit out, so the tree is clean".
+    assert main([*argv, "--commit", "c0mm1t", "--git-dirty", "true"]) == 0
     assert "staging bucket" in capsys.readouterr().out
     manifest = json.loads(_get(s3, staging, "mme/demo_1.tar.gz.manifest.json"))
     assert manifest["git_commit"] == "c0mm1t"
+    assert manifest["git_dirty"] is True
     assert list(manifest["dvc_weights_md5"]) == ["demo_classifier/1/model.onnx"]
 
     assert main(["promote", "demo", "1"]) == 0

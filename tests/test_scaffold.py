@@ -33,6 +33,9 @@ def test_new_model_validates_and_its_onnx_is_tracked(tmp_path: Path) -> None:
     # Only the lock is left to make (`mmepack lock`, which resolves with pip): a warning.
     assert [(p.field, p.severity) for p in problems] == [("requirements.lock", "warning")]
     assert any("mmepack lock" in line for line in lines)
+    # The weights must reach the remote before the build, which reads only the remote.
+    next_steps = lines[-1]
+    assert next_steps.index("dvc push") < next_steps.index("./pants package")
     onnx_file = model_dir / "tiny_adder_model" / "1" / "model.onnx"
     assert (onnx_file.parent / "model.onnx.dvc").is_file()
     model = onnx.load(str(onnx_file))

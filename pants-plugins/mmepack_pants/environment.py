@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.engine.addresses import Address
@@ -46,6 +46,8 @@ STUB_FILE = "triton_python_backend_stub"
 REQUIREMENTS_FILE = "requirements.txt"
 LOCK_FILE = "requirements.lock"
 _PIP_CACHE = ".cache/mmepack-pip"
+# The library's progress log, in its environment cache folder (mmepack.names.PROGRESS_LOG).
+PROGRESS_LOG = "progress.log"
 
 
 class MmepackBuildError(Exception):
@@ -94,6 +96,30 @@ def builder_args(subsystem: MmepackSubsystem) -> Tuple[str, ...]:
     if subsystem.conda:
         args.append(f"--conda={subsystem.conda}")
     return tuple(args)
+
+
+def progress_log_path(env: Mapping[str, str]) -> str:
+    """Where the builder appends its progress lines: the environment cache folder, found as
+    `mmepack.environment.cache.default_cache_root` finds it, from the process's variables."""
+    if env.get("MMEPACK_ENV_CACHE"):
+        root = env["MMEPACK_ENV_CACHE"]
+    else:
+        base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or "~", ".cache")
+        root = os.path.join(base, "mmepack", "envs")
+    return os.path.join(root, PROGRESS_LOG)
+
+
+def build_description(address: Address, python: Optional[str], env: Mapping[str, str]) -> str:
+    """What the user sees while the builder runs: Pants shows a running process's description
+    (the dynamic UI's line with its timer, or the periodic "Long running tasks" log line without
+    a terminal) but none of its output until it ends. So it says what is happening, how long it
+    usually takes, and where pip's progress can be followed meanwhile."""
+    return (
+        f"Build, prove and cache the Python {python or 'default'} environment for {address} "
+        "(pip installs requirements.lock, then conda-pack and a proof under Triton: about a "
+        "minute when no cache has it; follow pip with `tail -f "
+        f"{progress_log_path(env)}`)"
+    )
 
 
 @dataclass(frozen=True)
@@ -154,7 +180,9 @@ async def build_python_env(
                 *builder_args(subsystem),
                 *request.target_args,
             ],
-            description=f"Build, prove and cache the Python environment for {request.address}",
+            description=build_description(
+                request.address, _python_arg(request.target_args), env_vars
+            ),
             input_digest=builder_input,
             output_files=[ENV_FILE, STUB_FILE, REPORT_FILE],
             extra_env={
@@ -179,6 +207,13 @@ async def build_python_env(
     for line in report.lines(from_pants_cache):
         logger.info(f"{request.address}: {line}")
     return PythonEnv(env, stub=report.stub is not None)
+
+
+def _python_arg(target_args: Tuple[str, ...]) -> Optional[str]:
+    for arg in target_args:
+        if arg.startswith("--python="):
+            return arg[len("--python=") :]
+    return None
 
 
 def _read_report(address: Address, contents: DigestContents) -> EnvReport:

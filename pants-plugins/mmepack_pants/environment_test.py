@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pants.engine.addresses import Address
 from pants.testutil.option_util import create_subsystem
 
-from mmepack_pants.environment import builder_args, stub_dir_globs, target_args
+from mmepack_pants.environment import (
+    build_description,
+    builder_args,
+    progress_log_path,
+    stub_dir_globs,
+    target_args,
+)
 from mmepack_pants.subsystem import EnvBuilderKind, MmepackSubsystem, TritonServerSubsystem
 
 
@@ -36,3 +43,21 @@ def test_absolute_stub_dir_is_not_copied() -> None:
     )
     assert stub_dir_globs(server) == ()
     assert target_args(None, server)[-1] == "--stub-dir=/opt/stubs"
+
+
+def test_progress_log_is_where_the_library_writes_it() -> None:
+    # mmepack.environment.cache.default_cache_root, then names.PROGRESS_LOG.
+    assert progress_log_path({"HOME": "/h"}) == "/h/.cache/mmepack/envs/progress.log"
+    assert progress_log_path({"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == (
+        "/x/mmepack/envs/progress.log"
+    )
+    assert progress_log_path({"MMEPACK_ENV_CACHE": "/c", "XDG_CACHE_HOME": "/x"}) == (
+        "/c/progress.log"
+    )
+
+
+def test_running_builder_says_what_it_does_and_where_pip_shows() -> None:
+    said = build_description(Address("models/m", target_name="m"), "3.12", {"HOME": "/h"})
+    assert "Python 3.12 environment for models/m:m" in said
+    assert "about a minute" in said
+    assert "tail -f /h/.cache/mmepack/envs/progress.log" in said

@@ -22,9 +22,13 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import List
 
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.base.build_root import BuildRoot
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.addresses import Address, Addresses
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
@@ -75,6 +79,11 @@ _WEIGHTS_LINE = "mmepack: model "
 # mmepack.artifact.size_report's lines (the plugin does not import the library).
 _SIZE_LINE = "mmepack: size of "
 _SIZE_WARNING = "mmepack: warning: "
+# The library's rules for the names of `<model>_<version>.tar.gz` (model_version.txt holds digits
+# with at most two dots; SageMaker loads the folder whose config matches this pattern). Stated
+# here because the plugin must not import the library.
+_VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
+_ENSEMBLE_RE = re.compile(r'platform:(\s)*"ensemble"')
 
 
 @dataclass(frozen=True)
@@ -132,78 +141,141 @@ async def package_triton_model(
     subsystem: MmepackSubsystem,
     target_server: TritonServerSubsystem,
     run_id: RunId,
+    dist_dir: DistDir,
+    build_root: BuildRoot,
 ) -> BuiltPackage:
     address = field_set.address
     model_dir = address.spec_path
-    toolchain = await Get(Addresses, ToolchainRequest())
-    transitive, toolchain_closure, env_vars, cli = await MultiGet(
-        Get(TransitiveTargets, TransitiveTargetsRequest([address])),
-        Get(TransitiveTargets, TransitiveTargetsRequest(toolchain)),
-        Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
-        Get(VenvPex, MmepackCliRequest()),
-    )
-    # The toolchain (dependencies.py) reaches the build through the CLI; its files are no input.
-    not_model = set(toolchain_closure.closure)
-    sources = await Get(
-        SourceFiles,
-        SourceFilesRequest(t.get(SourcesField) for t in transitive.closure if t not in not_model),
-    )
-    _require_dvc_config(address, sources.snapshot.files, subsystem.dvc_target)
-    target = target_args(field_set.python_version.value or subsystem.python_version, target_server)
-    # DVC writes a .gitignore beside each tracked output, which Pants does not read: leave the
-    # working-tree copy of `x` (tracked by `x.dvc`) out, so the build packs the remote's bytes.
-    tracked = [path[: -len(".dvc")] for path in sources.snapshot.files if path.endswith(".dvc")]
-    model_files = sources.snapshot.digest
-    if tracked:
-        model_files = await Get(
-            Digest,
-            DigestSubset(
-                model_files,
-                PathGlobs(["**", *(f"!{p}" for p in tracked), *(f"!{p}/**" for p in tracked)]),
+    try:
+        toolchain = await Get(Addresses, ToolchainRequest())
+        transitive, toolchain_closure, env_vars, cli = await MultiGet(
+            Get(TransitiveTargets, TransitiveTargetsRequest([address])),
+            Get(TransitiveTargets, TransitiveTargetsRequest(toolchain)),
+            Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
+            Get(VenvPex, MmepackCliRequest()),
+        )
+        # The toolchain (dependencies.py) reaches the build through the CLI; its files are no input.
+        not_model = set(toolchain_closure.closure)
+        sources = await Get(
+            SourceFiles,
+            SourceFilesRequest(t.get(SourcesField) for t in transitive.closure if t not in not_model),
+        )
+        _require_dvc_config(address, sources.snapshot.files, subsystem.dvc_target)
+        target = target_args(field_set.python_version.value or subsystem.python_version, target_server)
+        # DVC writes a .gitignore beside each tracked output, which Pants does not read: leave the
+        # working-tree copy of `x` (tracked by `x.dvc`) out, so the build packs the remote's bytes.
+        tracked = [path[: -len(".dvc")] for path in sources.snapshot.files if path.endswith(".dvc")]
+        model_files = sources.snapshot.digest
+        if tracked:
+            model_files = await Get(
+                Digest,
+                DigestSubset(
+                    model_files,
+                    PathGlobs(["**", *(f"!{p}" for p in tracked), *(f"!{p}/**" for p in tracked)]),
+                ),
+            )
+        remote_objects = await _local_remote_objects(sources.snapshot)
+        stubs = await Get(Digest, PathGlobs(stub_dir_globs(target_server)))
+        inputs = [model_files, remote_objects, stubs]
+        env_args: list[str] = []
+        if os.path.join(model_dir, REQUIREMENTS_FILE) in sources.snapshot.files:
+            env = await Get(
+                PythonEnv, PythonEnvRequest(address, model_dir, sources.snapshot.digest, target)
+            )
+            inputs.append(env.digest)
+            env_args = [f"--env={ENV_FILE}", *([f"--stub={STUB_FILE}"] if env.stub else [])]
+
+        package_input = await Get(Digest, MergeDigests(inputs))
+        result = await Get(
+            FallibleProcessResult,
+            VenvPexProcess(
+                cli,
+                argv=[
+                    "package",
+                    model_dir,
+                    "--pull",
+                    "--repo-root=.",
+                    f"--output-dir={_OUT_DIR}",
+                    *target,
+                    *env_args,
+                ],
+                description=f"Package {address} for SageMaker MME",
+                input_digest=package_input,
+                output_directories=[_OUT_DIR],
+                extra_env=dict(env_vars),
+                level=LogLevel.INFO,
             ),
         )
-    remote_objects = await _local_remote_objects(sources.snapshot)
-    stubs = await Get(Digest, PathGlobs(stub_dir_globs(target_server)))
-    inputs = [model_files, remote_objects, stubs]
-    env_args: list[str] = []
-    if os.path.join(model_dir, REQUIREMENTS_FILE) in sources.snapshot.files:
-        env = await Get(
-            PythonEnv, PythonEnvRequest(address, model_dir, sources.snapshot.digest, target)
+        if result.exit_code != 0:
+            raise failure(address, "packaging", result)
+        _relay_weights_line(address, result, run_id)
+        _relay_size_report(address, result)
+        output = await Get(Digest, RemovePrefix(result.output_digest, _OUT_DIR))
+        snapshot = await Get(Snapshot, AddPrefix(output, field_set.output_dir.value or "mme"))
+        return BuiltPackage(
+            snapshot.digest,
+            tuple(BuiltPackageArtifact(path) for path in snapshot.files),
         )
-        inputs.append(env.digest)
-        env_args = [f"--env={ENV_FILE}", *([f"--stub={STUB_FILE}"] if env.stub else [])]
+    except Exception as exc:
+        # Pants writes dist/ only when every package succeeds, so a failed build would leave the
+        # previous tar of this model and version there, ready to be published as if it were
+        # this build's. The engine gives rules no workspace; the build root is a plain folder.
+        removed = remove_stale_artifacts(
+            Path(build_root.path),
+            dist_dir.relpath / (field_set.output_dir.value or "mme"),
+            model_dir,
+        )
+        if not removed:
+            raise
+        said = ", ".join(str(path) for path in removed)
+        if isinstance(exc, MmepackBuildError):
+            raise MmepackBuildError(
+                f"{exc}\nRemoved {said}, the artifact of an earlier build, so that it cannot be "
+                "published as this one's."
+            ) from None
+        logger.warning(f"{address}: removed {said}: an earlier build's artifact, not this one's")
+        raise
 
-    package_input = await Get(Digest, MergeDigests(inputs))
-    result = await Get(
-        FallibleProcessResult,
-        VenvPexProcess(
-            cli,
-            argv=[
-                "package",
-                model_dir,
-                "--pull",
-                "--repo-root=.",
-                f"--output-dir={_OUT_DIR}",
-                *target,
-                *env_args,
-            ],
-            description=f"Package {address} for SageMaker MME",
-            input_digest=package_input,
-            output_directories=[_OUT_DIR],
-            extra_env=dict(env_vars),
-            level=LogLevel.INFO,
-        ),
-    )
-    if result.exit_code != 0:
-        raise failure(address, "packaging", result)
-    _relay_weights_line(address, result, run_id)
-    _relay_size_report(address, result)
-    output = await Get(Digest, RemovePrefix(result.output_digest, _OUT_DIR))
-    snapshot = await Get(Snapshot, AddPrefix(output, field_set.output_dir.value or "mme"))
-    return BuiltPackage(
-        snapshot.digest,
-        tuple(BuiltPackageArtifact(path) for path in snapshot.files),
-    )
+
+def artifact_names(build_root: Path, model_dir: str) -> List[str]:
+    """The names `mmepack package` gives this model's artifact: `<model>_<version>.tar.gz`,
+    where the model is the SageMaker ensemble's folder (or the model directory's name).
+
+    Read from the working tree, not the engine: it must work when the failure came from
+    reading the sources themselves. Nothing is named when model_version.txt is unreadable.
+    """
+    root = build_root / model_dir
+    try:
+        version = (root / "model_version.txt").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return []
+    if not _VERSION_RE.fullmatch(version):
+        return []
+    models = {root.name}
+    for config in sorted(root.glob("*/config.pbtxt")):
+        try:
+            if _ENSEMBLE_RE.search(config.read_text(encoding="utf-8", errors="replace")):
+                models.add(config.parent.name)
+        except OSError:
+            continue
+    return sorted(f"{model}_{version}.tar.gz" for model in models)
+
+
+def remove_stale_artifacts(build_root: Path, dist_subdir: Path, model_dir: str) -> List[Path]:
+    """Delete this model's artifacts from `dist/<output_dir>/`; the paths removed, relative to
+    the build root. Links and folders are left alone (Pants writes regular files there)."""
+    removed = []
+    for name in artifact_names(build_root, model_dir):
+        relative = dist_subdir / name
+        path = build_root / relative
+        if path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+            except OSError as exc:
+                logger.warning(f"cannot remove {relative} ({exc.strerror}): delete it by hand")
+                continue
+            removed.append(relative)
+    return removed
 
 
 def _relay_weights_line(address: Address, result: FallibleProcessResult, run_id: RunId) -> None:

@@ -1,14 +1,23 @@
 """The package rule's own checks: a DVC-tracking model without the DVC configuration is named,
-and a local remote's objects are found by content, with no path to the checkout."""
+a local remote's objects are found by content, with no path to the checkout, and a failed
+build leaves no earlier artifact of the model in dist/."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 # pytest runs these tests from its own tool resolve; pants-plugins holds no pytest requirement.
 import pytest  # pants: no-infer-dep
 from pants.engine.addresses import Address
 
 from mmepack_pants.environment import MmepackBuildError
-from mmepack_pants.package import _MD5, _object_globs, _require_dvc_config
+from mmepack_pants.package import (
+    _MD5,
+    _object_globs,
+    _require_dvc_config,
+    artifact_names,
+    remove_stale_artifacts,
+)
 
 ADDRESS = Address("models/foreign", target_name="foreign")
 
@@ -43,3 +52,32 @@ def test_remote_objects_are_named_by_content_not_by_checkout() -> None:
     assert _object_globs({"6785ca37c681a417b05284b30c68ad6d"}) == [
         "**/files/md5/67/85ca37c681a417b05284b30c68ad6d"
     ]
+
+
+def _model(root: Path, version: str = "2") -> None:
+    model = root / "models" / "adder"
+    for step in ("adder_ens", "adder_step"):
+        (model / step).mkdir(parents=True)
+    (model / "adder_ens" / "config.pbtxt").write_text('name: "adder_ens"\nplatform: "ensemble"\n')
+    (model / "adder_step" / "config.pbtxt").write_text('name: "adder_step"\nbackend: "python"\n')
+    (model / "model_version.txt").write_text(f"{version}\n")
+
+
+def test_failed_build_removes_only_this_models_earlier_artifacts(tmp_path: Path) -> None:
+    _model(tmp_path)
+    dist = tmp_path / "dist" / "mme"
+    dist.mkdir(parents=True)
+    for name in ("adder_2.tar.gz", "adder_ens_2.tar.gz", "adder_1.tar.gz", "other_2.tar.gz"):
+        (dist / name).write_bytes(b"earlier build")
+    assert artifact_names(tmp_path, "models/adder") == ["adder_2.tar.gz", "adder_ens_2.tar.gz"]
+    removed = remove_stale_artifacts(tmp_path, Path("dist/mme"), "models/adder")
+    assert removed == [Path("dist/mme/adder_2.tar.gz"), Path("dist/mme/adder_ens_2.tar.gz")]
+    # Another version's artifact and another model's are not this build's to remove.
+    assert sorted(p.name for p in dist.iterdir()) == ["adder_1.tar.gz", "other_2.tar.gz"]
+    assert remove_stale_artifacts(tmp_path, Path("dist/mme"), "models/adder") == []
+
+
+def test_unreadable_version_names_nothing(tmp_path: Path) -> None:
+    _model(tmp_path, version="../../etc")
+    assert artifact_names(tmp_path, "models/adder") == []
+    assert artifact_names(tmp_path, "models/missing") == []

@@ -20,6 +20,7 @@ from pants.core.goals.publish import (
     PublishRequest,
 )
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.core.util_rules.system_binaries import GitBinaryException
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import Digest, MergeDigests
 from pants.engine.process import (
@@ -32,7 +33,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.option.option_types import BoolOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
-from pants.vcs.git import GitWorktreeRequest, MaybeGitWorktree
+from pants.vcs.git import GitWorktree, GitWorktreeRequest, MaybeGitWorktree
 
 from mmepack_pants.cli import MmepackCliRequest
 from mmepack_pants.target_types import TritonModelSourcesField
@@ -96,13 +97,16 @@ def publish_argv(
     env: Mapping[str, str],
     git_branch: Optional[str],
     git_commit: Optional[str],
+    git_dirty: Optional[bool] = None,
 ) -> List[str]:
     """`mmepack publish` arguments; the branch and commit come from the worktree, not a guess.
 
     The upload runs in a sandbox with no git, so the worktree's branch is read here. Git's real
     branch name is used: Pants' `current_rev_identifier` is the literal `HEAD`, which once sent
     a local `main` checkout to staging. On a detached head (`git_branch` None) nothing is passed
-    and `mmepack publish` refuses, saying how to name the branch.
+    and `mmepack publish` refuses, saying how to name the branch. Whether the worktree has
+    uncommitted changes is read here too, so the manifest's `git_dirty` is not null; with a CI
+    commit variable the library's own rule (CI checked that commit out: clean) stands.
     """
     argv = ["publish", *artifacts, f"--models-root={models_root}"]
     for flag, value in (
@@ -117,11 +121,23 @@ def publish_argv(
     ci_branch = any(env.get(v) for v in _BRANCH_VARIABLES)
     if git_branch and not options.branch and not ci_branch:
         argv.append(f"--branch={git_branch}")
-    if git_commit and not any(env.get(v) for v in _COMMIT_VARIABLES):
+    ci_commit = any(env.get(v) for v in _COMMIT_VARIABLES)
+    if git_commit and not ci_commit:
         argv.append(f"--commit={git_commit}")
+    if git_dirty is not None and not ci_commit:
+        argv.append(f"--git-dirty={'true' if git_dirty else 'false'}")
     if options.dry_run:
         argv.append("--dry-run")
     return argv
+
+
+def worktree_dirty(git: GitWorktree) -> Optional[bool]:
+    """Uncommitted changes to tracked files, or untracked files git does not ignore: what
+    `git status --porcelain` lists. None when git fails (the manifest then says it cannot tell)."""
+    try:
+        return bool(git.changed_files(include_untracked=True))
+    except GitBinaryException:
+        return None
 
 
 class MmepackDryRunFailed(Exception):
@@ -189,6 +205,7 @@ async def publish_triton_model(
         env,
         git_branch=git.branch_name if git is not None else None,
         git_commit=git.commit_id if git is not None else None,
+        git_dirty=worktree_dirty(git) if git is not None else None,
     )
     process = await Get(
         Process,

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
-import pytest
+import pytest  # pants: no-infer-dep
+from pants.core.util_rules.system_binaries import GitBinary
 from pants.testutil.option_util import create_subsystem
+from pants.vcs.git import GitWorktree
 
 from mmepack_pants.publish import (
     MmepackDryRunFailed,
     MmepackPublish,
     dry_run_packages,
     publish_argv,
+    worktree_dirty,
 )
 
 
@@ -62,3 +68,33 @@ def test_dry_run_is_reported_as_skipped_not_published() -> None:
 def test_failed_dry_run_fails_with_the_cli_message() -> None:
     with pytest.raises(MmepackDryRunFailed, match="cannot tell which branch"):
         dry_run_packages(["m_1.tar.gz"], 2, "mmepack: error: cannot tell which branch")
+
+
+def test_worktree_state_reaches_the_manifest_unless_ci_checked_out_the_commit() -> None:
+    # The upload's sandbox has no git, so without this the manifest's git_dirty is null.
+    args = ["m_1.tar.gz"], "models", _options()
+    assert "--git-dirty=true" in publish_argv(*args, {}, "main", "abc", git_dirty=True)
+    assert "--git-dirty=false" in publish_argv(*args, {}, "main", "abc", git_dirty=False)
+    unknown = publish_argv(*args, {}, "main", "abc", git_dirty=None)
+    assert not any(arg.startswith("--git-dirty") for arg in unknown)
+    ci = publish_argv(*args, {"GITHUB_SHA": "ci-sha"}, "main", "abc", git_dirty=True)
+    assert not any(arg.startswith("--git-dirty") for arg in ci)
+
+
+def test_worktree_dirty_reads_the_real_worktree(tmp_path: Path) -> None:
+    git_path = shutil.which("git")
+    assert git_path is not None, "git is needed to build and publish from a checkout"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "a.txt").write_text("a")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    worktree = GitWorktree(GitBinary(git_path), worktree=tmp_path)
+    assert worktree_dirty(worktree) is False
+    (tmp_path / "new.txt").write_text("untracked")
+    assert worktree_dirty(worktree) is True
+    (tmp_path / "new.txt").unlink()
+    (tmp_path / "a.txt").write_text("changed")
+    assert worktree_dirty(worktree) is True
+    broken = GitWorktree(GitBinary(git_path), worktree=tmp_path / "no-such")
+    assert worktree_dirty(broken) is None

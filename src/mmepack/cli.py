@@ -246,11 +246,15 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         f"{'production' if production else 'staging'} bucket '{bucket}'"
     )
     commit = args.commit or git_commit()
+    dirty = None if args.git_dirty is None else args.git_dirty == "true"
     for artifact in args.artifacts:
         model, _ = parse_artifact_name(artifact)
         model_dir = args.models_root / model
         provenance = build_provenance(
-            artifact, model_dir=model_dir if model_dir.is_dir() else None, commit=commit
+            artifact,
+            model_dir=model_dir if model_dir.is_dir() else None,
+            commit=commit,
+            dirty=dirty,
         )
         publish_artifact(
             artifact,
@@ -438,6 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--commit",
         help="git commit recorded in the manifest (default: $GITHUB_SHA, $CI_COMMIT_SHA, "
         "$GIT_COMMIT, then `git rev-parse HEAD`)",
+    )
+    publish.add_argument(
+        "--git-dirty",
+        choices=("true", "false"),
+        help="whether the tree the artifacts were built from had uncommitted changes, recorded "
+        "in the manifest (default: false when a CI commit variable is set, else `git status "
+        "--porcelain` here); `./pants publish` passes its build root's state, since its "
+        "sandbox has no git",
     )
     publish.add_argument(
         "--models-root",

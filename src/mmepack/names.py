@@ -26,6 +26,10 @@ SHARED_ENV_TAR = "python_env.tar"
 # How a packed environment's tar member ends, in either layout (publish records each one).
 ENV_MEMBER_SUFFIXES = (ENV_ARCHIVE, SHARED_ENV_TAR)
 
+# In the environment cache's folder: every build's progress lines (pip's included), appended as
+# they come. Pants shows a process's output only when it ends; this file can be followed.
+PROGRESS_LOG = "progress.log"
+
 # The Python backend parameter that points a step at its packed environment, and the prefix it
 # must start with (the host path of an MME model is only known at load time).
 ENV_PATH_PARAMETER = "EXECUTION_ENV_PATH"

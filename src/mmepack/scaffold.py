@@ -11,9 +11,8 @@ uses DVC), and a test that serves the packaged artifact on a real Triton server.
 
 from __future__ import annotations
 
+import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from mmepack.errors import MmepackError
@@ -191,22 +190,24 @@ def write_onnx_model(path: Path, target: TargetServer) -> None:
 
 
 def _dvc_add(path: Path, repo_root: Path) -> str:
-    """`dvc add` the file when the repository uses DVC; what happened, for the user."""
+    """`dvc add` the file when the repository uses DVC; what happened, for the user.
+
+    DVC runs in this process, not as `python -m dvc`: from the CLI PEX (`./pants run
+    src/mmepack:cli -- new ...`) the interpreter alone cannot import the PEX's packages.
+    """
     if not (repo_root / ".dvc").is_dir():
         return f"{path} is not tracked: {repo_root} has no .dvc/ (run `dvc add {path}` later)"
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "add", str(path.resolve())],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    if result.returncode != 0:
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(repo_root)) as repo:
+            repo.add(str(path.resolve()))
+    except DvcException as exc:
         raise MmepackError(
-            f"`dvc add {path}` failed: {result.stderr.strip() or result.stdout.strip()}; "
-            f"fix DVC in {repo_root}, then run it yourself"
-        )
+            f"`dvc add {path}` failed: {exc}; fix DVC in {repo_root}, then run it yourself"
+        ) from None
     return f"{path} is tracked by DVC ({path.name}.dvc); `dvc push` sends it to the remote"
 
 
@@ -273,7 +274,8 @@ def new_model(
     return [
         f"mmepack: created {model_dir} ({name}: preprocess -> model.onnx -> postprocess)",
         f"mmepack: {_dvc_add(onnx_path, root)}",
-        f"mmepack: next: mmepack lock {model_dir} --python {python}; mmepack validate "
-        f"{model_dir}; ./pants package {relative}:{name}; "
+        f"mmepack: next: ./pants lock-envs {relative}:{name} (or mmepack lock {model_dir} "
+        f"--python {python}); dvc push (the build reads weights from the DVC remote only); "
+        f"./pants lint check {relative}::; ./pants package {relative}:{name}; "
         f"./pants test {relative}/tests:",
     ]

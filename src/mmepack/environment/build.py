@@ -16,10 +16,12 @@ The command line around it is `mmepack.environment.command`; packing is
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +42,11 @@ from mmepack.environment.requirements import (
 from mmepack.environment.slim import site_packages, slim_prefix
 from mmepack.errors import MmepackError, model_prefix
 from mmepack.files import copy_atomically
-from mmepack.names import ENV_ARCHIVE
+from mmepack.names import ENV_ARCHIVE, PROGRESS_LOG
 
 Log = Callable[[str], None]
+# The progress log starts over once it passes this size, so it never grows without bound.
+_PROGRESS_LOG_LIMIT = 1 << 20
 
 
 def _stderr(message: str) -> None:
@@ -167,6 +171,34 @@ def _report(
     )
 
 
+@contextmanager
+def progress_log(log: Log, path: Path, tag: str) -> Iterator[Log]:
+    """`log`, with each message also appended to `path` as it comes, with the time and `tag`.
+
+    Under Pants a process's output appears only when it ends, so a minute of pip is a minute
+    of silence; this file can be followed meanwhile (`tail -f`). It is a convenience: when it
+    cannot be written, the build goes on with `log` alone.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        too_big = path.is_file() and path.stat().st_size > _PROGRESS_LOG_LIMIT
+        handle = path.open("w" if too_big else "a", encoding="utf-8")
+    except OSError:
+        yield log
+        return
+
+    def both(message: str) -> None:
+        log(message)
+        try:
+            handle.write(f"{time.strftime('%H:%M:%S')} {tag} {message}\n")
+            handle.flush()
+        except OSError:
+            pass
+
+    with handle:
+        yield both
+
+
 def build_environment(
     request: EnvRequest,
     output: Path,
@@ -179,12 +211,27 @@ def build_environment(
 ) -> BuiltEnv:
     """Write a proven environment to `output` (and the stub the target needs, if any, to
     `stub_output`, and a `BuildReport` to `report`); nothing is written unless every step
-    succeeded."""
+    succeeded. Progress also goes to the cache folder's `progress.log` (see `progress_log`)."""
+    cache = cache or EnvCache()
+    who = request.label or request.requirements.name
+    tag = f"[{who}, Python {request.python}, pid {os.getpid()}]"
+    with progress_log(log, cache.root / PROGRESS_LOG, tag) as logged:
+        return _build_environment(request, output, options, stub_output, cache, report, logged)
+
+
+def _build_environment(
+    request: EnvRequest,
+    output: Path,
+    options: EnvOptions | None,
+    stub_output: Path | None,
+    cache: EnvCache,
+    report: Path | None,
+    log: Log,
+) -> BuiltEnv:
     options = options or EnvOptions()
     who = model_prefix(request.label)
     install = install_source(request.requirements, request.python, request.label, log)
     stub = options.stub(request)
-    cache = cache or EnvCache()
     builder = choose_builder(options.builder, options.conda, log)
     # The numpy constraint changes what is installed, so it is part of the key: an environment
     # cached before the constraint (numpy 2) is never reused for a server that needs numpy 1.
