@@ -158,10 +158,14 @@ async def package_triton_model(
         not_model = set(toolchain_closure.closure)
         sources = await Get(
             SourceFiles,
-            SourceFilesRequest(t.get(SourcesField) for t in transitive.closure if t not in not_model),
+            SourceFilesRequest(
+                t.get(SourcesField) for t in transitive.closure if t not in not_model
+            ),
         )
         _require_dvc_config(address, sources.snapshot.files, subsystem.dvc_target)
-        target = target_args(field_set.python_version.value or subsystem.python_version, target_server)
+        target = target_args(
+            field_set.python_version.value or subsystem.python_version, target_server
+        )
         # DVC writes a .gitignore beside each tracked output, which Pants does not read: leave the
         # working-tree copy of `x` (tracked by `x.dvc`) out, so the build packs the remote's bytes.
         tracked = [path[: -len(".dvc")] for path in sources.snapshot.files if path.endswith(".dvc")]
