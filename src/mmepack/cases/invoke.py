@@ -26,18 +26,30 @@ class Answer:
     error: str | None = None
 
 
-def invoke(client: Any, model_name: str, case: Case, signature: Signature) -> Answer:
-    """One inference with the case's inputs; a server error is an answer, not an exception."""
-    import tritonclient.http as httpclient
-    from tritonclient.utils import InferenceServerException
+def case_tensors(case: Case, signature: Signature) -> list[Any]:
+    """The case's inputs as binary tritonclient tensors, typed from the ensemble's config.
 
-    inputs = []
+    One builder for the test runner, the recorder and the load test, so a load test sends
+    exactly the bytes a case test checked.
+    """
+    import tritonclient.http as httpclient
+
+    tensors = []
     for name, array in case.inputs.items():
         tensor = httpclient.InferInput(
             name, list(array.shape), signature.inputs[name].triton_datatype
         )
         tensor.set_data_from_numpy(array, binary_data=True)
-        inputs.append(tensor)
+        tensors.append(tensor)
+    return tensors
+
+
+def invoke(client: Any, model_name: str, case: Case, signature: Signature) -> Answer:
+    """One inference with the case's inputs; a server error is an answer, not an exception."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    inputs = case_tensors(case, signature)
     outputs = [
         httpclient.InferRequestedOutput(name, binary_data=True) for name in signature.outputs
     ]

@@ -231,9 +231,8 @@ def case_requests(model_dir: Path) -> list[Request]:
 
     Cases that expect an error are left out: under load they would count as failures.
     """
-    import tritonclient.http as httpclient
-
     from mmepack.cases import load_cases, read_signature
+    from mmepack.cases.invoke import case_tensors
 
     cases = [c for c in load_cases(model_dir, require_expected=False) if c.expected_error is None]
     if not cases:
@@ -242,14 +241,4 @@ def case_requests(model_dir: Path) -> list[Request]:
             "give a payload file with --payload"
         )
     signature = read_signature(model_dir)
-    requests = []
-    for case in cases:
-        tensors = []
-        for name, array in case.inputs.items():
-            tensor = httpclient.InferInput(
-                name, list(array.shape), signature.inputs[name].triton_datatype
-            )
-            tensor.set_data_from_numpy(array, binary_data=True)
-            tensors.append(tensor)
-        requests.append(_request(tensors, [], str(case.path)))
-    return requests
+    return [_request(case_tensors(case, signature), [], str(case.path)) for case in cases]
