@@ -37,7 +37,7 @@ STAGES = {
     "weights (DVC cache, md5)": "verify_weights",
     "environment (cache hit)": "build_environment",
     "step bytecode": "step_bytecode",
-    "env size (inflate once)": "gzip_content_size",
+    "env check (inflate once)": "inspect_gzip",
     "write + compress": "write_artifact",
 }
 

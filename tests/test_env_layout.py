@@ -19,6 +19,7 @@ import pytest
 from mmepack.artifact.check import check_artifact
 from mmepack.artifact.diff import artifact_digests
 from mmepack.artifact.env_layout import EnvLayout, rewrite_env_path
+from mmepack.artifact.gzip_member import EMPTY_FINAL_STORED, SpliceableGzipWriter
 from mmepack.artifact.gzip_tar import GzipTarWriter, gzip_content_size
 from mmepack.artifact.size_report import size_lines
 from mmepack.artifact.writer import PART_ENVIRONMENT, PARTS, write_artifact
@@ -31,8 +32,9 @@ from tests.demo_models import ENSEMBLE_CONFIG, write_ensemble_model
 ENV_VALUE = "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz"
 
 
-def fake_env(path: Path, payload: int = 300_000) -> Path:
-    """A small gzip tar shaped like a packed environment (incompressible payload)."""
+def fake_env(path: Path, payload: int = 300_000, *, spliceable: bool = True) -> Path:
+    """A small gzip tar shaped like a packed environment (incompressible payload), written as
+    the environment build writes it (spliceable) or as plain gzip/conda-pack would."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for name, data in (
@@ -43,7 +45,11 @@ def fake_env(path: Path, payload: int = 300_000) -> Path:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
+    if spliceable:
+        with path.open("wb") as out, SpliceableGzipWriter(out, 4) as gz:
+            gz.write(raw.getvalue())
+    else:
+        path.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
     return path
 
 
@@ -156,7 +162,8 @@ def stored_env(path: Path) -> Path:
         info = tarfile.TarInfo("bin/activate")
         info.size = 2_000_000
         tar.addfile(info, io.BytesIO(b"\0" * info.size))
-    path.write_bytes(gzip.compress(raw.getvalue(), compresslevel=0, mtime=0))
+    with path.open("wb") as out, SpliceableGzipWriter(out, 0) as gz:
+        gz.write(raw.getvalue())
     return path
 
 
@@ -167,8 +174,9 @@ def test_the_environment_is_not_compressed_a_second_time(tmp_path: Path, layout:
     artifact = _package(model_dir, env, tmp_path / "dist", layout)
     assert artifact.stat().st_size >= env.stat().st_size
     if layout is EnvLayout.SHARED_TAR:
-        # Spliced: the environment's gzip member appears in the artifact byte for byte.
-        assert env.read_bytes() in artifact.read_bytes()
+        # Spliced: the environment's deflate data (without its header, its empty final stored
+        # block and trailer) appears in the artifact byte for byte.
+        assert env.read_bytes()[10 : -len(EMPTY_FINAL_STORED) - 8] in artifact.read_bytes()
     # And the artifact is an ordinary tar.gz to other readers too: GNU tar lists it.
     listed = subprocess.run(
         ["tar", "-tzf", str(artifact)], capture_output=True, text=True, check=True
@@ -214,9 +222,7 @@ def test_writer_output_reads_back_with_tarfile(tmp_path: Path) -> None:
         writer = GzipTarWriter(raw, 6)
         info = tarfile.TarInfo("a.txt")
         writer.add_bytes(info, b"hello", "code")
-        spliced = tarfile.TarInfo("env.tar")
-        spliced.size = gzip_content_size(env)
-        writer.add_spliced(spliced, env, "environment")
+        writer.add_spliced(tarfile.TarInfo("env.tar"), env, "environment")
         writer.add_bytes(tarfile.TarInfo("z.txt"), b"after", "code")
         writer.close("code")
     with tarfile.open(out) as tar:
@@ -246,8 +252,8 @@ def test_size_report_adds_up_and_flags_a_dominant_environment(tmp_path: Path) ->
 
 
 def test_publish_check_and_member_diff_read_past_the_spliced_environment(tmp_path: Path) -> None:
-    """Several gzip members: tarfile's stream mode ("r|gz") would stop after the first; the
-    publish check and the member diff must see every member."""
+    """The publish check and the member diff see every member after the spliced environment
+    (they read with open_tar_stream, which also handles older multi-member artifacts)."""
     model_dir = three_step_model(tmp_path / "src")
     env = fake_env(tmp_path / "python_env.tar.gz")
     artifact = _package(model_dir, env, tmp_path / "dist", EnvLayout.SHARED_TAR)

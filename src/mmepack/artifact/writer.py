@@ -23,7 +23,7 @@ from typing import IO
 
 from mmepack.artifact.bytecode import add_step_bytecode
 from mmepack.artifact.env_layout import EnvLayout, place_environment
-from mmepack.artifact.gzip_tar import GzipTarWriter, gzip_content_size
+from mmepack.artifact.gzip_tar import GzipTarWriter
 from mmepack.artifact.safe_files import scan_model_folder
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path, open_regular, process_alive
@@ -200,10 +200,8 @@ def _write_member(tar: GzipTarWriter, member: PlannedMember) -> None:
     elif isinstance(source, bytes):
         tar.add_bytes(_info(member.name), source, member.part)
     elif member.part == PART_ENVIRONMENT and member.name.endswith(f"/{SHARED_ENV_TAR}"):
-        # The plain tar, shipped as the environment build's own gzip bytes (compressed once).
-        info = _info(member.name)
-        info.size = gzip_content_size(source)
-        tar.add_spliced(info, source, member.part)
+        # The plain tar, shipped as the environment build's own deflate bytes (compressed once).
+        tar.add_spliced(_info(member.name), source, member.part)
     else:
         info = _info(member.name)
         info.size = source.stat().st_size

@@ -40,7 +40,9 @@ MANIFEST = "manifest.json"
 _STAGING_RE = re.compile(r"^\.[0-9a-f]+\.(?:building|partial)-(?P<pid>[0-9]+)$")
 # Bump when the builders change what they put in an environment: old entries stop matching.
 # 4: installed from the lock, made reproducible (checked-hash bytecode, normalised archive).
-ENV_FORMAT = 4
+# 5: the archive's deflate data ends with a full flush (spliceable into a one-member artifact);
+#    a format-4 archive would be compressed again, giving other artifact bytes for one lock.
+ENV_FORMAT = 5
 
 
 def default_cache_root() -> Path:

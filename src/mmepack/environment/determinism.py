@@ -17,7 +17,9 @@ one build to the next, found by building twice and comparing, is neutralised her
   rewrite, so the prefix is packed with a fixed `dest_prefix` (which leaves that script out; Triton
   never runs it) and the generic `bin/activate`/`bin/deactivate` it adds are kept.
 - the archive: members sorted by name, times set to one fixed epoch, owners root/root with no
-  names, modes reduced to 0644/0755, and a gzip header without a time or file name.
+  names, modes reduced to 0644/0755, and a gzip header without a time or file name. Its deflate
+  data ends with a full flush before the final block (`SpliceableGzipWriter`), so an artifact
+  can copy those bytes instead of compressing the environment again; it stays a standard gzip.
 
 `check_no_build_path` then refuses an environment in which the build's path still appears, so a
 new installer quirk fails the build rather than silently changing bytes.
@@ -26,7 +28,6 @@ new installer quirk fails the build rather than silently changing bytes.
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import os
@@ -34,8 +35,9 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
+from mmepack.artifact.gzip_member import SpliceableGzipWriter
 from mmepack.errors import MmepackError
 
 # 1980-01-01T00:00:00Z: the time of every member (the oldest time a zip can hold, so tools that
@@ -228,18 +230,19 @@ def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 def normalise_archive(source_tar: Path, archive: Path) -> None:
     """Write `archive` (tar.gz) from the uncompressed `source_tar`: sorted members, fixed
-    times, owners and modes, and a gzip header without time or name."""
+    times, owners and modes, and a gzip header without time or name, in the spliceable shape."""
     with tarfile.open(source_tar, "r:") as source:
         members = sorted(source.getmembers(), key=lambda m: m.name)
-        with archive.open("wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_COMPRESS_LEVEL
-        ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as out:
-            for member in members:
-                clean = _normalised(member)
-                if member.isfile():
-                    out.addfile(clean, source.extractfile(member))
-                else:
-                    out.addfile(clean)
+        with archive.open("wb") as raw, SpliceableGzipWriter(raw, _COMPRESS_LEVEL) as gz:
+            # tarfile only writes to it and asks tell(): cast rather than a whole IO class.
+            target = cast(IO[bytes], gz)
+            with tarfile.open(fileobj=target, mode="w", format=tarfile.PAX_FORMAT) as out:
+                for member in members:
+                    clean = _normalised(member)
+                    if member.isfile():
+                        out.addfile(clean, source.extractfile(member))
+                    else:
+                        out.addfile(clean)
 
 
 def pack_reproducibly(prefix: Path, archive: Path) -> None:
