@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import tarfile
 from pathlib import Path
+
+from mmepack.artifact.gzip_member import SpliceableGzipWriter
 
 PYTHON_CONFIG = """name: "{name}"
 backend: "python"
@@ -66,7 +67,8 @@ def write_ensemble_model(
 
 def write_env_archive(path: Path, files: dict[str, bytes] | None = None) -> Path:
     """A tiny gzip tar standing in for a packed environment: the packager only places it (and,
-    for the artifact's shared plain tar, un-gzips it), so it need not hold a real Python."""
+    for the artifact's shared plain tar, splices its deflate bytes), so it need not hold a real
+    Python. Written in the spliceable shape the environment build writes."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for name, data in sorted((files or {"bin/activate": b"# stand-in\n"}).items()):
@@ -74,5 +76,6 @@ def write_env_archive(path: Path, files: dict[str, bytes] | None = None) -> Path
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
+    with path.open("wb") as out, SpliceableGzipWriter(out, 4) as gz:
+        gz.write(raw.getvalue())
     return path
