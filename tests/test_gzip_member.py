@@ -164,7 +164,7 @@ def test_the_environment_build_writes_the_spliceable_shape(tmp_path: Path) -> No
     normalise_archive(source, archive)
     facts = inspect_gzip(archive)
     assert facts.splice is not None
-    with tarfile.open(archive, "r|gz") as tar:
+    with archive.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
         assert [m.name for m in tar] == ["a", "b"]
 
 
