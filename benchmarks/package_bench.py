@@ -4,9 +4,10 @@ environment, and what the artifact's gzip level costs.
 Packages the example (`models/screen_detector`, weights from the DVC cache, environment from
 mmepack's cache: what every model of a 50-model CI run does after the first) with the layout
 before (a copy of the environment per Python step, recompressed by the artifact's gzip) and the
-new one (one plain tar, its cached deflate bytes spliced into the artifact's one gzip member), at gzip levels 1, 6 (mmepack's) and 9,
-alternating, then profiles one package of each layout by stage. Per-model work is the same for
-every model whose environment is cached, so 50 models take 50 times the per-model figure.
+new one (one plain tar, its cached deflate bytes spliced into the artifact's one gzip
+member), at gzip levels 1, 6 (mmepack's) and 9, alternating, then profiles one package of
+each layout by stage. Per-model work is the same for every model whose environment is cached,
+so 50 models take 50 times the per-model figure.
 
 Run from the repository root:
 `PYTHONPATH=src:. python benchmarks/package_bench.py [--runs 3]`
