@@ -19,6 +19,7 @@ from mmepack.environment.build import BuiltEnv, build_environment
 from mmepack.environment.cache import EnvCache
 from mmepack.environment.request import EnvOptions, EnvRequest
 from mmepack.errors import MmepackError
+from mmepack.names import PROGRESS_LOG
 from mmepack.testing import python_stub_files, serve_artifact
 from mmepack.triton.target import STUB_NAME, TargetServer
 from tests.demo_models import write_ensemble_model
@@ -60,7 +61,13 @@ PORTABLE = EnvOptions(builder="portable")
 
 
 def _cache_entries(cache: EnvCache) -> list[str]:
-    return sorted(p.name for p in cache.root.iterdir() if not p.name.endswith(".lock"))
+    """What the builds left in the cache: entries, staging folders, anything but the lock files
+    and the progress log every build appends to (for `tail -f` while Pants hides pip)."""
+    return sorted(
+        p.name
+        for p in cache.root.iterdir()
+        if not p.name.endswith(".lock") and p.name != PROGRESS_LOG
+    )
 
 
 @pytest.fixture(scope="module")
