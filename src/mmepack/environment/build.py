@@ -28,7 +28,11 @@ from typing import Any
 
 from mmepack.environment.builders import EnvBuilder, choose_builder
 from mmepack.environment.cache import CachedEnv, EnvCache, EnvKey
-from mmepack.environment.determinism import make_reproducible, pack_reproducibly
+from mmepack.environment.determinism import (
+    check_no_build_path,
+    make_reproducible,
+    pack_reproducibly,
+)
 from mmepack.environment.lock import InstallSource, install_source
 from mmepack.environment.probe import import_names, prove_environment
 from mmepack.environment.report import REPORT_SCHEMA, BuildReport
@@ -40,6 +44,7 @@ from mmepack.environment.requirements import (
     with_requirements,
 )
 from mmepack.environment.slim import site_packages, slim_prefix
+from mmepack.environment.startup import compile_startup_bytecode
 from mmepack.errors import MmepackError, model_prefix
 from mmepack.files import copy_atomically
 from mmepack.names import ENV_ARCHIVE, PROGRESS_LOG
@@ -109,6 +114,9 @@ def _build_into_cache(
             {**identity, "lock_sha256": source.lock_sha256},
         )
         modules = import_names(site_packages(prefix), requirement_names(text))
+        compiled = compile_startup_bytecode(prefix, modules)
+        check_no_build_path(prefix)
+        log(f"{who}compiled {compiled} standard-library modules a stub imports at start")
         archive = staging / ENV_ARCHIVE
         log(f"{who}packing with conda-pack")
         pack_reproducibly(prefix, archive)

@@ -42,7 +42,8 @@ _STAGING_RE = re.compile(r"^\.[0-9a-f]+\.(?:building|partial)-(?P<pid>[0-9]+)$")
 # 4: installed from the lock, made reproducible (checked-hash bytecode, normalised archive).
 # 5: the archive's deflate data ends with a full flush (spliceable into a one-member artifact);
 #    a format-4 archive would be compressed again, giving other artifact bytes for one lock.
-ENV_FORMAT = 5
+# 6: bytecode for the standard-library modules a stub imports at start (environment.startup).
+ENV_FORMAT = 6
 
 
 def default_cache_root() -> Path:
