@@ -10,8 +10,14 @@ Triton 2.51 from nvidia-pytriton) by its first `invoke_endpoint`, alternating la
 answer checked. load_to_first_answer is SageMaker's cold path: unpack the tar, Triton loads the
 ensemble (unpacking the environment for its Python steps), first answer.
 
+The default rows: `before` is the artifact as mmepack built it when issue 15 was filed (one
+environment copy per Python step, and an environment without the standard-library bytecode that
+`mmepack.environment.startup` now ships: the same archive with those `.pyc` files taken out);
+`per-step` is that layout with today's environment (so the layout's own effect shows apart);
+`shared-tar` is today's default. Ratios are taken against the first row.
+
 Run from the repository root (takes a few minutes on 2 busy cores):
-`PYTHONPATH=src:. python benchmarks/env_layout_bench.py [--runs 3] [--layouts per-step,shared-tar]`
+`PYTHONPATH=src:. python benchmarks/env_layout_bench.py [--runs 3] [--layouts before,per-step,shared-tar]`
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import shutil
 import statistics
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -30,13 +38,21 @@ import tritonclient.http as httpclient
 from PIL import Image
 
 from mmepack.artifact.env_layout import EnvLayout, check_layout_name
-from mmepack.build import package_model
+from mmepack.build import package_model, python_tensor_types
 from mmepack.endpoint import LocalEndpoint
+from mmepack.environment.build import build_environment
+from mmepack.environment.determinism import _COMPRESS_LEVEL as ENV_COMPRESS_LEVEL
+from mmepack.environment.request import EnvRequest
+from mmepack.model.repository import read_model_directory
+from mmepack.names import ENV_ARCHIVE, REQUIREMENTS_FILE, STUB_NAME
 from mmepack.testing.endpoint_client import BINARY_JSON, runtime_client
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "models" / "screen_detector"
 PYTHON = "3.12"
+# Issue 15's baseline: per-step layout, environment without the start-up bytecode.
+BEFORE = "before"
+_STDLIB_PYC = re.compile(r"^(?:\./)?lib/python3\.\d+/(?!site-packages/).*\.pyc$")
 
 _STEP_CONFIG = """name: "{name}"
 backend: "python"
@@ -115,6 +131,36 @@ def _triple_request() -> tuple[bytes, str, bytes]:
     return json.dumps(body).encode(), "application/json", b"[3.0,5.0,7.0,9.0]"
 
 
+def environment_before(model_dir: Path, scratch: Path) -> tuple[Path, Path]:
+    """Today's environment for `model_dir` (from mmepack's cache) less its standard-library
+    bytecode, and the stub: what the issue's baseline artifact carried."""
+    directory = read_model_directory(model_dir)
+    request = EnvRequest(
+        model_dir / REQUIREMENTS_FILE,
+        PYTHON,
+        directory.name,
+        tensor_types=python_tensor_types(directory),
+    )
+    scratch.mkdir(parents=True, exist_ok=True)
+    built = build_environment(
+        request, scratch / ENV_ARCHIVE, stub_output=scratch / STUB_NAME, log=lambda _: None
+    )
+    before = scratch / f"before-{ENV_ARCHIVE}"
+    removed = 0
+    with tarfile.open(built.archive, mode="r|gz") as source, tarfile.open(
+        before, mode="w:gz", compresslevel=ENV_COMPRESS_LEVEL, format=tarfile.PAX_FORMAT
+    ) as target:
+        for member in source:
+            if _STDLIB_PYC.match(member.name):
+                removed += 1
+                continue
+            target.addfile(member, source.extractfile(member) if member.isfile() else None)
+    if removed == 0:
+        raise SystemExit(f"{built.archive}: no standard-library bytecode to take out")
+    assert built.stub is not None
+    return before, built.stub
+
+
 def load_to_first_answer(artifact: Path, request: tuple[bytes, str, bytes]) -> float:
     """Seconds from the first invoke_endpoint (cold: unpack, load) to its checked answer."""
     body, content_type, expected = request
@@ -140,23 +186,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--layouts",
-        default=f"{EnvLayout.PER_STEP.value},{EnvLayout.default().value}",
-        help="comma-separated; the first is the baseline the ratios are taken against",
+        default=f"{BEFORE},{EnvLayout.PER_STEP.value},{EnvLayout.default().value}",
+        help=f"comma-separated layouts or {BEFORE!r} (see above); the first is the baseline the "
+        "ratios are taken against",
     )
     args = parser.parse_args()
-    layouts = [check_layout_name(name) for name in args.layouts.split(",")]
+    rows = args.layouts.split(",")
+    layouts = {row: EnvLayout.PER_STEP if row == BEFORE else check_layout_name(row) for row in rows}
     with tempfile.TemporaryDirectory(prefix="mmepack-layout-bench-") as scratch:
         root = Path(scratch)
         models = {
             "screen_detector": (EXAMPLE, _example_request()),
             "triple (3 Python steps)": (write_triple(root / "src"), _triple_request()),
         }
-        artifacts: dict[tuple[str, EnvLayout], Path] = {}
-        package_seconds: dict[tuple[str, EnvLayout], float] = {}
-        sizes: dict[tuple[str, EnvLayout], int] = {}
-        for label, (model_dir, _) in models.items():
-            for layout in layouts:
-                out = root / "dist" / layout.value
+        artifacts: dict[tuple[str, str], Path] = {}
+        package_seconds: dict[tuple[str, str], float] = {}
+        sizes: dict[tuple[str, str], int] = {}
+        for index, (label, (model_dir, _)) in enumerate(models.items()):
+            for row, layout in layouts.items():
+                out = root / "dist" / row
+                env: Path | None = None
+                stub: Path | None = None
+                if row == BEFORE:
+                    env, stub = environment_before(model_dir, root / "before" / str(index))
                 started = time.monotonic()
                 result = package_model(
                     model_dir,
@@ -165,16 +217,18 @@ def main() -> None:
                     repo_root=REPO,
                     python=PYTHON,
                     layout=layout,
+                    env_archive=env,
+                    stub=stub,
                 )
-                package_seconds[(label, layout)] = time.monotonic() - started
-                artifacts[(label, layout)] = result.path
-                sizes[(label, layout)] = result.path.stat().st_size
-        loads: dict[tuple[str, EnvLayout], list[float]] = {key: [] for key in artifacts}
+                package_seconds[(label, row)] = time.monotonic() - started
+                artifacts[(label, row)] = result.path
+                sizes[(label, row)] = result.path.stat().st_size
+        loads: dict[tuple[str, str], list[float]] = {key: [] for key in artifacts}
         for _ in range(args.runs):
             for label, (_, request) in models.items():
-                for layout in layouts:
-                    loads[(label, layout)].append(
-                        load_to_first_answer(artifacts[(label, layout)], request)
+                for row in rows:
+                    loads[(label, row)].append(
+                        load_to_first_answer(artifacts[(label, row)], request)
                     )
     print(
         f"{args.runs} cold loads per row on the local multi-model endpoint (Triton 2.51), "
@@ -185,17 +239,17 @@ def main() -> None:
         f"{'x base':>8}{'package s':>11}"
     )
     for label in models:
-        base_size = sizes[(label, layouts[0])]
-        base_load = statistics.median(loads[(label, layouts[0])])
-        for layout in layouts:
-            size = sizes[(label, layout)]
-            runs = loads[(label, layout)]
+        base_size = sizes[(label, rows[0])]
+        base_load = statistics.median(loads[(label, rows[0])])
+        for row in rows:
+            size = sizes[(label, row)]
+            runs = loads[(label, row)]
             median = statistics.median(runs)
             spread = f"{median:.2f} ({min(runs):.2f}-{max(runs):.2f})"
             print(
-                f"{label:<25}{layout.value:<15}{size / 1e6:>7.1f}{size / base_size:>8.2f}"
+                f"{label:<25}{row:<15}{size / 1e6:>7.1f}{size / base_size:>8.2f}"
                 f"{spread:>27}{median / base_load:>8.2f}"
-                f"{package_seconds[(label, layout)]:>11.1f}"
+                f"{package_seconds[(label, row)]:>11.1f}"
             )
 
 
