@@ -95,3 +95,28 @@ def test_errors_are_the_same_with_and_without_positions(text: str) -> None:
         parse_model_config_with_positions(text, Path("c.pbtxt"))
     assert recorded.value.problem == plain.value.problem
     assert plain.value.problem.line is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "column"),
+    [
+        ("a\\zb", 48),
+        ("a\\\\\\qb", 50),
+    ],  # \z; an escaped backslash, then \q (the 1-based column of the backslash)
+)
+def test_an_escape_triton_refuses_is_an_error_at_its_line(value: str, column: int) -> None:
+    # Triton 2.51 refused such a file: "7:53: Invalid escape sequence in string literal." while
+    # Python's protobuf only warned and kept the backslash.
+    text = f'name: "m"\nparameters {{ key: "K" value: {{ string_value: "{value}" }} }}\n'
+    with pytest.raises(ConfigSchemaError) as caught:
+        parse_model_config(text, Path("m/config.pbtxt"))
+    assert caught.value.problem.line == 2
+    assert f"column {column}: invalid escape sequence" in str(caught.value)
+
+
+def test_escapes_triton_accepts_still_parse() -> None:
+    text = (
+        'name: "m"\nparameters { key: "K" value: { string_value: "a\\\\z \\101 \\n \\"q\\"" } }\n'
+    )
+    config = parse_model_config(text, Path("m/config.pbtxt"))
+    assert config.parameters["K"].string_value == 'a\\z A \n "q"'

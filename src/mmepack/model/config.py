@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -73,6 +74,10 @@ Severity = Literal["error", "warning"]
 
 # ParseError's text starts with "line:column : "; the position is kept in separate fields.
 _POSITION_PREFIX_RE = re.compile(r"^\d+:\d+ : ")
+# Python's unescaping warns where protobuf's C++ tokenizer (Triton's) fails the whole file.
+_INVALID_ESCAPE_RE = re.compile(r"invalid escape sequence '\\(.)'")
+# Escapes C++ accepts that Python's decoder does not know.
+_CPP_ONLY_ESCAPES = frozenset("?")
 
 
 @dataclass(frozen=True)
@@ -219,10 +224,45 @@ def parse_model_config_with_positions(text: str, path: Path) -> tuple[ModelConfi
     return _parse(text, path, _RecordingParser(positions)), positions
 
 
+def _escape_position(text: str, letter: str) -> tuple[int, int] | None:
+    """Line and column (1-based) of the first `\\<letter>` that is not itself an escaped
+    backslash."""
+    for number, body in enumerate(text.splitlines(), 1):
+        for match in re.finditer(r"\\+", body):
+            end = match.end()
+            if len(match.group()) % 2 == 1 and body[end : end + 1] == letter:
+                return number, end
+    return None
+
+
+def _check_escapes(caught: list[warnings.WarningMessage], text: str, path: Path) -> None:
+    """Refuse a string escape Triton's parser refuses ("Invalid escape sequence in string
+    literal", seen on Triton 2.51) and Python's only warns about."""
+    for warning in caught:
+        match = _INVALID_ESCAPE_RE.search(str(warning.message))
+        if match is None or match.group(1) in _CPP_ONLY_ESCAPES:
+            continue
+        letter = match.group(1)
+        where = _escape_position(text, letter)
+        column = f"column {where[1]}: " if where else ""
+        raise ConfigSchemaError(
+            Problem(
+                path,
+                where[0] if where else None,
+                "syntax",
+                f"{column}invalid escape sequence '\\{letter}' in a string: Triton's text "
+                "parser refuses the whole file; write '\\\\' for a literal backslash",
+            )
+        )
+
+
 def _parse(text: str, path: Path, parser: text_format._Parser) -> ModelConfig:
     config = model_config_pb2.ModelConfig()
     try:
-        parser.ParseLines(text.split("\n"), config)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            parser.ParseLines(text.split("\n"), config)
+        _check_escapes(caught, text, path)
     except text_format.ParseError as exc:
         line = exc.GetLine()
         column = exc.GetColumn()
