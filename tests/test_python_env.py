@@ -259,3 +259,29 @@ def test_unknown_python_version_explains_how_to_get_one(tmp_path: Path) -> None:
             options=EnvOptions(builder="portable", target=target),
             cache=EnvCache(tmp_path / "cache"),
         )
+
+
+def test_a_cache_hit_proves_tensor_types_the_cached_build_was_not_proven_with(
+    built: BuiltEnv, cache_root: Path, tmp_path: Path
+) -> None:
+    assert "TYPE_STRING" not in built.manifest["proven_tensor_types"]
+    requirements = tmp_path / "strings" / "requirements.txt"
+    requirements.parent.mkdir()
+    requirements.write_text("numpy<2\n")
+    request = EnvRequest(
+        requirements=requirements, python=ENV_PYTHON, label="strings", tensor_types=("TYPE_STRING",)
+    )
+    lines: list[str] = []
+    again = build_environment(
+        request, tmp_path / "python_env.tar.gz", cache=EnvCache(cache_root), log=lines.append
+    )
+    assert again.cached
+    assert any("proving TYPE_STRING" in line for line in lines), lines
+    assert "TYPE_STRING" in again.manifest["proven_tensor_types"]
+    # Remembered: the next hit with the same types proves nothing again.
+    lines.clear()
+    third = build_environment(
+        request, tmp_path / "third.tar.gz", cache=EnvCache(cache_root), log=lines.append
+    )
+    assert third.cached and not any("proving" in line for line in lines), lines
+    assert third.archive.read_bytes() == built.archive.read_bytes()

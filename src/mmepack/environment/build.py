@@ -34,7 +34,7 @@ from mmepack.environment.determinism import (
     pack_reproducibly,
 )
 from mmepack.environment.lock import InstallSource, install_source
-from mmepack.environment.probe import import_names, prove_environment
+from mmepack.environment.probe import import_names, probe_tensor_types, prove_environment
 from mmepack.environment.report import REPORT_SCHEMA, BuildReport
 from mmepack.environment.request import EnvOptions, EnvRequest
 from mmepack.environment.requirements import (
@@ -150,6 +150,44 @@ def _build_into_cache(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _prove_new_tensor_types(
+    request: EnvRequest,
+    options: EnvOptions,
+    key: EnvKey,
+    hit: CachedEnv,
+    cache: EnvCache,
+    log: Log,
+) -> CachedEnv:
+    """A cached environment was proven with the tensor types of the model that built it; a
+    model with the same requirements but other types (BYTES where the first had only FP32) gets
+    its own types moved through the stub before the environment ships, once, and the cache
+    remembers them."""
+    proven = set(hit.manifest.get("proven_tensor_types", []))
+    missing = [t for t in probe_tensor_types(request.tensor_types) if t not in proven]
+    if not missing:
+        return hit
+    who = model_prefix(request.label)
+    log(
+        f"{who}the cached environment was proven with {', '.join(sorted(proven)) or 'no'} "
+        f"tensors; proving {', '.join(missing)} as well"
+    )
+    with cache.locked(key):
+        proof = prove_environment(
+            hit.archive,
+            request.python,
+            list(hit.manifest.get("proven_imports", ["numpy"])),
+            tensor_types=request.tensor_types,
+            server_stub_python=options.target.stub_python,
+            label=request.label,
+            log=log,
+        )
+        current = cache.lookup(key) or hit
+        known = set(current.manifest.get("proven_tensor_types", [])) | set(proof.tensor_types)
+        return cache.update_manifest(
+            key, {**current.manifest, "proven_tensor_types": sorted(known)}
+        )
+
+
 def _report(
     request: EnvRequest,
     options: EnvOptions,
@@ -260,6 +298,8 @@ def _build_environment(
             cached = hit is not None
             if hit is None:
                 hit = _build_into_cache(request, options, builder, install, key, cache, log)
+    if cached:
+        hit = _prove_new_tensor_types(request, options, key, hit, cache, log)
     copy_atomically(hit.archive, output)
     shipped = None
     if stub is not None and stub_output is not None:

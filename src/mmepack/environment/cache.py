@@ -184,6 +184,14 @@ class EnvCache:
             (ready / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         return CachedEnv(folder / ARCHIVE, record)
 
+    def update_manifest(self, key: EnvKey, manifest: dict[str, Any]) -> CachedEnv:
+        """Replace a stored entry's manifest (e.g. more proven tensor types) in one rename;
+        the caller holds the key's lock."""
+        folder = self.entry(key)
+        with atomic_path(folder / MANIFEST) as ready:
+            ready.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        return CachedEnv(folder / ARCHIVE, manifest)
+
     def entries(self) -> list[CacheEntry]:
         """Complete entries, most recently used first."""
         found = []
