@@ -4,7 +4,8 @@ The package rule awaits this the way Pants' docker and helm backends await their
 so the goal rule stays short. The process runs mmepack's narrow builder PEX on the model's
 requirements.txt and requirements.lock alone, moved to the sandbox root and with no
 model-specific argument: models with identical requirements make identical processes, which
-Pants runs once and caches across runs. What the builder did comes back in its JSON report (`env_report.py`), not from its log.
+Pants runs once and caches across runs. What the builder did comes back in its JSON report
+(`env_report.py`), not from its log; the package rule logs it.
 
 Engine calls (Get/MultiGet) are confined to `build_python_env`; everything else here is plain
 functions of option values, so a port to call-by-name touches one function.
@@ -12,9 +13,8 @@ functions of option values, so a port to call-by-name touches one function.
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
@@ -36,8 +36,6 @@ from pants.util.logging import LogLevel
 from mmepack_pants.cli import EnvBuilderRequest
 from mmepack_pants.env_report import REPORT_FILE, EnvReport, EnvReportError
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
-
-logger = logging.getLogger(__name__)
 
 # File names inside the builder's sandbox; the library's defaults are the same names, but the
 # plugin states them because it must list a process's output files before it runs.
@@ -135,10 +133,27 @@ class PythonEnvRequest:
 
 @dataclass(frozen=True)
 class PythonEnv:
-    """`python_env.tar.gz` and, when the target server needs one, the stub, at the root."""
+    """`python_env.tar.gz` and, when the target server needs one, the stub, at the root; with
+    what to tell the user about the build, which the package rule logs (`report`).
+
+    The rule that makes this does not depend on the run's id, so pantsd keeps it across runs
+    instead of re-running it for every model on each `package`; whether the builder ran in the
+    current run is decided where it is logged, from `metadata`.
+    """
 
     digest: Digest
     stub: bool
+    # EnvReport.lines for a builder that ran in this run, and for one answered from Pants' cache.
+    lines_if_ran: Tuple[str, ...]
+    lines_if_cached: Tuple[str, ...]
+    # Not part of equality, as in Pants' own ProcessResult: it names the run that made it.
+    metadata: ProcessResultMetadata = field(compare=False, hash=False)
+
+    def report(self, run_id: RunId) -> Tuple[str, ...]:
+        """The lines to log in the run `run_id`."""
+        if self.metadata.source(run_id) == ProcessResultMetadata.Source.RAN:
+            return self.lines_if_ran
+        return self.lines_if_cached
 
 
 @rule(desc="Build a Python backend environment", level=LogLevel.DEBUG)
@@ -146,7 +161,6 @@ async def build_python_env(
     request: PythonEnvRequest,
     subsystem: MmepackSubsystem,
     target_server: TritonServerSubsystem,
-    run_id: RunId,
 ) -> PythonEnv:
     requirements_only = await Get(
         Digest,
@@ -203,10 +217,13 @@ async def build_python_env(
         Get(Digest, DigestSubset(result.output_digest, PathGlobs([ENV_FILE, STUB_FILE]))),
     )
     report = _read_report(request.address, report_contents)
-    from_pants_cache = result.metadata.source(run_id) != ProcessResultMetadata.Source.RAN
-    for line in report.lines(from_pants_cache):
-        logger.info(f"{request.address}: {line}")
-    return PythonEnv(env, stub=report.stub is not None)
+    return PythonEnv(
+        env,
+        stub=report.stub is not None,
+        lines_if_ran=tuple(report.lines(from_pants_cache=False)),
+        lines_if_cached=tuple(report.lines(from_pants_cache=True)),
+        metadata=result.metadata,
+    )
 
 
 def _python_arg(target_args: Tuple[str, ...]) -> Optional[str]:

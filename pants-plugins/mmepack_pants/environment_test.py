@@ -1,11 +1,18 @@
-"""The plugin passes an option to mmepack only when it is set, so the library owns defaults."""
+"""The plugin passes an option to mmepack only when it is set, so the library owns defaults;
+the environment's report is told as it happened in the run that logs it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from pants.engine.addresses import Address
+from pants.engine.fs import EMPTY_DIGEST
+from pants.engine.internals.session import RunId
+from pants.engine.process import ProcessExecutionEnvironment, ProcessResultMetadata
 from pants.testutil.option_util import create_subsystem
 
 from mmepack_pants.environment import (
+    PythonEnv,
     build_description,
     builder_args,
     progress_log_path,
@@ -61,3 +68,32 @@ def test_running_builder_says_what_it_does_and_where_pip_shows() -> None:
     assert "Python 3.12 environment for models/m:m" in said
     assert "about a minute" in said
     assert "tail -f /h/.cache/mmepack/envs/progress.log" in said
+
+
+def _metadata(source: str, run_id: int) -> ProcessResultMetadata:
+    environment = ProcessExecutionEnvironment(
+        environment_name=None,
+        platform="linux_x86_64",
+        docker_image=None,
+        remote_execution=False,
+        remote_execution_extra_platform_properties=[],
+    )
+    return ProcessResultMetadata(None, environment, source, run_id)
+
+
+def test_env_report_says_whether_the_builder_ran_in_the_run_that_logs_it() -> None:
+    # pantsd keeps a PythonEnv across runs; the package rule logs it in every run.
+    env = PythonEnv(
+        EMPTY_DIGEST,
+        stub=False,
+        lines_if_ran=("built now",),
+        lines_if_cached=("Pants' cache",),
+        metadata=_metadata("ran", 7),
+    )
+    assert env.report(RunId(7)) == ("built now",)
+    assert env.report(RunId(8)) == ("Pants' cache",)
+    from_cache = dataclasses.replace(env, metadata=_metadata("hit_locally", 7))
+    assert from_cache.report(RunId(7)) == ("Pants' cache",)
+    # The run that made it is no part of its value (as in Pants' ProcessResult), so the same
+    # environment made again in a later run does not look changed to the rules using it.
+    assert from_cache == env

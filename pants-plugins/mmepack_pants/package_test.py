@@ -1,6 +1,7 @@
 """The package rule's own checks: a DVC-tracking model without the DVC configuration is named,
 a local remote's objects are found by content, with no path to the checkout, and a failed
-build leaves no earlier artifact of the model in dist/."""
+build leaves no earlier artifact of the model in dist/, also when the failure comes from the
+separate rule that does the work."""
 
 from __future__ import annotations
 
@@ -8,16 +9,24 @@ from pathlib import Path
 
 # pytest runs these tests from its own tool resolve; pants-plugins holds no pytest requirement.
 import pytest  # pants: no-infer-dep
+from pants.base.build_root import BuildRoot
+from pants.core.util_rules.distdir import DistDir
 from pants.engine.addresses import Address
+from pants.engine.internals.session import RunId
+from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 
 from mmepack_pants.environment import MmepackBuildError
 from mmepack_pants.package import (
     _MD5,
+    PackagedModel,
+    TritonModelPackageFieldSet,
     _object_globs,
     _require_dvc_config,
     artifact_names,
+    package_triton_model,
     remove_stale_artifacts,
 )
+from mmepack_pants.target_types import TritonModelTarget
 
 ADDRESS = Address("models/foreign", target_name="foreign")
 
@@ -81,3 +90,30 @@ def test_unreadable_version_names_nothing(tmp_path: Path) -> None:
     _model(tmp_path, version="../../etc")
     assert artifact_names(tmp_path, "models/adder") == []
     assert artifact_names(tmp_path, "models/missing") == []
+
+
+def test_build_error_from_the_work_rule_removes_the_earlier_artifact(tmp_path: Path) -> None:
+    # build_triton_model returns mmepack's error as a value: raised, it would reach this rule
+    # wrapped by the engine, and the message would not say what was removed.
+    _model(tmp_path)
+    dist = tmp_path / "dist" / "mme"
+    dist.mkdir(parents=True)
+    (dist / "adder_2.tar.gz").write_bytes(b"earlier build")
+    field_set = TritonModelPackageFieldSet.create(TritonModelTarget({}, Address("models/adder")))
+    failed = PackagedModel(None, None, None, error="models/adder: packaging failed: no ensemble")
+    with BuildRoot().temporary(str(tmp_path)), pytest.raises(MmepackBuildError) as caught:
+        run_rule_with_mocks(
+            package_triton_model,
+            rule_args=[field_set, RunId(1), DistDir(relpath=Path("dist")), BuildRoot()],
+            mock_gets=[
+                MockGet(
+                    output_type=PackagedModel,
+                    input_types=(TritonModelPackageFieldSet,),
+                    mock=lambda _: failed,
+                )
+            ],
+        )
+    message = str(caught.value)
+    assert message.startswith("models/adder: packaging failed: no ensemble\n")
+    assert "Removed dist/mme/adder_2.tar.gz, the artifact of an earlier build" in message
+    assert not (dist / "adder_2.tar.gz").exists()
