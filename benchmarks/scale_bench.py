@@ -10,7 +10,13 @@ model name and file that names the model renamed), commits them, and times with 
 - `./pants lint ::`: first and no-op;
 - `./pants test` on the first K copies' tests (`--test-models K`; 0 skips it, since every model
   test starts a real Triton server);
-- the disk used by `dist/` and the growth of Pants' local store.
+- the disk used by `dist/` and the growth of Pants' local store;
+- two floors for the no-op `package`: `./pants --version` (the client's round trip to pantsd)
+  and re-copying dist/'s bytes the way Pants' package goal writes them on every run (it deletes
+  each artifact and copies it again from its store with copy_file_range, even when unchanged).
+
+Each timed command is printed with the 1-minute load average when it ended: the machine is
+shared, and no figure means much without it.
 
 The copies share the example's requirements, so they share one environment build, as models
 with identical requirements do; the clone shares this user's Pants caches (named caches and
@@ -31,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,20 +75,69 @@ class Timed:
 
 
 def run(cmd: list[str], cwd: Path, timeout: float, check: bool = True) -> Timed:
-    """Run and time `cmd`; `check=False` for a goal whose verdict is not what is measured
-    (lint reports the copies' formatting, and does the same work either way)."""
+    """Run and time `cmd`, after flushing earlier writes to disk; `check=False` for a goal
+    whose verdict is not what is measured (lint reports the copies' formatting, and does the
+    same work either way)."""
+    # Flush what earlier steps wrote (the first package writes GBs into dist/ and Pants' store),
+    # so each step is not charged for the previous one's writeback.
+    os.sync()
     started = time.monotonic()
     done = subprocess.run(
         cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
     seconds = time.monotonic() - started
-    print(f"scale_bench: {' '.join(cmd)}: {seconds:.1f} s (exit {done.returncode})", flush=True)
+    print(
+        f"scale_bench: {' '.join(cmd)}: {seconds:.1f} s (exit {done.returncode}, load "
+        f"{os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
     if check and done.returncode != 0:
         sys.exit(
             f"mmepack: error: {' '.join(cmd)} failed (exit {done.returncode}) in {cwd}:\n"
             f"{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
         )
     return Timed(seconds, done.stdout + done.stderr)
+
+
+def copy_file(source: Path, destination: Path) -> None:
+    """Copy with copy_file_range, as Pants' store materialises a file (Rust's std::fs::copy)."""
+    size = source.stat().st_size
+    with source.open("rb") as src, destination.open("wb") as dst:
+        copied = 0
+        while copied < size:
+            done = os.copy_file_range(src.fileno(), dst.fileno(), size - copied)
+            if done == 0:
+                break
+            copied += done
+
+
+def rewrite_floor(dist: Path, scratch: Path) -> float:
+    """Seconds to do what Pants' package goal does to dist/ on a no-op run, on the same
+    filesystem: delete every file, then copy the same bytes back, all files at once as Pants'
+    store does (pants/engine/fs `write_digest`, the store's `materialize_directory`, at
+    release_2.17.1). The copies are made once untimed (the "previous run"), then deleted and
+    copied again, timed; `scratch` is removed."""
+    files = [p for p in dist.rglob("*") if p.is_file() and not p.is_symlink()]
+    targets = [scratch / p.relative_to(dist) for p in files]
+    for source, target in zip(files, targets):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copy_file(source, target)
+    os.sync()  # as before each timed Pants run (see `run`)
+    started = time.monotonic()
+    for target in targets:  # Pants clears every artifact's path first, one by one
+        target.unlink()
+    # then materialises the files concurrently (one blocking task per file)
+    with ThreadPoolExecutor(max_workers=len(files) or 1) as pool:
+        list(pool.map(copy_file, files, targets))
+    seconds = time.monotonic() - started
+    shutil.rmtree(scratch)
+    total = sum(p.stat().st_size for p in files)
+    print(
+        f"scale_bench: delete and copy again {len(files)} files of dist/ "
+        f"({total / 2**30:.2f} GiB): {seconds:.1f} s (load {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
+    return seconds
 
 
 def du_bytes(path: Path) -> int:
@@ -142,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         noop = run([*pants, "package", "::"], clone, args.timeout)
         results["package_noop_s"] = noop.seconds
         results["package_noop_ran"] = len(_COMPLETED_PACKAGE.findall(noop.output))
+        results["pants_version_s"] = run([*pants, "--version"], clone, args.timeout).seconds
+        results["dist_rewrite_floor_s"] = rewrite_floor(clone / "dist", work / "dist-floor")
         edited = clone / "models" / names[0] / names[0] / "config.pbtxt"
         # A new text each run: an edit seen before would be answered from Pants' cache.
         edited.write_text(edited.read_text() + f"# scale_bench: one edit {time.time_ns()}\n")
