@@ -22,7 +22,7 @@ The copies share the example's requirements, so they share one environment build
 with identical requirements do; the clone shares this user's Pants caches (named caches and
 store), as a developer's second checkout does. Run from the repository root:
 
-    PYTHONPATH=src python benchmarks/scale_bench.py [--models 50] [--test-models 0]
+    PYTHONPATH=src python benchmarks/scale_bench.py [--models 50] [--test-models 0] [--rev HEAD]
 """
 
 from __future__ import annotations
@@ -172,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--test-models", type=int, default=0, help="run the tests of this many copies (0: skip)"
     )
+    parser.add_argument(
+        "--rev",
+        default="HEAD",
+        help="commit of this checkout to clone and measure (HEAD); another one, e.g. main, "
+        "gives a baseline on the same machine and caches",
+    )
     parser.add_argument("--workdir", type=Path, help="where to clone (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the clone afterwards")
     parser.add_argument("--timeout", type=float, default=1800.0, help="per Pants command, s")
@@ -180,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="mmepack-scale-"))
     clone = work / "repo"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    revision = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{args.rev}^{{commit}}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run(["git", "checkout", "--quiet", "--detach", revision], cwd=clone, check=True)
     names = [f"{EXAMPLE}_s{i:03d}" for i in range(args.models)]
     for name in names:
         copy_model(clone, EXAMPLE, name)
@@ -190,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     store = pants_store()
     store_before = du_bytes(store)
     pants = ["./pants", "--pantsd"]
-    results: dict[str, float | int | str] = {"models": total}
+    results: dict[str, float | int | str] = {"models": total, "revision": revision[:12]}
     try:
         first = run([*pants, "package", "::"], clone, args.timeout)
         results["package_first_s"] = first.seconds
