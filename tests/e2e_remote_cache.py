@@ -185,7 +185,7 @@ class Run:
             "(remote cache writes, exit)",
         ]
         for kind, label in (
-            ("run_local_process", "ran here (a cache hit cancels its local twin)"),
+            ("run_local_process", "run locally (or started, then cancelled by a remote hit)"),
             ("check_action_cache", "remote cache lookup"),
         ):
             for unit in sorted(self.workunits, key=start):
