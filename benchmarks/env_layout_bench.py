@@ -51,6 +51,11 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "models" / "screen_detector"
 PYTHON = "3.12"
 # Issue 15's baseline: per-step layout, environment without the start-up bytecode.
+# A row ending in this suffix loads the same artifact on an endpoint whose container sets
+# SAGEMAKER_TRITON_ADDITIONAL_ARGS=--disable-auto-complete-config (README "Cold loads: the
+# endpoint's auto-complete setting").
+NO_AUTOCOMPLETE = "+no-autocomplete"
+NO_AUTOCOMPLETE_ENVIRON = {"SAGEMAKER_TRITON_ADDITIONAL_ARGS": "--disable-auto-complete-config"}
 BEFORE = "before"
 _STDLIB_PYC = re.compile(r"^(?:\./)?lib/python3\.\d+/(?!site-packages/).*\.pyc$")
 
@@ -161,10 +166,13 @@ def environment_before(model_dir: Path, scratch: Path) -> tuple[Path, Path]:
     return before, built.stub
 
 
-def load_to_first_answer(artifact: Path, request: tuple[bytes, str, bytes]) -> float:
+def load_to_first_answer(
+    artifact: Path, request: tuple[bytes, str, bytes], no_autocomplete: bool = False
+) -> float:
     """Seconds from the first invoke_endpoint (cold: unpack, load) to its checked answer."""
     body, content_type, expected = request
-    with LocalEndpoint([artifact], log=None) as local:
+    environ = NO_AUTOCOMPLETE_ENVIRON if no_autocomplete else {}
+    with LocalEndpoint([artifact], log=None, environ=environ) as local:
         runtime = runtime_client(local.url)
         started = time.monotonic()
         reply = runtime.invoke_endpoint(
@@ -186,13 +194,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--layouts",
-        default=f"{BEFORE},{EnvLayout.PER_STEP.value},{EnvLayout.default().value}",
-        help=f"comma-separated layouts or {BEFORE!r} (see above); the first is the baseline the "
-        "ratios are taken against",
+        default=f"{BEFORE},{EnvLayout.PER_STEP.value},{EnvLayout.default().value},"
+        f"{EnvLayout.default().value}{NO_AUTOCOMPLETE}",
+        help=f"comma-separated layouts or {BEFORE!r} (see above), each optionally followed by "
+        f"{NO_AUTOCOMPLETE!r}; the first is the baseline the ratios are taken against",
     )
     args = parser.parse_args()
     rows = args.layouts.split(",")
-    layouts = {row: EnvLayout.PER_STEP if row == BEFORE else check_layout_name(row) for row in rows}
+    packaged = list(dict.fromkeys(row.removesuffix(NO_AUTOCOMPLETE) for row in rows))
+    layouts = {
+        row: EnvLayout.PER_STEP if row == BEFORE else check_layout_name(row) for row in packaged
+    }
     with tempfile.TemporaryDirectory(prefix="mmepack-layout-bench-") as scratch:
         root = Path(scratch)
         models = {
@@ -223,33 +235,37 @@ def main() -> None:
                 package_seconds[(label, row)] = time.monotonic() - started
                 artifacts[(label, row)] = result.path
                 sizes[(label, row)] = result.path.stat().st_size
-        loads: dict[tuple[str, str], list[float]] = {key: [] for key in artifacts}
+        loads: dict[tuple[str, str], list[float]] = {(m, row): [] for m in models for row in rows}
         for _ in range(args.runs):
             for label, (_, request) in models.items():
                 for row in rows:
+                    base = row.removesuffix(NO_AUTOCOMPLETE)
                     loads[(label, row)].append(
-                        load_to_first_answer(artifacts[(label, row)], request)
+                        load_to_first_answer(
+                            artifacts[(label, base)], request, row.endswith(NO_AUTOCOMPLETE)
+                        )
                     )
     print(
         f"{args.runs} cold loads per row on the local multi-model endpoint (Triton 2.51), "
         "alternating; load = invoke_endpoint to checked first answer"
     )
     print(
-        f"{'model':<25}{'layout':<15}{'MB':>7}{'x base':>8}{'load s median (min-max)':>27}"
+        f"{'model':<25}{'layout':<27}{'MB':>7}{'x base':>8}{'load s median (min-max)':>27}"
         f"{'x base':>8}{'package s':>11}"
     )
     for label in models:
-        base_size = sizes[(label, rows[0])]
+        base_size = sizes[(label, rows[0].removesuffix(NO_AUTOCOMPLETE))]
         base_load = statistics.median(loads[(label, rows[0])])
         for row in rows:
-            size = sizes[(label, row)]
+            base = row.removesuffix(NO_AUTOCOMPLETE)
+            size = sizes[(label, base)]
             runs = loads[(label, row)]
             median = statistics.median(runs)
             spread = f"{median:.2f} ({min(runs):.2f}-{max(runs):.2f})"
             print(
-                f"{label:<25}{row:<15}{size / 1e6:>7.1f}{size / base_size:>8.2f}"
+                f"{label:<25}{row:<27}{size / 1e6:>7.1f}{size / base_size:>8.2f}"
                 f"{spread:>27}{median / base_load:>8.2f}"
-                f"{package_seconds[(label, row)]:>11.1f}"
+                f"{package_seconds[(label, base)]:>11.1f}"
             )
 
 

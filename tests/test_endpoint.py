@@ -194,6 +194,31 @@ def test_every_artifact_and_two_versions_answer_on_one_endpoint(
     assert again.headers["x-mmepack-modelloadingwaittime"] == "0"
 
 
+def test_an_endpoint_without_auto_complete_serves_the_example_with_fewer_stubs() -> None:
+    """README "Cold loads: the endpoint's auto-complete setting": with the container variable
+    SAGEMAKER_TRITON_ADDITIONAL_ARGS=--disable-auto-complete-config, the example's configs are
+    complete enough to load as they are, it answers the same, and Triton starts one stub per
+    instance, none to auto-complete a config (each of those is followed by a one-second sleep in
+    python_backend's StubLauncher::UpdateHealth)."""
+    example = find_artifact(EXAMPLE)
+    environ = {"SAGEMAKER_TRITON_ADDITIONAL_ARGS": "--disable-auto-complete-config"}
+    with LocalEndpoint([example], name="no-autocomplete", log=None, environ=environ) as strict:
+        client = runtime_client(strict.url)
+        try:
+            result = invoke(client, strict, example.name, *image_request([png()], ["LABEL"]))
+        finally:
+            client.close()
+        log = strict.server.log_path.read_text(encoding="utf-8", errors="replace")
+    assert bytes(result.as_numpy("LABEL")[0, 0]).decode() == "document"
+    # The server's own record of its options and of what it told the Python backend.
+    assert '\\"auto-complete-config\\":\\"false\\"' in log
+    stubs = log.count("Starting Python backend stub")
+    instances = log.count(
+        "TRITONBACKEND_ModelInstanceInitialize: instance initialization successful"
+    )
+    assert stubs == instances >= 3, (stubs, instances)
+
+
 def test_label_alone_and_every_subset_of_outputs(
     endpoint: LocalEndpoint, runtime: Any, artifacts: dict[str, Path]
 ) -> None:
