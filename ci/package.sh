@@ -7,7 +7,7 @@ source ci/remote_cache.sh
 source ci/select.sh
 mmepack_select
 if [[ "${MMEPACK_SCOPE}" == "all" ]]; then
-  # `::` also builds the mmepack PEXes (dist/src.mmepack/).
+  # `::` also builds the mmepack CLI PEX (dist/src.mmepack/cli.pex).
   ./pants package ::
 elif ((${#MMEPACK_MODELS[@]} == 0)); then
   echo "mmepack: ci: no model changed since ${MMEPACK_CHANGED_SINCE}: nothing to package" >&2

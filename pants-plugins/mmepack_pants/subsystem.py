@@ -30,7 +30,10 @@ class MmepackSubsystem(Subsystem):
     )
     env_builder = StrOption(
         default="//src/mmepack:env-builder",
-        help="Address of the `pex_binary` of mmepack's environment builder.",
+        help=(
+            "Address of the target whose dependencies make mmepack's environment builder PEX "
+            "(entry point `mmepack.environment.command:main`)."
+        ),
         advanced=True,
     )
     python_version = StrOption(
@@ -192,8 +195,9 @@ class ModelCasesSubsystem(Subsystem):
         default="//src/mmepack:cases",
         help=softwrap(
             """
-            Address of the `pex_binary` that runs model cases (`mmepack.cases.command`): the
-            CLI plus the server packages, which the `[mmepack].cli` PEX leaves out.
+            Address of the target whose dependencies make the PEX that runs model cases
+            (`mmepack.cases.command`): the CLI plus the server packages, which the
+            `[mmepack].cli` PEX leaves out.
             """
         ),
         advanced=True,
