@@ -139,33 +139,30 @@ def _purge_bytecode(prefix: Path) -> None:
             shutil.rmtree(folder)
 
 
-def _compile(prefix: Path, site: Path) -> None:
-    """Checked-hash pycs, compiled by the environment's own interpreter (its magic number), with
-    the prefix stripped from the names they record."""
+def prefix_python(prefix: Path) -> Path:
+    """The prefix's own interpreter: bytecode must carry its magic number."""
     python = next(
         (p for p in (prefix / "bin" / "python3", prefix / "bin" / "python") if p.exists()), None
     )
     if python is None:
         raise MmepackError(f"{prefix}: no bin/python3 to compile bytecode with")
+    return python
+
+
+def compile_checked_hash(prefix: Path, *targets: str) -> subprocess.CompletedProcess[str]:
+    """`compileall` by the prefix's interpreter: checked-hash pycs (valid whatever the file
+    times), the prefix stripped from the names they record; `targets` are compileall's own
+    arguments (folders, or `-i <list>`)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(deterministic_variables())
-    result = subprocess.run(
-        [
-            str(python),
-            "-m",
-            "compileall",
-            "-q",
-            "--invalidation-mode",
-            "checked-hash",
-            "-s",
-            str(prefix),
-            str(site),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    command = [str(prefix_python(prefix)), "-B", "-m", "compileall", "-q"]
+    command += ["--invalidation-mode", "checked-hash", "-s", str(prefix), *targets]
+    return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+
+
+def _compile(prefix: Path, site: Path) -> None:
+    """Checked-hash pycs for site-packages (see compile_checked_hash)."""
+    result = compile_checked_hash(prefix, str(site))
     # A source file that does not compile (some packages ship deliberately broken examples) gets
     # no pyc, as with pip's own compile step; only a compileall that could not run is an error.
     if result.returncode != 0 and "*** Error compiling" not in result.stdout:

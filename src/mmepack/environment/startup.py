@@ -26,7 +26,11 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmepack.environment.determinism import deterministic_variables
+from mmepack.environment.determinism import (
+    compile_checked_hash,
+    deterministic_variables,
+    prefix_python,
+)
 from mmepack.errors import MmepackError
 
 # What the stub itself imports before model.py (asyncio for async execute support, inspect to
@@ -67,13 +71,6 @@ print(json.dumps(sorted(found)))
 """
 
 
-def _python(prefix: Path) -> Path:
-    for candidate in (prefix / "bin" / "python3", prefix / "bin" / "python"):
-        if candidate.exists():
-            return candidate
-    raise MmepackError(f"{prefix}: no bin/python3 to compile the start-up bytecode with")
-
-
 def _environ(prefix: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(deterministic_variables())
@@ -89,7 +86,7 @@ def startup_sources(prefix: Path, modules: Sequence[str]) -> list[str]:
     `modules` in the environment's own Python."""
     wanted = list(dict.fromkeys([*STUB_IMPORTS, *modules]))
     result = subprocess.run(
-        [str(_python(prefix)), "-I", "-B", "-c", _LIST, str(prefix), json.dumps(wanted)],
+        [str(prefix_python(prefix)), "-I", "-B", "-c", _LIST, str(prefix), json.dumps(wanted)],
         capture_output=True,
         text=True,
         env=_environ(prefix),
@@ -121,27 +118,7 @@ def compile_startup_bytecode(prefix: Path, modules: Sequence[str]) -> int:
     listing = prefix / ".mmepack-startup-sources"
     listing.write_text("\n".join(str(prefix / s) for s in sources) + "\n", encoding="utf-8")
     try:
-        result = subprocess.run(
-            [
-                str(_python(prefix)),
-                "-I",
-                "-B",
-                "-m",
-                "compileall",
-                "-q",
-                "--invalidation-mode",
-                "checked-hash",
-                "-s",
-                str(prefix),
-                "-i",
-                str(listing),
-            ],
-            capture_output=True,
-            text=True,
-            env=_environ(prefix),
-            check=False,
-            cwd=prefix,
-        )
+        result = compile_checked_hash(prefix, "-i", str(listing))
     finally:
         listing.unlink()
     if result.returncode != 0:
