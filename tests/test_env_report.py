@@ -123,7 +123,8 @@ def test_builder_writes_the_report_on_a_cache_hit(tmp_path: Path) -> None:
     staging = cache.staging(key)
     (staging / "python_env.tar.gz").write_bytes(b"packed environment")
     manifest = {"python_version": "3.11.7", "builder": "conda:micromamba", "removed_bytes": 5}
-    cache.store(key, staging / "python_env.tar.gz", {**manifest, "proven_imports": ["numpy"]})
+    proof = {"proven_imports": ["numpy"], "proven_tensor_types": ["TYPE_FP32"]}
+    cache.store(key, staging / "python_env.tar.gz", {**manifest, **proof})
     options = EnvOptions(builder="conda", conda=str(conda), target=TargetServer(stub_python="3.11"))
 
     output = tmp_path / "out" / "python_env.tar.gz"
