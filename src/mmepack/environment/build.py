@@ -162,27 +162,32 @@ def _prove_new_tensor_types(
     model with the same requirements but other types (BYTES where the first had only FP32) gets
     its own types moved through the stub before the environment ships, once, and the cache
     remembers them."""
-    proven = set(hit.manifest.get("proven_tensor_types", []))
-    missing = [t for t in probe_tensor_types(request.tensor_types) if t not in proven]
-    if not missing:
+
+    def missing(entry: CachedEnv) -> list[str]:
+        proven = set(entry.manifest.get("proven_tensor_types", []))
+        return [t for t in probe_tensor_types(request.tensor_types) if t not in proven]
+
+    if not missing(hit):
         return hit
-    who = model_prefix(request.label)
-    log(
-        f"{who}the cached environment was proven with {', '.join(sorted(proven)) or 'no'} "
-        f"tensors; proving {', '.join(missing)} as well"
-    )
     with cache.locked(key):
+        current = cache.lookup(key) or hit  # a concurrent process may have proven them meanwhile
+        if not missing(current):
+            return current
+        proven = sorted(current.manifest.get("proven_tensor_types", []))
+        log(
+            f"{model_prefix(request.label)}the cached environment was proven with "
+            f"{', '.join(proven) or 'no'} tensors; proving {', '.join(missing(current))} as well"
+        )
         proof = prove_environment(
-            hit.archive,
+            current.archive,
             request.python,
-            list(hit.manifest.get("proven_imports", ["numpy"])),
+            list(current.manifest.get("proven_imports", ["numpy"])),
             tensor_types=request.tensor_types,
             server_stub_python=options.target.stub_python,
             label=request.label,
             log=log,
         )
-        current = cache.lookup(key) or hit
-        known = set(current.manifest.get("proven_tensor_types", [])) | set(proof.tensor_types)
+        known = set(proven) | set(proof.tensor_types)
         return cache.update_manifest(
             key, {**current.manifest, "proven_tensor_types": sorted(known)}
         )

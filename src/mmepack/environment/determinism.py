@@ -149,12 +149,19 @@ def prefix_python(prefix: Path) -> Path:
     return python
 
 
+def prefix_environment() -> dict[str, str]:
+    """What the prefix's interpreter runs with: nothing leaking in from this process's Python,
+    and no stray bytecode (deterministic_variables)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(deterministic_variables())
+    return env
+
+
 def compile_checked_hash(prefix: Path, *targets: str) -> subprocess.CompletedProcess[str]:
     """`compileall` by the prefix's interpreter: checked-hash pycs (valid whatever the file
     times), the prefix stripped from the names they record; `targets` are compileall's own
     arguments (folders, or `-i <list>`)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(deterministic_variables())
+    env = prefix_environment()
     command = [str(prefix_python(prefix)), "-B", "-m", "compileall", "-q"]
     command += ["--invalidation-mode", "checked-hash", "-s", str(prefix), *targets]
     return subprocess.run(command, capture_output=True, text=True, env=env, check=False)

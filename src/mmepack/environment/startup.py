@@ -26,11 +26,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmepack.environment.determinism import (
-    compile_checked_hash,
-    deterministic_variables,
-    prefix_python,
-)
+from mmepack.environment.determinism import compile_checked_hash, prefix_environment, prefix_python
 from mmepack.errors import MmepackError
 
 # What the stub itself imports before model.py (asyncio for async execute support, inspect to
@@ -72,8 +68,7 @@ print(json.dumps(sorted(found)))
 
 
 def _environ(prefix: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(deterministic_variables())
+    env = prefix_environment()
     # The prefix's own libpython, as the stub gets it (Triton puts <env>/lib first).
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
         p for p in (str(prefix / "lib"), os.environ.get("LD_LIBRARY_PATH", "")) if p
