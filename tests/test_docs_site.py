@@ -39,12 +39,19 @@ def _nav_pages(node: Any) -> Iterator[str]:
             yield from _nav_pages(value)
 
 
+def _excluded_folders() -> set[str]:
+    """The folders `exclude_docs` in mkdocs.yml keeps out of the site (`_incoming/`, `gen/`)."""
+    config = YAML(typ="safe").load((REPO / "mkdocs.yml").read_text())
+    return {entry.rstrip("/") for entry in config["exclude_docs"].split() if entry.endswith("/")}
+
+
 def _site_pages() -> set[str]:
-    """Every Markdown page the site builds: docs/ less what mkdocs.yml excludes (_incoming/)."""
+    """Every Markdown page the site builds: docs/ less the folders mkdocs.yml excludes."""
+    excluded = _excluded_folders()
     return {
         path.relative_to(DOCS).as_posix()
         for path in DOCS.rglob("*.md")
-        if path.relative_to(DOCS).parts[0] != "_incoming"
+        if path.relative_to(DOCS).parts[0] not in excluded
     }
 
 
