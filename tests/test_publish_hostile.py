@@ -5,6 +5,7 @@ refuses the same files without leaving anything behind."""
 from __future__ import annotations
 
 import shutil
+import socket
 import stat
 import subprocess
 import time
@@ -19,6 +20,7 @@ from mmepack.artifact.limits import ArtifactLimits
 from mmepack.artifact.unpack import unpack_artifact
 from mmepack.cli import main
 from mmepack.errors import MmepackError
+from mmepack.redact import redact
 from tests import hostile_artifacts as hostile
 from tests.test_publish import (  # noqa: F401 - fixtures
     _keys,
@@ -197,3 +199,68 @@ def test_unpack_refuses_what_publish_refuses_and_leaves_nothing(
     assert str(info.value).startswith(f"{path}: ")
     assert not folder.exists()
     assert not (tmp_path.parent / "tmp" / "hidden_escape").exists()
+
+
+def _closed_port() -> int:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = int(closed.getsockname()[1])
+    closed.close()
+    return port
+
+
+@pytest.mark.parametrize(
+    "endpoint, secrets",
+    [
+        ("http://user:S3cret@Pass@127.0.0.1:{port}", ("S3cret", "Pass@", "user:")),
+        ("user:hunter2@127.0.0.1:{port}", ("hunter2", "user:")),
+        ("http://user:pa ss-word@127.0.0.1:{port}", ("pa ss", "ss-word", "user:")),
+        ("user:pa ss-word@127.0.0.1:{port}", ("pa ss", "ss-word", "user:")),
+    ],
+)
+def test_endpoint_credentials_are_masked_up_to_the_last_at(
+    s3: Any,
+    buckets: tuple[str, str],
+    s3_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    endpoint: str,
+    secrets: tuple[str, ...],
+) -> None:
+    """Each endpoint once at a closed port (the "cannot reach" or "Invalid endpoint" message)
+    and once at the real moto server (S3 answers; the missing bucket's message names it)."""
+    moto_port = int(s3_server.rsplit(":", 1)[1])
+    path = hostile.good(tmp_path / "demo_1.tar.gz")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    for port, bucket in ((_closed_port(), buckets[0]), (moto_port, "no-such-bucket-25")):
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint.format(port=port))
+        argv = ["publish", str(path), "--branch", "x", "--staging-bucket", bucket]
+        assert main([*argv, "--commit", "c"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("mmepack: error: ") and "Traceback" not in err
+        assert "***@127.0.0.1" in err, err
+        for secret in secrets:
+            assert secret not in err, (secret, err)
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("at http://user:S3cret@Pass@host:9 now", "at http://***@host:9 now"),
+        ("Invalid endpoint: user:pass@host:9", "Invalid endpoint: ***@host:9"),
+        ("see 'u:p@ss@h:9/x@y'", "see '***@h:9/x@y'"),
+        ("at https://user:pa ss@host/key@1", "at https://***@host/key@1"),
+        ("s3://bucket/key@1 and me@example.com", "s3://bucket/key@1 and me@example.com"),
+    ],
+)
+def test_redact_masks_userinfo_with_or_without_scheme(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_redact_masks_the_userinfo_of_endpoint_and_proxy_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "me:top secret@host:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy user:proxy pass@proxy:3128")
+    text = "x me:top secret@host:9 y; proxy user:proxy pass@proxy"
+    assert redact(text) == "x ***@host:9 y; ***@proxy"
