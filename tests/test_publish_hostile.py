@@ -20,6 +20,7 @@ from mmepack.artifact.limits import ArtifactLimits
 from mmepack.artifact.unpack import unpack_artifact
 from mmepack.cli import main
 from mmepack.errors import MmepackError
+from mmepack.publish.s3 import make_client
 from mmepack.redact import redact
 from tests import hostile_artifacts as hostile
 from tests.test_publish import (  # noqa: F401 - fixtures
@@ -264,3 +265,45 @@ def test_redact_masks_the_userinfo_of_endpoint_and_proxy_variables(
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy user:proxy pass@proxy:3128")
     text = "x me:top secret@host:9 y; proxy user:proxy pass@proxy"
     assert redact(text) == "x ***@host:9 y; ***@proxy"
+
+
+def test_ctrl_c_before_the_manifest_says_what_is_stored_and_publishing_again_repairs_it(
+    s3: Any,
+    buckets: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, production = buckets
+    path = hostile.good(tmp_path / "demo_1.tar.gz")
+    made = make_client
+
+    def interrupting_client(region: str | None = None) -> Any:
+        """The real client, with Ctrl-C arriving just before the manifest is sent."""
+        client = made(region)
+
+        def ctrl_c(params: dict[str, Any], **_: Any) -> None:
+            if params.get("Key", "").endswith(".manifest.json"):
+                raise KeyboardInterrupt
+
+        client.meta.events.register("before-parameter-build.s3.PutObject", ctrl_c)
+        return client
+
+    argv = ["publish", str(path), "--branch", "main", "--production-bucket", production]
+    argv += ["--prefix", "mme", "--commit", "c"]
+    monkeypatch.setattr("mmepack.publish.s3.make_client", interrupting_client)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    url = f"s3://{production}/mme/demo_1.tar.gz"
+    assert err.startswith(f"mmepack: interrupted: publishing demo_1.tar.gz to {url}: ")
+    assert f"{url} is stored but its manifest {url}.manifest.json is not" in err
+    assert "publish again to write it" in err
+    assert _keys(s3, production) == ["mme/demo_1.tar.gz"]
+
+    monkeypatch.setattr("mmepack.publish.s3.make_client", made)
+    assert main(argv) == 0
+    assert f"{url} unchanged" in capsys.readouterr().out
+    assert _keys(s3, production) == ["mme/demo_1.tar.gz", "mme/demo_1.tar.gz.manifest.json"]
+    manifest = s3.get_object(Bucket=production, Key="mme/demo_1.tar.gz.manifest.json")
+    stored = s3.head_object(Bucket=production, Key="mme/demo_1.tar.gz")
+    assert manifest["Metadata"]["mmepack-sha256"] == stored["Metadata"]["mmepack-sha256"]

@@ -12,7 +12,9 @@ Rules:
   and the result says so.
 - Nothing partial is ever visible under the final key: a single PUT carries its SHA-256 and
   a multipart upload becomes visible only when completed, each part carrying its SHA-256; an
-  unfinished multipart upload is aborted in one `finally`, whatever happened.
+  unfinished multipart upload is aborted in one `finally`, whatever happened. Any failure or
+  Ctrl-C says which state it left (object and manifest absent, the object without its manifest,
+  or both), and publishing again finishes each of them.
 - Every object carries its SHA-256 (S3-verified checksum and `mmepack-sha256` metadata) and a
   `<name>.manifest.json` provenance record beside it.
 - Every request has bounded connect and read timeouts (CONNECT_TIMEOUT, READ_TIMEOUT) and a
@@ -50,7 +52,7 @@ from botocore.exceptions import (
 
 from mmepack.artifact.check import CheckedArtifact, check_artifact
 from mmepack.artifact.diff import describe_difference
-from mmepack.errors import MmepackError
+from mmepack.errors import Interrupted, MmepackError
 from mmepack.model.version import VERSION_FILE, artifact_name
 from mmepack.publish.revision import from_ci_or_git
 from mmepack.redact import redact
@@ -597,7 +599,10 @@ def publish_artifact(
         if existing is not None:
             stored = _stored_sha256(existing)
             if stored == sha256:
-                outcome = f"{url} is in place but its manifest is not; publish again."
+                outcome = (
+                    f"{url} is in place but its manifest s3://{bucket}/{manifest_key} is not; "
+                    "publish again to write it."
+                )
                 _write_manifest(s3, bucket, manifest_key, record, sha256, protect_existing)
                 echo(f"mmepack: {url} unchanged (sha256 {sha256})")
                 return PublishResult("unchanged", bucket, key, sha256, manifest_key)
@@ -606,6 +611,10 @@ def publish_artifact(
                 raise _refusal(checked.model, checked.version, url, stored, sha256, members)
         metadata = _metadata(record, sha256)
         config = _transfer_config(multipart_threshold)
+        outcome = (
+            f"{url} is either unchanged or complete without its manifest (an upload is never "
+            "visible in part); publish again to finish."
+        )
         try:
             _send(
                 s3,
@@ -622,8 +631,14 @@ def publish_artifact(
             if protect_existing and _precondition_failed(exc):
                 return _lost_race(s3, bucket, key, manifest_key, record, checked, echo)
             raise
-        outcome = f"{url} is in place but its manifest is not; publish again to write it."
+        outcome = (
+            f"{url} is stored but its manifest s3://{bucket}/{manifest_key} is not; publish "
+            "again to write it (the stored object is kept, not uploaded again)."
+        )
         _write_manifest(s3, bucket, manifest_key, record, sha256, protect_existing)
+        outcome = f"{url} and its manifest are both stored; nothing is left to do."
+    except KeyboardInterrupt:
+        raise Interrupted(scrub(f"{action}: {outcome}", s3)) from None
     except MmepackError as exc:
         raise MmepackError(scrub(f"{exc}\n{outcome}", s3)) from None
     except Exception as exc:  # noqa: BLE001 - every failure becomes one explained error
