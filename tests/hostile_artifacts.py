@@ -140,4 +140,3 @@ def many_members(path: Path, count: int) -> Path:
 def with_mode(path: Path, name: str, mode: int) -> Path:
     members = demo_members()
     return write(path, gzip.compress(tar_bytes(members, modes={name: mode})))
-

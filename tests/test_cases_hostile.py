@@ -101,7 +101,9 @@ def test_deep_nesting_and_huge_integers_are_one_error_line(
 def test_a_huge_integer_tolerance_is_one_error_line(
     model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = json.dumps({"inputs": {"IN": {"values": [1, 2]}}, "expected": {"OUT": {"values": [0, 0], "atol": 0}}})
+    text = json.dumps(
+        {"inputs": {"IN": {"values": [1, 2]}}, "expected": {"OUT": {"values": [0, 0], "atol": 0}}}
+    )
     case = write_case(model_dir, "huge_atol", text.replace('"atol": 0', '"atol": ' + "9" * 5000))
     err = _check(model_dir, capsys)
     assert err.startswith(f"mmepack: error: {case}: expected.OUT: atol: expected a number >= 0")

@@ -23,13 +23,7 @@ from mmepack.errors import MmepackError
 from mmepack.publish.s3 import make_client
 from mmepack.redact import redact
 from tests import hostile_artifacts as hostile
-from tests.test_publish import (  # noqa: F401 - fixtures
-    _keys,
-    _publish,
-    buckets,
-    s3,
-    s3_server,
-)
+from tests.test_publish import _keys, _publish, buckets, s3, s3_server  # noqa: F401 - fixtures
 
 HIDDEN: dict[str, tuple[Callable[[Path], Path], str]] = {
     "second gzip member": (
@@ -176,9 +170,7 @@ def test_unpack_writes_plain_files_and_folders(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "case", [*sorted(HIDDEN), "gzip bomb", "setuid", "too many members", "truncated"]
 )
-def test_unpack_refuses_what_publish_refuses_and_leaves_nothing(
-    tmp_path: Path, case: str
-) -> None:
+def test_unpack_refuses_what_publish_refuses_and_leaves_nothing(tmp_path: Path, case: str) -> None:
     path = tmp_path / "demo_1.tar.gz"
     limits = ArtifactLimits()
     if case in HIDDEN:

@@ -29,7 +29,7 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from pathlib import PurePosixPath
-from typing import IO
+from typing import Protocol, Self
 
 from mmepack.artifact.limits import ArtifactLimits
 
@@ -41,6 +41,12 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # for every local user.
 _SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 _WORLD_WRITABLE = stat.S_IWOTH
+
+
+class Readable(Protocol):
+    """What the reader needs of its input: a file opened for reading, or a wrapper of one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class ArtifactProblem(Exception):
@@ -84,7 +90,7 @@ class _OneGzipMember:
     raises.
     """
 
-    def __init__(self, raw: IO[bytes], limit: int) -> None:
+    def __init__(self, raw: Readable, limit: int) -> None:
         self._raw = raw
         self._limit = limit
         self._inflater = zlib.decompressobj(_GZIP_WBITS)
@@ -159,25 +165,29 @@ class _EndAwareInfo(tarfile.TarInfo):
     take it for the end of the archive; only a zero block (the real end marker) ends it."""
 
     @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
         try:
             return super().fromtarfile(tarfile_)
-        except tarfile.EOFHeaderError:
-            raise
-        except tarfile.TruncatedHeaderError:
-            raise ArtifactProblem("not a complete gzip tar: the tar stops inside a header (truncated)") from None
-        except tarfile.EmptyHeaderError:
-            raise ArtifactProblem(
-                "not a complete gzip tar: the tar has no end-of-archive marker (zero blocks)"
-            ) from None
         except tarfile.HeaderError as exc:
+            # tarfile's subclasses of HeaderError are private: tell them apart by name.
+            kind = type(exc).__name__
+            if kind == "EOFHeaderError":  # a zero block: the real end marker
+                raise
+            if kind == "TruncatedHeaderError":
+                raise ArtifactProblem(
+                    "not a complete gzip tar: the tar stops inside a header (truncated)"
+                ) from None
+            if kind == "EmptyHeaderError":
+                raise ArtifactProblem(
+                    "not a complete gzip tar: the tar has no end-of-archive marker (zero blocks)"
+                ) from None
             raise ArtifactProblem(
                 f"not a complete gzip tar: damaged tar header at byte {tarfile_.offset} ({exc})"
             ) from None
 
 
 def iter_members(
-    raw: IO[bytes], limits: ArtifactLimits, compressed_size: int | None
+    raw: Readable, limits: ArtifactLimits, compressed_size: int | None
 ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
     """Each safe member of the tar.gz read from `raw` (see the module's doc), then the checks
     of what follows the tar's end and the gzip stream's end."""

@@ -51,9 +51,7 @@ def unpack_artifact(artifact: Path, folder: Path, limits: ArtifactLimits | None 
                     shutil.copyfileobj(source, out, _CHUNK)
     except ArtifactProblem as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise MmepackError(
-            f"{artifact}: {exc}; package it again with `mmepack package`"
-        ) from None
+        raise MmepackError(f"{artifact}: {exc}; package it again with `mmepack package`") from None
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise MmepackError(

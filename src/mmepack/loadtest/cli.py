@@ -244,7 +244,10 @@ def run_loadtest(args: argparse.Namespace) -> int:
         with endpoint:
             return drive(endpoint.url, endpoint.name, endpoint.describe())
     if args.real:
-        where = redact(args.endpoint_url or "") or f"SageMaker Runtime ({args.region or 'default region'})"
+        where = (
+            redact(args.endpoint_url or "")
+            or f"SageMaker Runtime ({args.region or 'default region'})"
+        )
         return drive(args.endpoint_url, args.endpoint_name, f"SageMaker endpoint via {where}")
     return drive(
         args.endpoint_url,
