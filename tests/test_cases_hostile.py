@@ -81,6 +81,7 @@ def _nested(depth: int) -> str:
         (_nested(2000), "inputs.IN.values", "nested more than 64 levels deep"),
         ("1" * 5000, "inputs.IN", "values: an integer of 5000 digits is out of range"),
     ],
+    ids=["200 deep", "2,000 deep", "5,000 digits"],
 )
 def test_deep_nesting_and_huge_integers_are_one_error_line(
     model_dir: Path,

@@ -19,11 +19,19 @@ from mmepack.artifact.check import check_artifact
 from mmepack.artifact.limits import ArtifactLimits
 from mmepack.artifact.unpack import unpack_artifact
 from mmepack.cli import main
-from mmepack.errors import MmepackError
+from mmepack.errors import Interrupted, MmepackError
 from mmepack.publish.s3 import make_client
 from mmepack.redact import redact
 from tests import hostile_artifacts as hostile
-from tests.test_publish import _keys, _publish, buckets, s3, s3_server  # noqa: F401 - fixtures
+from tests.test_publish import (  # noqa: F401 - fixtures
+    THRESHOLD,
+    _artifact,
+    _keys,
+    _publish,
+    buckets,
+    s3,
+    s3_server,
+)
 
 HIDDEN: dict[str, tuple[Callable[[Path], Path], str]] = {
     "second gzip member": (
@@ -288,7 +296,7 @@ def test_ctrl_c_before_the_manifest_says_what_is_stored_and_publishing_again_rep
     err = capsys.readouterr().err
     url = f"s3://{production}/mme/demo_1.tar.gz"
     assert err.startswith(f"mmepack: interrupted: publishing demo_1.tar.gz to {url}: ")
-    assert f"{url} is stored but its manifest {url}.manifest.json is not" in err
+    assert f"{url} is in place but its manifest is not ({url}.manifest.json)" in err
     assert "publish again to write it" in err
     assert _keys(s3, production) == ["mme/demo_1.tar.gz"]
 
@@ -299,3 +307,24 @@ def test_ctrl_c_before_the_manifest_says_what_is_stored_and_publishing_again_rep
     manifest = s3.get_object(Bucket=production, Key="mme/demo_1.tar.gz.manifest.json")
     stored = s3.head_object(Bucket=production, Key="mme/demo_1.tar.gz")
     assert manifest["Metadata"]["mmepack-sha256"] == stored["Metadata"]["mmepack-sha256"]
+
+
+def test_ctrl_c_during_the_upload_says_nothing_changed(
+    s3: Any, buckets: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, production = buckets
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    path = _artifact(tmp_path, b"v1")  # 11 MiB: a multipart upload of 3 parts
+    sent = [0]
+
+    def ctrl_c(amount: int) -> None:
+        sent[0] += amount
+        if sent[0] > THRESHOLD:  # after the first part
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as info:
+        _publish(path, production, protect=True, callback=ctrl_c)
+    assert str(info.value).endswith(f"s3://{production}/mme/demo_1.tar.gz was not changed.")
+    assert _keys(s3, production) == []
+    assert not s3.list_multipart_uploads(Bucket=production).get("Uploads")
+    assert _publish(path, production, protect=True).status == "uploaded"

@@ -409,6 +409,9 @@ class _Upload:
     """The one multipart upload in flight, so a `finally` can abort it whatever happened."""
 
     upload_id: str | None = None
+    # The request that makes the object visible (the PUT, or the multipart completion) was
+    # started: an interruption from then on may or may not have stored it.
+    finishing: bool = False
 
 
 def _send(
@@ -438,6 +441,7 @@ def _send(
             digest.update(body)
             if digest.hexdigest() != checked.sha256:
                 raise _changed_error(path, checked.sha256, digest.hexdigest())
+            upload.finishing = True
             s3.put_object(
                 Bucket=bucket,
                 Key=key,
@@ -479,6 +483,7 @@ def _send(
                 callback(len(chunk))
         if digest.hexdigest() != checked.sha256:
             raise _changed_error(path, checked.sha256, digest.hexdigest())
+        upload.finishing = True
         s3.complete_multipart_upload(
             Bucket=bucket,
             Key=key,
@@ -591,7 +596,7 @@ def publish_artifact(
     s3 = client or make_client(region)
     action = f"publishing {path.name} to {url}"
     upload = _Upload()
-    outcome = f"{url} was not changed."
+    unchanged = outcome = f"{url} was not changed."
     try:
         _check_bucket(s3, bucket, action)
         existing = _head(s3, bucket, key)
@@ -600,8 +605,8 @@ def publish_artifact(
             stored = _stored_sha256(existing)
             if stored == sha256:
                 outcome = (
-                    f"{url} is in place but its manifest s3://{bucket}/{manifest_key} is not; "
-                    "publish again to write it."
+                    f"{url} is in place but its manifest is not "
+                    f"(s3://{bucket}/{manifest_key}); publish again to write it."
                 )
                 _write_manifest(s3, bucket, manifest_key, record, sha256, protect_existing)
                 echo(f"mmepack: {url} unchanged (sha256 {sha256})")
@@ -611,10 +616,6 @@ def publish_artifact(
                 raise _refusal(checked.model, checked.version, url, stored, sha256, members)
         metadata = _metadata(record, sha256)
         config = _transfer_config(multipart_threshold)
-        outcome = (
-            f"{url} is either unchanged or complete without its manifest (an upload is never "
-            "visible in part); publish again to finish."
-        )
         try:
             _send(
                 s3,
@@ -632,12 +633,19 @@ def publish_artifact(
                 return _lost_race(s3, bucket, key, manifest_key, record, checked, echo)
             raise
         outcome = (
-            f"{url} is stored but its manifest s3://{bucket}/{manifest_key} is not; publish "
-            "again to write it (the stored object is kept, not uploaded again)."
+            f"{url} is in place but its manifest is not (s3://{bucket}/{manifest_key}); "
+            "publish again to write it (the stored object is kept, not uploaded again)."
         )
         _write_manifest(s3, bucket, manifest_key, record, sha256, protect_existing)
         outcome = f"{url} and its manifest are both stored; nothing is left to do."
     except KeyboardInterrupt:
+        if upload.finishing and outcome == unchanged:
+            # Ctrl-C while the request that makes the object visible was on its way: S3 may
+            # have acted on it or not, and nothing partial is ever visible either way.
+            outcome = (
+                f"{url} is either unchanged or complete without its manifest; publish again "
+                "to finish."
+            )
         raise Interrupted(scrub(f"{action}: {outcome}", s3)) from None
     except MmepackError as exc:
         raise MmepackError(scrub(f"{exc}\n{outcome}", s3)) from None
