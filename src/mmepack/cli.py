@@ -34,6 +34,7 @@ from mmepack.model.repository import read_model_directory
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
 from mmepack.names import CONFIG_FILE, REQUIREMENTS_FILE, STUB_NAME, VERSION_FILE
 from mmepack.redact import redact
+from mmepack.triton.target import DEFAULT_TRITON_VERSION, TargetServer
 from mmepack.validate import (
     Problem,
     count_errors,
@@ -120,6 +121,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
             model_dir,
             python,
             glibc=args.glibc,
+            target=TargetServer(triton_version=args.triton_version),
             log=lambda m: print(f"mmepack: {m}", file=sys.stderr),
         )
         pins = ", ".join(f"{p.name}=={p.version}" for p in lock.pins)
@@ -394,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--glibc",
         default="2.35",
         help="glibc of the target hosts; wheels up to manylinux_<this> are allowed (default 2.35)",
+    )
+    lock.add_argument(
+        "--triton-version",
+        default=DEFAULT_TRITON_VERSION,
+        help="Triton server the environment is for: its numpy requirement joins the resolution "
+        f"(default {DEFAULT_TRITON_VERSION})",
     )
     lock.set_defaults(run=_cmd_lock)
 
