@@ -212,7 +212,7 @@ def test_lock_resolves_with_the_target_servers_numpy_cap(
         Path(report).write_text(json.dumps({"pip_version": "23.2.1", "install": [numpy]}))
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    monkeypatch.setattr(lock_module.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     monkeypatch.setattr(lock_module, "_pip_for", lambda python: (["pip"], "3.12.1"))
     lock = lock_module.lock_model(model, "3.12")
     assert seen[0][-1] == "numpy<2" and str(model / "requirements.txt") in seen[0]

@@ -42,7 +42,7 @@ def environment_distributions(env_archive: Path) -> dict[str, Distribution]:
     streaming pass: canonical distribution name -> its modules and dependencies."""
     found: dict[str, Distribution] = {}
     records: dict[str, str] = {}
-    with tarfile.open(env_archive, "r|*") as tar:
+    with tarfile.open(env_archive, mode="r|*") as tar:
         for member in tar:
             match = _DIST_INFO_RE.search(member.name)
             if match is None or not member.isfile():
