@@ -34,7 +34,7 @@ from pathlib import Path
 CHECKOUT = Path(__file__).resolve().parents[1]
 MODEL = "tiny_adder"
 # `mmepack new` with the user's steps and tensors (the checks below use preprocess and model).
-NEW = "--step preprocess:python --step model:onnx --step post:python --input TEXT:STRING:1 --output LABEL:STRING:1".split()  # noqa: E501
+NEW = "--step preprocess:python --step model:onnx --step post:python --input TEXT:TYPE_STRING:1 --output LABEL:TYPE_STRING:1".split()  # noqa: E501
 ARTIFACT = f"dist/mme/{MODEL}_1.tar.gz"
 CLI_PEX = "dist/src.mmepack/cli.pex"
 STEP_TIMEOUT_S = 900
