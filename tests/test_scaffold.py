@@ -173,6 +173,7 @@ def test_tests_folder_is_laid_out_as_the_examples(tmp_path: Path) -> None:
         (["--output", "Y:FP32:-1"], "--output 'Y:FP32:-1': dims '-1' must be positive sizes"),
         (["--input", "X:FP32:4", "--output", "X:FP32:4"], "--output X: already given as --input"),
         (["--step", "a:python", "--step", "a:onnx"], "--step a: given twice"),
+        (["--step", "tok:python", "--input", "tok_features:FP32:1"], "use that name between"),
         (
             ["--step", "clf:onnx", "--input", "TEXT:TYPE_STRING:1"],
             "--step clf:onnx comes first, but input TEXT is TYPE_STRING",

@@ -178,7 +178,8 @@ def _check_design(
     seen: dict[str, str] = {}
     for flag, tensors in (("--input", inputs), ("--output", outputs)):
         for tensor in tensors:
-            if tensor.name in (FEATURES_IN, FEATURES_OUT):
+            between = {FEATURES_IN, FEATURES_OUT} | {f"{s.name}_features" for s in steps}
+            if tensor.name in between:
                 raise MmepackError(
                     f"{flag} {tensor.name}: the scaffold's steps use that name between steps; "
                     "choose another"
