@@ -33,6 +33,8 @@ from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 MODEL = "tiny_adder"
+# `mmepack new` with the user's steps and tensors (the checks below use preprocess and model).
+NEW = "--step preprocess:python --step model:onnx --step post:python --input TEXT:TYPE_STRING:1 --output LABEL:TYPE_STRING:1".split()  # noqa: E501
 ARTIFACT = f"dist/mme/{MODEL}_1.tar.gz"
 CLI_PEX = "dist/src.mmepack/cli.pex"
 STEP_TIMEOUT_S = 900
@@ -119,7 +121,7 @@ def newcomer_path(workdir: Path) -> Steps:
 
     # README "Start a model", the Pants way.
     said = steps.pants(
-        "new (./pants run cli)", "run", "src/mmepack:cli", "--", "new", f"models/{MODEL}"
+        "new (./pants run cli)", "run", "src/mmepack:cli", "--", "new", f"models/{MODEL}", *NEW
     )
     assert f"created models/{MODEL}" in said and "tracked by DVC" in said, said[-3000:]
     onnx = model / f"{MODEL}_model" / "1" / "model.onnx"
