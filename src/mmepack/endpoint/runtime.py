@@ -239,6 +239,11 @@ def make_handler(front: RuntimeFront) -> type[BaseHTTPRequestHandler]:
             return body
 
         def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+            if (
+                self.headers.get("Transfer-Encoding")
+                or self.headers.get("Content-Length", "0") != "0"
+            ):
+                self.close_connection = True  # its body is not read, so it must not be parsed
             if self.path == "/ping":
                 if front.failure is not None:
                     self._error(503, "ServiceUnavailable", front.failure)
