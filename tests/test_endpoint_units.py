@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import threading
@@ -19,7 +20,7 @@ from mmepack.endpoint import _clean_dead_endpoints, check_load_request, model_ha
 from mmepack.endpoint import server as server_module
 from mmepack.endpoint.artifacts import ArtifactSource, TargetModelNotFound, unpack
 from mmepack.endpoint.metrics import EndpointMetrics, InvokeMetrics, ModelEvent
-from mmepack.endpoint.runtime import invoke_body_problem, json_depth
+from mmepack.endpoint.runtime import LISTEN_BACKLOG, bind_listener, invoke_body_problem, json_depth
 from mmepack.endpoint.server import MmeServer, sagemaker_arguments, shm_prefix
 from mmepack.testing.endpoint_client import BINARY_JSON, runtime_client
 
@@ -226,3 +227,20 @@ def test_dead_endpoints_are_cleaned_and_live_ones_kept(
         f"{shm_prefix(kept)}region",
         "triton_python_backend_shm_region_other",
     ]
+
+
+def test_the_runtime_api_listens_with_a_sane_backlog() -> None:
+    ss = shutil.which("ss") or next(
+        (p for p in ("/usr/sbin/ss", "/sbin/ss", "/usr/bin/ss") if os.path.exists(p)), None
+    )
+    if ss is None:
+        pytest.skip("`ss` (iproute2, which the endpoint's isolation needs too) is not installed")
+    listener = bind_listener(0)
+    try:
+        port = listener.getsockname()[1]
+        shown = subprocess.run(
+            [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert shown[0] == "LISTEN" and int(shown[2]) == LISTEN_BACKLOG >= 128, shown
+    finally:
+        listener.close()

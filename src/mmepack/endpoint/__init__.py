@@ -66,7 +66,7 @@ def _clean_dead_endpoints(root: Path) -> None:
 
 
 def _describe_exit(status: int) -> str:
-    """`exit status 134 (SIGABRT)` for the sandbox's 128+N, or a Popen's -N."""
+    """`exit status 134, SIGABRT` for the sandbox's 128+N (or a bare server's -N)."""
     number = status - 128 if status > 128 else -status if status < 0 else 0
     try:
         name = signal.Signals(number).name if number else ""
@@ -215,9 +215,8 @@ class LocalEndpoint:
 
     def wait_failure(self, timeout: float | None = None) -> str | None:
         """Block until the server has died (its cause) or `timeout` passes (None)."""
-        deadline = None if timeout is None else timeout
         if self._watcher is not None:
-            self._watcher.join(deadline)
+            self._watcher.join(timeout)
         return self.failure
 
     def load(self, target_model: str, wait: float = 600.0) -> None:
