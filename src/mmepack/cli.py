@@ -28,7 +28,7 @@ from mmepack.environment.command import (
     run_build_env,
 )
 from mmepack.environment.request import DEFAULT_PYTHON
-from mmepack.errors import MmepackError
+from mmepack.errors import Interrupted, MmepackError
 from mmepack.loadtest.cli import add_loadtest_command
 from mmepack.model.repository import read_model_directory
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
@@ -491,8 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
-        print("mmepack: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # An Interrupted says what state it left; a bare Ctrl-C has nothing to add.
+        detail = f": {redact(str(exc))}" if isinstance(exc, Interrupted) else ""
+        print(f"mmepack: interrupted{detail}", file=sys.stderr)
         return 130
 
 

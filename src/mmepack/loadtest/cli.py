@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from mmepack.errors import MmepackError
 from mmepack.names import ARTIFACT_SUFFIX
+from mmepack.redact import redact
 
 DEFAULT_OUT = Path("dist/loadtest")
 EXIT_NO_RECOMMENDATION = 2
@@ -243,12 +244,15 @@ def run_loadtest(args: argparse.Namespace) -> int:
         with endpoint:
             return drive(endpoint.url, endpoint.name, endpoint.describe())
     if args.real:
-        where = args.endpoint_url or f"SageMaker Runtime ({args.region or 'default region'})"
+        where = (
+            redact(args.endpoint_url or "")
+            or f"SageMaker Runtime ({args.region or 'default region'})"
+        )
         return drive(args.endpoint_url, args.endpoint_name, f"SageMaker endpoint via {where}")
     return drive(
         args.endpoint_url,
         args.endpoint_name or "local",
-        f"local endpoint at {args.endpoint_url}",
+        f"local endpoint at {redact(args.endpoint_url or '')}",
     )
 
 
@@ -363,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_loadtest(args)
     except MmepackError as exc:
-        print(f"mmepack: error: {exc}", file=sys.stderr)
+        print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mmepack: interrupted", file=sys.stderr)
