@@ -9,9 +9,12 @@ as its `model_name`. Nothing here talks to Triton.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import shutil
 import tarfile
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -19,6 +22,10 @@ from mmepack.names import ARTIFACT_SUFFIX
 
 # S3 keys and SageMaker's TargetModel are at most 1024 bytes.
 _MAX_TARGET_BYTES = 1024
+
+
+class ArtifactUnreadable(ValueError):
+    """An artifact that cannot be unpacked (truncated, corrupt): the caller's ModelError."""
 
 
 class TargetModelNotFound(LookupError):
@@ -104,15 +111,51 @@ class ArtifactSource:
         return sorted(found)
 
 
-def unpack(artifact: Path, models_root: Path, target_model: str) -> Path:
+def _members(tar: tarfile.TarFile, cancelled: Callable[[], bool]) -> Iterator[tarfile.TarInfo]:
+    for member in tar:
+        if cancelled():
+            raise OSError("the endpoint is stopping")
+        yield member
+
+
+def unpack(
+    artifact: Path,
+    models_root: Path,
+    target_model: str,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Path:
     """Unpack as SageMaker does: `<models_root>/<hash>/model`, tarfile's `data` filter (no
-    absolute paths, no links out of the folder, no device files). Returns that folder."""
+    absolute paths, no links out of the folder, no device files). Returns that folder.
+
+    Whatever goes wrong, the partial unpack is removed at once (an artifact may be large), and
+    a truncated or corrupt file raises ArtifactUnreadable naming it. `models_root`'s parent
+    must exist: an endpoint that has removed its work folder must not have it made again.
+    `cancelled` is asked between members (the endpoint stopping)."""
     folder = models_root / model_hash(target_model) / "model"
     if folder.parent.exists():
         shutil.rmtree(folder.parent)
-    folder.mkdir(parents=True)
-    with tarfile.open(artifact, "r:gz") as tar:
-        tar.extractall(folder, filter="data")
+    models_root.mkdir(exist_ok=True)
+    try:
+        folder.parent.mkdir()
+        folder.mkdir()
+        with tarfile.open(artifact, "r:gz") as tar:
+            tar.extractall(folder, members=_members(tar, cancelled), filter="data")
+    except (
+        EOFError,
+        zlib.error,
+        gzip.BadGzipFile,
+        tarfile.ReadError,
+        tarfile.CompressionError,
+    ) as exc:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        raise ArtifactUnreadable(
+            f"cannot unpack artifact {artifact} ({type(exc).__name__}: "
+            f"{exc or 'unexpected end of data'}): the file is truncated or corrupt; package "
+            "and publish it again"
+        ) from None
+    except BaseException:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        raise
     return folder
 
 
