@@ -18,11 +18,17 @@ from botocore.exceptions import ClientError
 
 from mmepack.endpoint import _clean_dead_endpoints, check_load_request, model_hash
 from mmepack.endpoint import server as server_module
-from mmepack.endpoint.artifacts import ArtifactSource, TargetModelNotFound, unpack
+from mmepack.endpoint.artifacts import (
+    ArtifactSource,
+    ArtifactUnreadable,
+    TargetModelNotFound,
+    unpack,
+)
 from mmepack.endpoint.metrics import EndpointMetrics, InvokeMetrics, ModelEvent
 from mmepack.endpoint.runtime import LISTEN_BACKLOG, bind_listener, invoke_body_problem, json_depth
 from mmepack.endpoint.server import MmeServer, sagemaker_arguments, shm_prefix
 from mmepack.testing.endpoint_client import BINARY_JSON, runtime_client
+from tests import hostile_artifacts
 
 
 def test_container_flags_and_sagemaker_variables() -> None:
@@ -104,9 +110,23 @@ def test_unpack_like_sagemaker_refuses_paths_out_of_the_folder(tmp_path: Path) -
     assert folder == tmp_path / "models" / model_hash("g_1.tar.gz") / "model"
     assert (folder / "g" / "1" / "model.py").read_bytes() == b"y"
     evil = _tar(tmp_path / "e_1.tar.gz", {"../../escaped.txt": b"z"})
-    with pytest.raises(tarfile.OutsideDestinationError):
+    with pytest.raises(ArtifactUnreadable, match="e_1.tar.gz"):
         unpack(evil, tmp_path / "models", "e_1.tar.gz")
     assert not (tmp_path / "escaped.txt").exists()
+    assert not (tmp_path / "models" / model_hash("e_1.tar.gz")).exists()
+
+
+def test_unpack_refuses_a_gzip_bomb_without_inflating_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2 GiB of zeros in a file of about 2 MB: publish's bounds apply to the endpoint too, so
+    # it stops past 100x the file's size + 64 MiB instead of writing 2 GiB to the disk.
+    monkeypatch.delenv("MMEPACK_MAX_EXPANSION_RATIO", raising=False)
+    monkeypatch.delenv("MMEPACK_MAX_UNPACKED_BYTES", raising=False)
+    bomb = hostile_artifacts.gzip_bomb(tmp_path / "bomb_1.tar.gz")
+    with pytest.raises(ArtifactUnreadable, match="bomb_1.tar.gz"):
+        unpack(bomb, tmp_path / "models", "bomb_1.tar.gz")
+    assert not (tmp_path / "models" / model_hash("bomb_1.tar.gz")).exists()
 
 
 def test_metrics_summary() -> None:

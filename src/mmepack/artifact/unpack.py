@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from mmepack.artifact.bounded_tar import ArtifactProblem, iter_members
@@ -23,11 +24,17 @@ from mmepack.errors import MmepackError
 _CHUNK = 1 << 20
 
 
-def unpack_artifact(artifact: Path, folder: Path, limits: ArtifactLimits | None = None) -> None:
+def unpack_artifact(
+    artifact: Path,
+    folder: Path,
+    limits: ArtifactLimits | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> None:
     """Unpack the tar.gz `artifact` into `folder` (created if absent, removed again on failure).
 
     Raises MmepackError naming the artifact and the problem (damaged, truncated, over a limit,
-    an unsafe member, data hidden after the tar or gzip end).
+    an unsafe member, data hidden after the tar or gzip end). `cancelled` is asked between
+    members, so a stopping endpoint need not wait for a large unpack: it raises OSError.
     """
     limits = limits or ArtifactLimits.from_environment()
     folder.mkdir(parents=True, exist_ok=True)
@@ -36,6 +43,8 @@ def unpack_artifact(artifact: Path, folder: Path, limits: ArtifactLimits | None 
         with artifact.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             for tar, member in iter_members(handle, limits, size):
+                if cancelled():
+                    raise InterruptedError("the endpoint is stopping")
                 target = root.joinpath(*member.name.rstrip("/").split("/"))
                 if member.isdir():
                     target.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -52,6 +61,9 @@ def unpack_artifact(artifact: Path, folder: Path, limits: ArtifactLimits | None 
     except ArtifactProblem as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise MmepackError(f"{artifact}: {exc}; package it again with `mmepack package`") from None
+    except InterruptedError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise MmepackError(

@@ -2,22 +2,22 @@
 
 Owns the part SageMaker does before Triton sees anything: a TargetModel is the artifact's key
 relative to the endpoint's model prefix (here: a file name among the given artifacts, or a path
-under a folder of them), it is unpacked with tarfile's `data` filter into
-`<models root>/<hash>/model`, and that folder is the `url` of the load request, with the hash
+under a folder of them), it is unpacked into `<models root>/<hash>/model` under the same
+bounds and refusals as publish's check (mmepack.artifact.unpack: one gzip stream, safe members,
+limited size and member count, so a gzip bomb is refused, not inflated), and that folder is the `url` of the load request, with the hash
 as its `model_name`. Nothing here talks to Triton.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import shutil
-import tarfile
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from mmepack.artifact.unpack import unpack_artifact
+from mmepack.errors import MmepackError
 from mmepack.names import ARTIFACT_SUFFIX
 
 # S3 keys and SageMaker's TargetModel are at most 1024 bytes.
@@ -111,47 +111,31 @@ class ArtifactSource:
         return sorted(found)
 
 
-def _members(tar: tarfile.TarFile, cancelled: Callable[[], bool]) -> Iterator[tarfile.TarInfo]:
-    for member in tar:
-        if cancelled():
-            raise OSError("the endpoint is stopping")
-        yield member
-
-
 def unpack(
     artifact: Path,
     models_root: Path,
     target_model: str,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> Path:
-    """Unpack as SageMaker does: `<models_root>/<hash>/model`, tarfile's `data` filter (no
-    absolute paths, no links out of the folder, no device files). Returns that folder.
+    """Unpack as SageMaker does, into `<models_root>/<hash>/model`, with publish's bounds and
+    refusals (mmepack.artifact.unpack). Returns that folder.
 
     Whatever goes wrong, the partial unpack is removed at once (an artifact may be large), and
-    a truncated or corrupt file raises ArtifactUnreadable naming it. `models_root`'s parent
-    must exist: an endpoint that has removed its work folder must not have it made again.
-    `cancelled` is asked between members (the endpoint stopping)."""
+    a truncated, corrupt or refused file raises ArtifactUnreadable naming it. `models_root`'s
+    parent must exist: an endpoint that has removed its work folder must not have it made
+    again. `cancelled` is asked between members (the endpoint stopping)."""
     folder = models_root / model_hash(target_model) / "model"
     if folder.parent.exists():
         shutil.rmtree(folder.parent)
     models_root.mkdir(exist_ok=True)
     try:
         folder.parent.mkdir()
-        folder.mkdir()
-        with tarfile.open(artifact, "r:gz") as tar:
-            tar.extractall(folder, members=_members(tar, cancelled), filter="data")
-    except (
-        EOFError,
-        zlib.error,
-        gzip.BadGzipFile,
-        tarfile.ReadError,
-        tarfile.CompressionError,
-    ) as exc:
+        unpack_artifact(artifact, folder, cancelled=cancelled)
+    except MmepackError as exc:
         shutil.rmtree(folder.parent, ignore_errors=True)
         raise ArtifactUnreadable(
-            f"cannot unpack artifact {artifact} ({type(exc).__name__}: "
-            f"{exc or 'unexpected end of data'}): the file is truncated or corrupt; package "
-            "and publish it again"
+            f"cannot unpack artifact {exc} (the file is truncated or corrupt, or holds what "
+            "an mmepack artifact never does)"
         ) from None
     except BaseException:
         shutil.rmtree(folder.parent, ignore_errors=True)

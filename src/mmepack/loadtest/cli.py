@@ -291,9 +291,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
             redact(args.endpoint_url or "")
             or f"SageMaker Runtime ({args.region or 'default region'})"
         )
-        return drive(
-            args.endpoint_url, args.endpoint_name, f"SageMaker endpoint via {where}", dict
-        )
+        return drive(args.endpoint_url, args.endpoint_name, f"SageMaker endpoint via {where}", dict)
     return drive(
         args.endpoint_url,
         args.endpoint_name or "local",
