@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from mmepack.dev.loop import DevLoop, route_line
+from mmepack.dev.loop import CycleResult, DevLoop, route_line
 from mmepack.dev.server import loaded_models
 
 NAME = "devdemo"
@@ -146,7 +146,7 @@ def _save(path: Path, text: str) -> None:
         os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
 
 
-def _next_cycle(loop: DevLoop, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+def _next_cycle(loop: DevLoop, timeout: float = 30.0) -> CycleResult:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         changed = loop.poll()

@@ -29,11 +29,7 @@ _SCRATCH_NAMES = frozenset({"4913"})
 
 def is_scratch(name: str) -> bool:
     """A name no model file has: hidden files, editor backups and swap files."""
-    return (
-        name.startswith((".", "#"))
-        or name.endswith(_SCRATCH_SUFFIXES)
-        or name in _SCRATCH_NAMES
-    )
+    return name.startswith((".", "#")) or name.endswith(_SCRATCH_SUFFIXES) or name in _SCRATCH_NAMES
 
 
 def scan(root: Path) -> Snapshot:
@@ -99,9 +95,7 @@ class Plan:
         return bool(self.steps or self.environment)
 
 
-def plan_changes(
-    changed: list[str], model_names: set[str], cases_glob: str = CASES_GLOB
-) -> Plan:
+def plan_changes(changed: list[str], model_names: set[str], cases_glob: str = CASES_GLOB) -> Plan:
     """Sort changed paths into what must be redone; pure, so the rules are unit-tested."""
     plan = Plan(changed=list(changed))
     cases_dir = cases_glob.rsplit("/", 1)[0] if "/" in cases_glob else ""
@@ -114,9 +108,7 @@ def plan_changes(
                 plan.weights.add(top)
         elif path in (REQUIREMENTS_FILE, LOCK_FILE):
             plan.environment = True
-        elif fnmatch.fnmatch(path, cases_glob) or (
-            cases_dir and path.startswith(f"{cases_dir}/")
-        ):
+        elif fnmatch.fnmatch(path, cases_glob) or (cases_dir and path.startswith(f"{cases_dir}/")):
             # A case's data files (images, .npy) live beside its JSON.
             plan.cases = True
         elif len(parts) == 2 and parts[1] == CONFIG_FILE:

@@ -308,9 +308,7 @@ class DevLoop:
                 result.passed.append(case.name)
             else:
                 about = f" ({case.description})" if case.description else ""
-                result.failed[case.name] = self.stage.source_path(
-                    f"{case.path}{about}:\n{failure}"
-                )
+                result.failed[case.name] = self.stage.source_path(f"{case.path}{about}:\n{failure}")
 
     def _requirements_key(self) -> tuple[str, bytes]:
         """What decides the environment: the requirements as pip reads them (comments and
@@ -377,6 +375,8 @@ class DevLoop:
 
     def cycle(self, changed: list[str]) -> CycleResult:
         """Act on one batch of changed paths (relative to the model directory)."""
+        if self.directory is None:
+            raise MmepackError("the dev loop has not started; call start() first")
         started = time.monotonic()
         result = CycleResult(changed=list(changed))
         self.out(f"mmepack dev: saved {', '.join(changed)}")
@@ -453,8 +453,7 @@ class DevLoop:
         while deadline is None or time.monotonic() < deadline:
             if not self.server.running():
                 raise MmepackError(
-                    "the dev loop's Triton server stopped; its log ends:\n"
-                    + self.server.log_tail()
+                    "the dev loop's Triton server stopped; its log ends:\n" + self.server.log_tail()
                 )
             changed = self.poll()
             if changed:
