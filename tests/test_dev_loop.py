@@ -314,3 +314,20 @@ def test_a_step_that_fails_to_load_is_reported_and_the_old_one_keeps_serving(
     assert client.is_model_ready(PRE)
     _save(code, good)
     assert _next_cycle(loop).ok
+
+
+def test_an_edit_held_back_by_a_syntax_error_elsewhere_is_applied_with_the_fix(
+    loop: DevLoop,
+) -> None:
+    pre = loop.model_dir / PRE / "1" / "model.py"
+    post = loop.model_dir / POST / "1" / "model.py"
+    _save(pre, _step_code(3.0))  # [1, 2] -> [3, 6] -> [4, 7] -> [40, 70]
+    _save(post, _step_code(10.0) + "def broken(:\n")
+    held = _next_cycle(loop)
+    assert held.static_only and not held.reloaded, held
+    _save(post, _step_code(10.0))
+    applied = _next_cycle(loop)
+    assert PRE in applied.reloaded and POST in applied.reloaded, applied
+    assert "40" in applied.failed["basic"], applied.failed
+    _save(pre, _step_code(2.0))
+    assert _next_cycle(loop).ok

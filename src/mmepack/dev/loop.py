@@ -152,6 +152,7 @@ class DevLoop:
         self.cases: list[Case] = []
         self.snapshot: Snapshot = {}
         self._env_generation = 0
+        self._pending: set[str] = set()
         self._client: Any = None
 
     # ----- start-up -------------------------------------------------------------------------
@@ -380,13 +381,18 @@ class DevLoop:
         started = time.monotonic()
         result = CycleResult(changed=list(changed))
         self.out(f"mmepack dev: saved {', '.join(changed)}")
-        plan = plan_changes(changed, {m.name for m in self.directory.models}, self.cases_glob)
+        directory, problems = self._checked_directory()
+        # A folder added since the last save is a model once it has a config.pbtxt.
+        known = directory or self.directory
+        # Saves that a failed check or load left unapplied are redone with this one: fixing a
+        # typo in one step must not lose an earlier edit of another.
+        pending = sorted(set(changed) | self._pending)
+        plan = plan_changes(pending, {m.name for m in known.models}, self.cases_glob)
         if plan.ignored and not (plan.reloads or plan.cases or plan.new_models):
             self.out(
                 "mmepack dev: nothing to reload: the dev loop does not serve "
                 + ", ".join(plan.ignored)
             )
-        directory, problems = self._checked_directory()
         if directory is None:
             result.problems.extend(problems)
             result.static_only = True
@@ -398,6 +404,7 @@ class DevLoop:
                 result.problems.append(str(exc))
             if not result.problems:
                 self._run_cases(result)
+        self._pending = set(pending) if result.problems else set()
         result.seconds = time.monotonic() - started
         self._report(result)
         return result
