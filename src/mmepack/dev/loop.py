@@ -154,6 +154,10 @@ class DevLoop:
         self._env_generation = 0
         self._pending: set[str] = set()
         self._client: Any = None
+        # The environment the staged steps use, what it was built from, and the one it replaced
+        # (removed once the steps moved off it).
+        self._env_key: tuple[str, bytes] | None = None
+        self._retired_env: Path | None = None
 
     # ----- start-up -------------------------------------------------------------------------
 
@@ -196,7 +200,7 @@ class DevLoop:
             self.stage.env_dir = None
             return
         started = time.monotonic()
-        self._env_key = self._requirements_key()
+        key = self._requirements_key()
         self._env_generation += 1
         scratch = self.workdir / f"env-build-{self._env_generation}"
         scratch.mkdir()
@@ -218,6 +222,7 @@ class DevLoop:
         previous = self.stage.env_dir
         self.stage.env_dir = unpacked
         self.stage.stub = built.stub
+        self._env_key = key
         (scratch / ENV_ARCHIVE).unlink(missing_ok=True)
         how = "from the cache" if built.cached else "built"
         self.out(
@@ -226,9 +231,6 @@ class DevLoop:
         )
         if previous is not None:
             self._retired_env = previous
-
-    _retired_env: Path | None = None
-    _env_key: tuple[str, bytes] | None = None
 
     def start(self, timeout: float = 300.0) -> CycleResult:
         """Check, build, stage, start the server, load the model and run its cases once."""
@@ -241,8 +243,9 @@ class DevLoop:
             )
         self.directory = directory
         self.stage = StagedRepository(self.workdir / "repository", directory)
-        self.snapshot = scan(self.model_dir)
         self._weights(directory)
+        # After the pull, so weights put in place now are not taken for an edit.
+        self.snapshot = scan(self.model_dir)
         self._environment(directory)
         self.stage.stage_all()
         self.server.start(timeout)
