@@ -211,6 +211,9 @@ def test_editing_a_python_step_leaves_the_onnx_step_loaded(loop: DevLoop) -> Non
     assert POST not in reloaded, log
     # And over the server's whole life, the ONNX step was loaded exactly once.
     assert loaded_models(loop.server.log_since(0)).count(ONNX) == 1
+    # Although the stub wrote __pycache__ into the other Python step's served folder since it
+    # loaded (a change Triton's polling would read as an edit), only the loaded step reloaded.
+    assert list((loop.workdir / "repository" / POST).rglob("__pycache__"))
 
 
 def test_a_case_edit_reruns_the_cases_without_a_reload(loop: DevLoop) -> None:

@@ -90,9 +90,6 @@ class DevServer:
         python_minor = f"{sys.version_info.major}.{sys.version_info.minor}"
         backend_dir = make_backend_dir(self.install, self.workdir / "backends", python_minor)
         env = server_environment(self.install, self.workdir)
-        # The stub would write __pycache__ next to each step's model.py; the staged copy is
-        # replaced on every edit anyway, and bytecode there is one more thing to clean.
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
         for attempt in range(3):
             self.http_port, grpc_port = free_ports(2)
             command = [

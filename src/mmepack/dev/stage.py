@@ -3,7 +3,8 @@ packager would ship it, with the Python environment unpacked once beside it.
 
 Why a copy and not the model directory itself: Triton must never see a half-saved file (the
 copy is made only after the static checks pass), the Python stub writes `__pycache__` into a
-step's `1/` (which would look like an edit), and the configs must point at the one unpacked
+step's `1/` (the user's folder stays clean, and since each reload names its step, bytecode in
+another step's copy reloads nothing), and the configs must point at the one unpacked
 environment. Why an unpacked folder: Triton's Python backend uses a folder given as
 EXECUTION_ENV_PATH in place, so no reload ever waits for an archive to unpack (an archive is
 unpacked once per load into /tmp/python_env_*), and nothing lands outside the dev loop's scratch
