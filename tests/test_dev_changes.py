@@ -86,7 +86,7 @@ def test_a_syntax_error_is_shown_at_its_line_with_a_caret(tmp_path: Path) -> Non
 def test_the_server_log_says_which_models_loaded() -> None:
     log = (
         'I1206 10:20:35.974784 1 model_lifecycle.cc:472] "loading: devdemo_pre:1"\n'
-        'I1206 10:20:43.751155 1 model_lifecycle.cc:839] "successfully loaded \'devdemo_pre\'"\n'
+        "I1206 10:20:43.751155 1 model_lifecycle.cc:839] \"successfully loaded 'devdemo_pre'\"\n"
         'I1206 10:20:44.298748 1 model_lifecycle.cc:472] "loading: devdemo:1"\n'
         "I1206 10:20:44.298749 1 model.py:202] \"print('loading: not_a_model:1') in a step\"\n"
     )
