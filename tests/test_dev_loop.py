@@ -334,3 +334,16 @@ def test_an_edit_held_back_by_a_syntax_error_elsewhere_is_applied_with_the_fix(
     assert "40" in applied.failed["basic"], applied.failed
     _save(pre, _step_code(2.0))
     assert _next_cycle(loop).ok
+
+
+def test_a_broken_config_is_reported_at_its_line_and_the_loop_goes_on(loop: DevLoop) -> None:
+    config = loop.model_dir / POST / "config.pbtxt"
+    good = config.read_text()
+    _save(config, good.replace("max_batch_size: 4", "max_batch_size: 4\nmax_batch_size: {"))
+    broken = _next_cycle(loop)
+    assert broken.static_only and not broken.reloaded, broken
+    shown = "\n".join(broken.problems)
+    assert f"{config}:" in shown, shown
+    _save(config, good)
+    recovered = _next_cycle(loop)
+    assert recovered.ok and POST in recovered.reloaded, recovered

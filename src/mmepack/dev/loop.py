@@ -163,6 +163,13 @@ class DevLoop:
 
     def _checked_directory(self) -> tuple[ModelDirectory | None, list[str]]:
         """The model re-read from disk, or the static problems that stop this cycle."""
+        try:
+            return self._read_checked()
+        except (MmepackError, OSError) as exc:
+            # Whatever a half-written folder makes the readers say, the loop goes on.
+            return None, [str(exc)]
+
+    def _read_checked(self) -> tuple[ModelDirectory | None, list[str]]:
         problems = [p for p in validate_model_directory(self.model_dir) if p.severity == "error"]
         if problems:
             lines = []
@@ -403,7 +410,7 @@ class DevLoop:
             self.directory = directory
             try:
                 self._reload(plan, result)
-            except MmepackError as exc:
+            except (MmepackError, OSError) as exc:
                 result.problems.append(str(exc))
             if not result.problems:
                 self._run_cases(result)
