@@ -4,7 +4,8 @@ One run, on this machine as it is (the load average is printed with the figures)
 
 - dev loop: `python -m mmepack.dev` on a temporary copy of models/screen_detector (the real
   folder is never watched or edited), started once; then N saves of the postprocess step's
-  model.py, one of its config.pbtxt and one of requirements.txt. Each time is from the write
+  model.py, one of its config.pbtxt, a blank line added to requirements.txt and a new
+  requirement in it (the stale lock is reported by the static checks). Each time is from the write
   to the loop's printed verdict line (polling, static checks, staging, reload, every case),
   read from the loop's own output.
 - Pants: `./pants test models/screen_detector:screen_detector` after the same one-line edit of
@@ -39,6 +40,7 @@ MODEL_DIR = Path("models/screen_detector")
 STEP_CODE = "screen_detector_postprocess/1/model.py"
 STEP_CONFIG = "screen_detector_postprocess/config.pbtxt"
 PANTS_TARGET = "models/screen_detector:screen_detector"
+# The loop's verdict lines: the cases' result, or the static checks' refusal.
 VERDICT = ("mmepack dev: PASSED", "mmepack dev: FAILED")
 START_TIMEOUT_S = 1800.0
 CYCLE_TIMEOUT_S = 600.0
@@ -89,7 +91,7 @@ class DevProcess:
                 print(f"  | {line}", flush=True)
             if line.startswith(prefixes):
                 if line.startswith(VERDICT[1]):
-                    print(f"  (the loop reported a failure: {line})", flush=True)
+                    print(f"  (the loop reported a failure: {line[:100]})", flush=True)
                 return when
             if not line and self.process.poll() is not None:
                 break
@@ -112,7 +114,12 @@ def _append(path: Path, text: str) -> float:
 
 
 def dev_loop(edits: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"model.py": [], "config.pbtxt": [], "requirements.txt": []}
+    times: dict[str, list[float]] = {
+        "model.py": [],
+        "config.pbtxt": [],
+        "requirements.txt": [],
+        "stale lock": [],
+    }
     scratch = Path(tempfile.mkdtemp(prefix="mmepack-dev-bench-"))
     try:
         model = scratch / MODEL_DIR.name
@@ -131,6 +138,15 @@ def dev_loop(edits: int) -> dict[str, list[float]]:
             time.sleep(0.5)
             saved = _append(model / "requirements.txt", "\n")
             times["requirements.txt"].append(dev.wait_for(VERDICT, CYCLE_TIMEOUT_S) - saved)
+            time.sleep(0.5)
+            # A real change: the lock is stale, which the static checks report at once.
+            requirements = model / "requirements.txt"
+            original = requirements.read_text(encoding="utf-8")
+            saved = _append(requirements, "six\n")
+            times["stale lock"].append(dev.wait_for(VERDICT, CYCLE_TIMEOUT_S) - saved)
+            time.sleep(0.5)
+            requirements.write_text(original, encoding="utf-8")
+            dev.wait_for(VERDICT, CYCLE_TIMEOUT_S)
         finally:
             dev.stop()
     finally:
@@ -177,7 +193,8 @@ def main() -> None:
     print("save -> cases' result, models/screen_detector (median, then every run)")
     print(_row("mmepack dev: postprocess model.py", dev["model.py"]))
     print(_row("mmepack dev: postprocess config.pbtxt", dev["config.pbtxt"]))
-    print(_row("mmepack dev: requirements.txt (env cached)", dev["requirements.txt"]))
+    print(_row("mmepack dev: requirements.txt, blank line", dev["requirements.txt"]))
+    print(_row("mmepack dev: requirements.txt, new pin", dev["stale lock"]))
     print(_row(f"./pants test {PANTS_TARGET}", pants))
 
 
