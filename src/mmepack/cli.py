@@ -18,6 +18,7 @@ from mmepack import __version__
 from mmepack.artifact.env_layout import EnvLayout, check_layout_name
 from mmepack.build import package_model
 from mmepack.cases.command import add_cases_commands
+from mmepack.dev.command import add_dev_command
 from mmepack.endpoint.cli import add_endpoint_command
 from mmepack.environment.cache import EnvCache
 from mmepack.environment.command import (
@@ -461,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_endpoint_command(commands)
     add_loadtest_command(commands)
     add_cases_commands(commands)
+    add_dev_command(commands)
 
     validate = commands.add_parser(
         "validate",
