@@ -254,6 +254,63 @@ _READ = re.compile(r"(?:environ\.get\(|getenv\(|environ\[)\s*f?[\"'](MMEPACK_[A-
 _VARIABLE_CONSTANT = re.compile(r"[A-Z0-9_]+_VARIABLE")
 
 
+# The settings a reader looks up by name: (setting, the command whose flag sets it, the flag,
+# where Pants takes it). The default is read from that flag (its value, else its help's
+# "default ..." words); tests/test_docs_reference.py checks each Pants key against pants.md.
+SETTINGS = (
+    ("environment Python", "build-env", "--python", "[mmepack].python_version|python_version"),
+    ("environment builder", "build-env", "--builder", "[mmepack].builder"),
+    ("target Triton server", "build-env", "--triton-version", "[triton-server].version"),
+    ("that server's stub Python", "build-env", "--stub-python", "[triton-server].stub_python"),
+    ("environment cache", "build-env", "--cache-dir", ""),
+    ("shared DVC weights cache", "pull-weights", "--dvc-cache", ""),
+    ("glibc of the target hosts", "lock", "--glibc", ""),
+    ("local endpoint port", "endpoint", "--port", ""),
+    ("S3 key prefix", "publish", "--prefix", "[mmepack-publish].prefix"),
+    ("staging bucket", "publish", "--staging-bucket", "[mmepack-publish].staging_bucket"),
+    ("production bucket", "publish", "--production-bucket", "[mmepack-publish].production_bucket"),
+    ("git commit in the manifest", "publish", "--commit", ""),
+)
+_HELP_DEFAULT = re.compile(r"\(?default:? ([^)]*)\)?")
+
+
+def pants_keys(where: str) -> list[str]:
+    """`[scope].option` keys and `triton_model` fields (bare names) of a SETTINGS row."""
+    return [key for key in where.split("|") if key]
+
+
+def _settings_rows() -> list[str]:
+    from mmepack.cli import build_parser
+
+    with _plain_environment():
+        commands = _subcommands(build_parser())
+    rows = [
+        "| Setting | Command line | `pants.toml` / BUILD | Default |",
+        "|---|---|---|---|",
+    ]
+    for setting, command, flag, where in SETTINGS:
+        action = next(
+            (a for a in commands[command]._actions if flag in a.option_strings), None
+        )
+        if action is None:
+            raise SystemExit(
+                f"reference: error: docs/gen/reference.py SETTINGS: `mmepack {command}` has no "
+                f"{flag}; update the row for {setting!r}"
+            )
+        if action.default not in (None, ""):
+            default = code(str(action.default))
+        else:
+            found = _HELP_DEFAULT.search(action.help or "")
+            default = md(found.group(1)) if found else ""
+        keys = [
+            f"`{key}`" if key.startswith("[") else f"`triton_model({key}=...)`"
+            for key in pants_keys(where)
+        ]
+        pants = ", ".join(keys) or "(none)"
+        rows.append(f"| {setting} | `{command} {flag}` | {pants} | {default} |")
+    return rows
+
+
 def defaults_page() -> str:
     lines = _header(
         "Defaults",
@@ -262,9 +319,17 @@ def defaults_page() -> str:
     )
     lines += [
         "Every default has one owner, the library: the CLI's flags and the Pants options fall "
-        "back to these values when unset ([CLI](cli.md), [Pants](pants.md)).",
+        "back to these values when unset, and the Pants options pass a value to `mmepack` only "
+        "when you set one, so a hand-run `mmepack` and `./pants` agree ([CLI](cli.md), "
+        "[Pants](pants.md)).",
+        "",
+        "## Settings",
+        "",
+        *_settings_rows(),
         "",
         "## Default values",
+        "",
+        "Each `DEFAULT_*` constant of the library, with the comment the code gives it.",
         "",
         "| Name | Value | Module | Why |",
         "|---|---|---|---|",
