@@ -123,7 +123,10 @@ def page_models(root: Path) -> dict[str, Path]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), **extra)
+    # This test's own import path, absolute: Pants gives source roots relative to the sandbox,
+    # and snippets run in a folder of their own.
+    path = os.pathsep.join(os.path.abspath(p) for p in sys.path if p)
+    env = dict(os.environ, PYTHONPATH=path, **extra)
     env.pop("PYTHONSAFEPATH", None)
     return env
 
