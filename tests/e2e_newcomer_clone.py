@@ -49,6 +49,7 @@ PAGE_TIMEOUT_S = 2400
 GOAL_S = 600
 _PASSED_RE = re.compile(r"=+ (?:.*?, )?(\d+) passed")
 _FENCE_RE = re.compile(r"^```bash[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=\S*")
 _NEW_MODEL_RE = re.compile(r"\bnew (?:\S+/)?models/([A-Za-z0-9_]+)")
 
 
@@ -152,8 +153,16 @@ def _timed_commands(trace: str, ended: float) -> list[tuple[str, float]]:
             started.append((command, float(stamp)))
         except ValueError:
             continue
-    stops = [at for _, at in started[1:]] + [ended]
-    return [(command, stop - at) for (command, at), stop in zip(started, stops)]
+    # `PEX_SCRIPT=dvc python3.11 ...`: bash traces the assignment on a line of its own; name the
+    # command with it.
+    joined: list[tuple[str, float]] = []
+    for command, at in started:
+        if joined and _ASSIGNMENT.fullmatch(joined[-1][0]):
+            joined[-1] = (f"{joined[-1][0]} {command}", joined[-1][1])
+        else:
+            joined.append((command, at))
+    stops = [at for _, at in joined[1:]] + [ended]
+    return [(command, stop - at) for (command, at), stop in zip(joined, stops)]
 
 
 def run_getting_started(steps: Steps) -> str:

@@ -47,8 +47,11 @@ def test_readme_block_is_the_pages_commands() -> None:
 
 
 def test_the_xtrace_timer_splits_top_level_commands() -> None:
-    trace = "+ 10.0 ./pants package x\n++ 10.5 nested\n+ 12.0 python3.11 y\nnoise\n"
+    trace = (
+        "+ 10.0 ./pants package x\n++ 10.5 nested\n+ 12.0 PEX_SCRIPT=dvc\n"
+        "+ 12.0 python3.11 y\nnoise\n"
+    )
     assert newcomer._timed_commands(trace, 15.0) == [
         ("./pants package x", 2.0),
-        ("python3.11 y", 3.0),
+        ("PEX_SCRIPT=dvc python3.11 y", 3.0),
     ]
