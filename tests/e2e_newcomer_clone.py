@@ -175,7 +175,7 @@ def run_getting_started(steps: Steps) -> str:
     script = steps.clone.parent / "page.sh"
     # xtrace on fd 9 (its own file), each line stamped with bash's clock; then the page.
     script.write_text(
-        f'exec 9>"{trace}"\nBASH_XTRACEFD=9\nPS4=\'+ $EPOCHREALTIME \'\nset -x\n'
+        f"exec 9>\"{trace}\"\nBASH_XTRACEFD=9\nPS4='+ $EPOCHREALTIME '\nset -x\n"
         + "\n".join(blocks)
         + "\n"
     )

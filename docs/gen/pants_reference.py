@@ -17,11 +17,12 @@ import sys
 from enum import Enum
 from typing import Any, Iterator, List, Tuple, Type
 
-import mmepack_pants
-from mmepack_pants import register
 from pants.engine.target import Field, Target
 from pants.option.option_types import collect_options_info
 from pants.option.subsystem import Subsystem
+
+import mmepack_pants
+from mmepack_pants import register
 
 REGENERATE = "./pants run docs/gen/pants_reference.py > docs/reference/pants.md"
 

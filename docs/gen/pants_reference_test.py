@@ -34,8 +34,9 @@ def test_committed_pants_page_is_what_the_plugin_says() -> None:
 
 def test_every_option_and_field_of_the_plugin_is_on_the_page() -> None:
     """Independent of the page's layout: each option's flag and each field's alias appear."""
-    from mmepack_pants import register
     from pants.option.option_types import collect_options_info
+
+    from mmepack_pants import register
 
     text = PAGE.read_text()
     for subsystem in pants_reference._subsystems():

@@ -289,9 +289,7 @@ def _settings_rows() -> list[str]:
         "|---|---|---|---|",
     ]
     for setting, command, flag, where in SETTINGS:
-        action = next(
-            (a for a in commands[command]._actions if flag in a.option_strings), None
-        )
+        action = next((a for a in commands[command]._actions if flag in a.option_strings), None)
         if action is None:
             raise SystemExit(
                 f"reference: error: docs/gen/reference.py SETTINGS: `mmepack {command}` has no "
@@ -365,7 +363,9 @@ def defaults_page() -> str:
         "|---|---|---|",
     ]
     assert names.__file__ is not None
-    for name, comment in _constants(Path(names.__file__), re.compile(r"[A-Z][A-Z0-9_]+"), grouped=True):
+    for name, comment in _constants(
+        Path(names.__file__), re.compile(r"[A-Z][A-Z0-9_]+"), grouped=True
+    ):
         lines.append(f"| `{name}` | {_value(getattr(names, name))} | {md(comment)} |")
     lines += [
         "",
