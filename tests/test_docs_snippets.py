@@ -3,13 +3,14 @@
 Each ```` ```python ```` block of `docs/**/*.md` (not `docs/_incoming/`) is one test case, named
 `<page>:<line>`. What a block is decides how it runs:
 
-- a block with a `title="models/<name>/..."` (a file the page shows, e.g. a Triton `model.py`)
-  is written, with the page's other titled blocks under `models/<name>/` (any language), into a
-  model folder; each such model with a `model_version.txt` is packaged with mmepack and served,
-  so its Python runs inside Triton when the page's snippets invoke it. Its own case checks that
-  it was served and answered at least one invoke;
 - a block that defines `def test_...` runs under pytest (with a titled `conftest.py` of the same
   page beside it), against the example's artifact; at least one test must pass;
+- a block with a `title="models/<name>/..."` outside the model's `tests/` (a file the page
+  shows, e.g. a Triton `model.py`) is written, with the page's other titled blocks under
+  `models/<name>/` (any language), into a model folder; each such model with a
+  `model_version.txt` is packaged with mmepack and served, so its Python runs inside Triton
+  when the page's snippets invoke it. Its own case checks that it was packaged and is served
+  (the page's boto3 snippets then check its answers);
 - every other block runs as a script (`python <block>`, in an empty folder, with this test's
   packages) and must exit 0. A block that talks to `http://127.0.0.1:8080` (the local endpoint's
   default URL on the pages) gets one shared `LocalEndpoint` serving the example's artifact and
@@ -66,8 +67,15 @@ class Block:
 
     @property
     def model_file(self) -> tuple[str, str] | None:
+        """(model, path) of a file the page shows inside a model folder; its tests excluded."""
         found = _MODEL_FILE.match(self.title or "")
-        return (found["model"], found["path"]) if found else None
+        if not found or found["path"].startswith("tests/"):
+            return None
+        return found["model"], found["path"]
+
+    @property
+    def is_test_module(self) -> bool:
+        return re.search(r"^def test_", self.code, re.MULTILINE) is not None
 
 
 def _dedent(code: str, indent: str) -> str:
@@ -163,14 +171,14 @@ def test_snippet_runs(
     compile(block.code, block.name, "exec")  # a skipped block must still be Python
     if block.skip:
         pytest.skip(f"{block.name}: {block.skip}")
+    if block.is_test_module:
+        _run_pytest(block, tmp_path, example)
+        return
     if block.model_file is not None:
         endpoint: LocalEndpoint = request.getfixturevalue("endpoint")
         model = block.model_file[0]
         served = [t for t in endpoint.source.names() if t.startswith(f"{model}_")]
         assert served, f"{block.name}: model {model} (titled blocks) was not packaged and served"
-        return
-    if re.search(r"^def test_", block.code, re.MULTILINE):
-        _run_pytest(block, tmp_path, example)
         return
     script = block.code
     if PAGE_URL in script:
