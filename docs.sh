@@ -12,8 +12,8 @@ cd "$(dirname "$0")"
 # about this site.
 export NO_MKDOCS_2_WARNING=1
 case "${1:-}" in
-  build) shift; exec ./pants run docs:mkdocs -- build --strict "$@" ;;
-  serve) shift; exec ./pants run docs:mkdocs -- serve --strict \
+  build) shift; exec ./pants run ci/mkdocs_main.py -- build --strict "$@" ;;
+  serve) shift; exec ./pants run ci/mkdocs_main.py -- serve --strict \
            --dev-addr "127.0.0.1:${MMEPACK_DOCS_PORT:-8000}" "$@" ;;
   *) echo "usage: ./docs.sh build|serve [mkdocs options]" >&2; exit 2 ;;
 esac
