@@ -57,7 +57,9 @@ def add_env_options(parser: argparse.ArgumentParser) -> None:
         help=f"folder of 3.X/{STUB_NAME} built by the target release (default: nvidia-pytriton's)",
     )
     parser.add_argument(
-        "--cache-dir", type=Path, help="environment cache (default: $MMEPACK_ENV_CACHE or ~/.cache)"
+        "--cache-dir",
+        type=Path,
+        help="environment cache (default: $MMEPACK_ENV_CACHE or ~/.cache/mmepack/envs)",
     )
 
 
