@@ -18,6 +18,8 @@ SECRET_VARIABLES = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
+    # ECS/EKS container credentials: the header value that fetches the role's keys.
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
 )
 # Shorter values would mask ordinary words; real keys are far longer.
 _MIN_SECRET = 4

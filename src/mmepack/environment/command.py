@@ -18,12 +18,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmepack import passthrough
 from mmepack.environment.build import build_environment
 from mmepack.environment.builders import BUILDER_KINDS
 from mmepack.environment.cache import EnvCache
 from mmepack.environment.request import DEFAULT_BUILDER, DEFAULT_PYTHON, EnvOptions, EnvRequest
 from mmepack.errors import MmepackError
 from mmepack.names import REQUIREMENTS_FILE, STUB_NAME
+from mmepack.redact import redact
 from mmepack.triton.target import DEFAULT_STUB_PYTHON, DEFAULT_TRITON_VERSION, TargetServer
 
 
@@ -104,9 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_build_env_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        # Under Pants, the machine's variables come from a file, not the environment.
+        passthrough.apply()
         return run_build_env(args)
     except MmepackError as exc:
-        print(f"mmepack: error: {exc}", file=sys.stderr)
+        print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)
         return 1
 
 
