@@ -30,6 +30,7 @@ It clones HEAD, so commit first. Each Pants run is bounded by PANTS_TIMEOUT_S.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -326,10 +327,10 @@ def _unique(label: str) -> str:
 
 
 def _index_with_token(token: str) -> str:
-    """pip's own default index, with `token` as URL user info (the index ignores it)."""
-    from pip._internal.models.index import PyPI
-
-    parts = urllib.parse.urlsplit(PyPI.simple_url)
+    """pip's own default index, with `token` as URL user info (the index ignores it). Read
+    from the pip of the venv running this test (not a Pants resolve), so no host is named."""
+    index = importlib.import_module("pip._internal.models.index")
+    parts = urllib.parse.urlsplit(str(index.PyPI.simple_url))
     return urllib.parse.urlunsplit(parts._replace(netloc=f"ci-{token}:{token}@{parts.netloc}"))
 
 
