@@ -545,6 +545,21 @@ def test_step_whose_backend_comes_from_its_folder_name_is_accepted(tmp_path: Pat
     assert [p for p in problems if p.severity == "error"] == [], _describe(problems)
     model = read_triton_model(root / "demo_post.identity")
     assert inferred_platform_backend(model) == ("", "identity")
+    # A suffix that names a backend with a usual file: without that file Triton's fallback
+    # sets default_model_filename model.<backend>, which must then be there.
+    (root / "demo_post.identity").rename(root / "demo_post.python")
+    apply(
+        root, Replace("demo_post.python/config.pbtxt", '"demo_post.identity"', '"demo_post.python"')
+    )
+    apply(root, Replace(ENS, 'model_name: "demo_post.identity"', 'model_name: "demo_post.python"'))
+    missing = [p for p in validate_model_directory(root) if p.severity == "error"]
+    assert len(missing) == 1 and "1/model.python is missing" in missing[0].message, missing
+    (root / "demo_post.python").rename(root / "demo_post.identity")
+    apply(
+        root,
+        Replace("demo_post.identity/config.pbtxt", '"demo_post.python"', '"demo_post.identity"'),
+    )
+    apply(root, Replace(ENS, 'model_name: "demo_post.python"', 'model_name: "demo_post.identity"'))
     # Without the suffix Triton cannot tell: still refused, and the fix names the suffix form.
     (root / "demo_post.identity").rename(root / "demo_post")
     apply(root, Replace(ENS, 'model_name: "demo_post.identity"', 'model_name: "demo_post"'))

@@ -20,7 +20,11 @@ from mmepack.model.version import check_folder_name, check_model_name
 from mmepack.names import ENV_ARCHIVE, ENV_PATH_PARAMETER, MODEL_DIR_VARIABLE, REQUIREMENTS_FILE
 from mmepack.triton.local_backends import FIL_BACKEND
 from mmepack.validate.fil_config import fil_model_file
-from mmepack.validate.triton_rules import inferred_platform_backend
+from mmepack.validate.triton_rules import (
+    custom_backend_of,
+    inferred_platform_backend,
+    version_folder_contents,
+)
 
 # Sub-folders Triton never treats as versions (model_lifecycle.cc skips them by name).
 _NON_VERSION_FOLDERS = frozenset({"warmup", "initial_state", "configs"})
@@ -171,7 +175,13 @@ def expected_model_file(model: TritonModel) -> str | None:
         return _PLATFORM_FILES[platform]
     if backend == FIL_BACKEND:
         return fil_model_file(model.config)
-    return _BACKEND_FILES.get(backend)
+    standard = _BACKEND_FILES.get(backend)
+    if standard and model.names_its_backend and backend == custom_backend_of(model.name):
+        # Triton's file probe runs first; only without the usual file does the custom-backend
+        # fallback name the backend, and then it reads model.<backend>.
+        _, files, _ = version_folder_contents(model.folder)
+        return standard if standard in files else f"model.{backend}"
+    return standard
 
 
 def _is_present_or_tracked(path: Path) -> bool:

@@ -72,7 +72,7 @@ def _refused(
 # --------------------------------------------------------------------------------------------
 
 
-def _version_folder_contents(folder: Path) -> tuple[bool, set[str], set[str]]:
+def version_folder_contents(folder: Path) -> tuple[bool, set[str], set[str]]:
     """Whether a version folder exists, and the file and folder names of the first one.
 
     Triton inspects the first sub-folder in name order. A DVC-tracked file (`model.onnx.dvc`)
@@ -121,7 +121,7 @@ def inferred_platform_backend(model: TritonModel) -> tuple[str, str]:
         return _PLATFORM_OF_BACKEND[backend], backend
     if backend and backend != "tensorflow":
         return platform, backend
-    has_version, files, dirs = _version_folder_contents(model.folder)
+    has_version, files, dirs = version_folder_contents(model.folder)
     probe = not platform and not filename and has_version
     if not platform and backend in ("", "tensorflow"):
         if filename == "model.savedmodel":
