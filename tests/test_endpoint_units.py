@@ -4,6 +4,10 @@ lookup and unpacking, metrics, and the test client's retry setting (against a lo
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
+import subprocess
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,11 +16,19 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from mmepack.endpoint import check_load_request, model_hash
-from mmepack.endpoint.artifacts import ArtifactSource, TargetModelNotFound, unpack
+from mmepack.endpoint import _clean_dead_endpoints, check_load_request, model_hash
+from mmepack.endpoint import server as server_module
+from mmepack.endpoint.artifacts import (
+    ArtifactSource,
+    ArtifactUnreadable,
+    TargetModelNotFound,
+    unpack,
+)
 from mmepack.endpoint.metrics import EndpointMetrics, InvokeMetrics, ModelEvent
-from mmepack.endpoint.server import sagemaker_arguments
-from mmepack.testing.endpoint_client import runtime_client
+from mmepack.endpoint.runtime import LISTEN_BACKLOG, bind_listener, invoke_body_problem, json_depth
+from mmepack.endpoint.server import MmeServer, sagemaker_arguments, shm_prefix
+from mmepack.testing.endpoint_client import BINARY_JSON, runtime_client
+from tests import hostile_artifacts
 
 
 def test_container_flags_and_sagemaker_variables() -> None:
@@ -98,9 +110,23 @@ def test_unpack_like_sagemaker_refuses_paths_out_of_the_folder(tmp_path: Path) -
     assert folder == tmp_path / "models" / model_hash("g_1.tar.gz") / "model"
     assert (folder / "g" / "1" / "model.py").read_bytes() == b"y"
     evil = _tar(tmp_path / "e_1.tar.gz", {"../../escaped.txt": b"z"})
-    with pytest.raises(tarfile.OutsideDestinationError):
+    with pytest.raises(ArtifactUnreadable, match="e_1.tar.gz"):
         unpack(evil, tmp_path / "models", "e_1.tar.gz")
     assert not (tmp_path / "escaped.txt").exists()
+    assert not (tmp_path / "models" / model_hash("e_1.tar.gz")).exists()
+
+
+def test_unpack_refuses_a_gzip_bomb_without_inflating_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2 GiB of zeros in a file of about 2 MB: publish's bounds apply to the endpoint too, so
+    # it stops past 100x the file's size + 64 MiB instead of writing 2 GiB to the disk.
+    monkeypatch.delenv("MMEPACK_MAX_EXPANSION_RATIO", raising=False)
+    monkeypatch.delenv("MMEPACK_MAX_UNPACKED_BYTES", raising=False)
+    bomb = hostile_artifacts.gzip_bomb(tmp_path / "bomb_1.tar.gz")
+    with pytest.raises(ArtifactUnreadable, match="bomb_1.tar.gz"):
+        unpack(bomb, tmp_path / "models", "bomb_1.tar.gz")
+    assert not (tmp_path / "models" / model_hash("bomb_1.tar.gz")).exists()
 
 
 def test_metrics_summary() -> None:
@@ -161,3 +187,80 @@ def test_the_test_client_sends_each_request_once() -> None:
         thread.join(timeout=10)
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     assert seen == ["/endpoints/local/invocations"]
+
+
+# --- issue 25: what the runtime API refuses, what a killed run leaves -------------------------
+
+
+def test_the_json_depth_scan_ignores_strings_and_escapes() -> None:
+    assert json_depth(b'{"a": [[1, 2], [3]], "s": "[[[[\\"[["}') == 3
+    assert json_depth(b'["\\\\", [[1]]]') == 3
+    assert json_depth(b'["\\\\\\"[[[", 1]') == 1
+    assert json_depth(b"[" * 500) == 500
+    assert json_depth(json.dumps({"k": "{" * 1000, "v": [[["]]]"]]]}).encode()) == 4
+    assert json_depth(b"") == 0
+
+
+@pytest.mark.parametrize(
+    "body, ctype, problem",
+    [
+        (b"[" * 101, "application/json", "nested 101 levels"),
+        (b"[" * 100, "application/json", None),
+        (b"[" * 101 + b"\0" * 4, f"{BINARY_JSON};json-header-size=5", None),
+        (b"[" * 101 + b"\0" * 4, f"{BINARY_JSON};json-header-size=101", "nested 101"),
+        (b"{}", f"{BINARY_JSON};json-header-size=3", "within the 2-byte body"),
+        (b"{}", f"{BINARY_JSON};json-header-size=-1", "byte count"),
+    ],
+)
+def test_invoke_bodies_refused_before_triton(body: bytes, ctype: str, problem: str | None) -> None:
+    found = invoke_body_problem(body, ctype)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_without_a_private_dev_shm_regions_are_named_for_the_work_folder(tmp_path: Path) -> None:
+    workdir = tmp_path / "endpoint-pid1-abc"
+    server = MmeServer(workdir, isolate=False)
+    assert not server.private_files and server.files_problem
+    flag = f"--backend-config=python,shm-region-prefix-name={shm_prefix(workdir)}"
+    assert flag in server.arguments and shm_prefix(workdir) == "mmepack_endpoint-pid1-abc_"
+
+
+def test_dead_endpoints_are_cleaned_and_live_ones_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = subprocess.Popen(["true"])  # its PID is free again once it has ended
+    probe.wait()
+    dead_pid = probe.pid
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    monkeypatch.setattr(server_module, "SHM_DIR", shm)
+    root = tmp_path / "scratch"
+    gone = root / f"endpoint-pid{dead_pid}-x1"
+    kept = root / f"endpoint-pid{os.getpid()}-x2"
+    for folder in (gone, kept):
+        (folder / "models").mkdir(parents=True)
+        (shm / f"{shm_prefix(folder)}region").write_bytes(b"x")
+    (shm / "triton_python_backend_shm_region_other").write_bytes(b"x")
+    _clean_dead_endpoints(root)
+    assert not gone.exists() and kept.exists()
+    assert sorted(p.name for p in shm.iterdir()) == [
+        f"{shm_prefix(kept)}region",
+        "triton_python_backend_shm_region_other",
+    ]
+
+
+def test_the_runtime_api_listens_with_a_sane_backlog() -> None:
+    ss = shutil.which("ss") or next(
+        (p for p in ("/usr/sbin/ss", "/sbin/ss", "/usr/bin/ss") if os.path.exists(p)), None
+    )
+    if ss is None:
+        pytest.skip("`ss` (iproute2, which the endpoint's isolation needs too) is not installed")
+    listener = bind_listener(0)
+    try:
+        port = listener.getsockname()[1]
+        shown = subprocess.run(
+            [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert shown[0] == "LISTEN" and int(shown[2]) == LISTEN_BACKLOG >= 128, shown
+    finally:
+        listener.close()

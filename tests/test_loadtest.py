@@ -130,6 +130,19 @@ def test_sweep_report_matches_what_the_endpoint_served(
         )
         assert levels[str(level["concurrency"])]["requests"] == str(level["requests"])
 
+    # Issue 27 item 4: the server's own time (the endpoint's ModelLatency) beside the client's,
+    # per request and per level; the client's includes it, so it is never larger.
+    model_latency = sorted(i.ModelLatency / 1000 for i in served)
+    assert sorted(float(s["server_latency_ms"]) for s in samples) == pytest.approx(
+        model_latency, abs=0.001
+    )
+    for level in summary["levels"]:
+        rows = [s for s in samples if s["level"] == str(level["concurrency"])]
+        server_ms = [float(s["server_latency_ms"]) for s in rows]
+        assert level["server_p50_ms"] == pytest.approx(percentile(server_ms, 50), abs=0.06)
+        assert level["server_p99_ms"] == pytest.approx(percentile(server_ms, 99), abs=0.06)
+        assert all(float(s["server_latency_ms"]) <= float(s["latency_ms"]) for s in rows)
+
     # The recommendation: the fastest level (all pass a 60 s p99), less the 25 % margin.
     rec = summary["recommendation"]
     best = max(summary["levels"], key=lambda lv: lv["throughput_per_s"])
@@ -139,6 +152,9 @@ def test_sweep_report_matches_what_the_endpoint_served(
         "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
     }
     assert summary["local"] is True and "only show the method" in summary["caveat"]
+    # Best level last: the knee was not reached, and the reason says to raise the concurrency.
+    assert rec["knee_reached"] == (best["concurrency"] != max(LEVELS))
+    assert ("raise the concurrency" in rec["reason"]) == (best["concurrency"] == max(LEVELS))
 
     png = (out / "latency_throughput.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
@@ -230,3 +246,48 @@ def test_reloads_inside_the_sweep_are_cold_not_warm_latency(
     waits = [i.ModelLoadingWaitTime / 1000 for i in served[2:]]
     assert [float(s["load_wait_ms"]) for s in rows] == pytest.approx(waits, abs=0.01)
     assert level["cold_max_ms"] == pytest.approx(max(float(s["latency_ms"]) for s in rows), 0.01)
+
+
+BROKEN_STEP = """
+raise RuntimeError("broken on purpose: " + "the import path of this step is long. " * 12
+                   + "THE CAUSE: a missing weights file")
+"""
+
+
+def test_a_model_that_never_loads_stops_the_test_with_its_whole_load_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 27 item 3: the sweep ran every level against a model that never loaded, advised
+    "lower the load, raise the target or use a larger instance" and exited 2, with the load
+    error cut before its cause. Now nothing is swept, the load error is printed whole and the
+    exit status is its own."""
+    model_dir = write_ensemble_model(tmp_path / "broken", name="broken")
+    (model_dir / "broken_double" / "1" / "model.py").write_text(BROKEN_STEP)
+    artifact = package_model(model_dir, tmp_path / "dist").path
+    payload = tmp_path / "p.json"
+    payload.write_text(json.dumps({"inputs": {"IN": {"datatype": "FP32", "values": [[1, 2]]}}}))
+    out = tmp_path / "report"
+    code = loadtest_cli.main(
+        [
+            str(artifact),
+            "--payload",
+            str(payload),
+            "--concurrency",
+            "1,2",
+            "--seconds",
+            "2",
+            "--max-requests",
+            "5",
+            "--p99-ms",
+            "60000",
+            "--out",
+            str(out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == loadtest_cli.EXIT_FIRST_REQUEST_FAILED == 3
+    assert "broken_1.tar.gz never loaded on the endpoint, so no level was run" in captured.err
+    assert "THE CAUSE: a missing weights file" in captured.err
+    assert "lower the load" not in captured.err + captured.out
+    assert "concurrency 1" not in captured.err + captured.out  # no level was run
+    assert not out.exists()

@@ -4,6 +4,7 @@ the requests the driver sends to a real endpoint (botocore's Stubber, no network
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import math
@@ -23,7 +24,9 @@ from mmepack.errors import MmepackError
 from mmepack.loadtest import cli as loadtest_cli
 from mmepack.loadtest.driver import (
     COLD_LEVEL,
+    NOT_READY,
     Driver,
+    FirstRequestFailed,
     LevelRun,
     Outcome,
     RuntimeInvoker,
@@ -46,6 +49,7 @@ from mmepack.loadtest.recommend import (
     resource_id,
     scaling_policy,
 )
+from mmepack.loadtest.report import level_line, level_row
 from mmepack.loadtest.stats import LevelStats, percentile, summarize
 from tests.demo_models import ENSEMBLE_CONFIG, PYTHON_CONFIG, write_ensemble_model
 
@@ -461,3 +465,84 @@ def test_mmepack_command_line_has_loadtest(capsys: pytest.CaptureFixture[str]) -
 
     assert cli.main(["loadtest", "--p99-ms", "100"]) == 1
     assert "mmepack: error: nothing to test" in capsys.readouterr().err
+
+
+# --- issue 27: a model that never loaded, and a sweep that never found its knee ------------------
+
+
+def test_a_failed_first_request_stops_the_sweep_with_its_whole_error() -> None:
+    cause = "failed to load 'a': " + "x" * 400 + " THE CAUSE"
+    calls: list[str] = []
+
+    def invoke(target: str, request: Request) -> Outcome:
+        calls.append(target)
+        if target == "a_1.tar.gz":
+            return Outcome("ModelError", detail=cause)
+        return Outcome("ok")
+
+    plan = LoadPlan(
+        levels=(1, 2),
+        seconds_per_level=5,
+        max_requests=10,
+        mix=(Share("a_1.tar.gz", 1), Share("b_1.tar.gz", 1)),
+    )
+    requests = {t: [Request(b"", "x", "x")] for t in ("a_1.tar.gz", "b_1.tar.gz")}
+    driver = Driver(invoke, requests, plan, progress=None)
+    with pytest.raises(FirstRequestFailed) as failed:
+        driver.sweep()
+    assert calls == ["a_1.tar.gz", "b_1.tar.gz"]  # the first requests only: no level ran
+    assert failed.value.samples[0].detail == cause  # whole, not cut at 300 characters
+    told = loadtest_cli.first_request_failure(failed.value.samples, {})
+    assert "the first request to a_1.tar.gz failed (ModelError), so no level was run" in told
+    assert told.rstrip().splitlines()[-2].endswith("THE CAUSE") and "b_1.tar.gz" not in told
+    loaded = loadtest_cli.first_request_failure(failed.value.samples, {"a_1.tar.gz": "no weights"})
+    assert "a_1.tar.gz never loaded on the endpoint" in loaded and "no weights" in loaded
+
+
+def test_a_model_still_loading_is_asked_again_a_bounded_number_of_times() -> None:
+    answers = iter([Outcome(NOT_READY, detail="loading"), Outcome(NOT_READY), Outcome("ok")])
+    plan = LoadPlan(levels=(1,), seconds_per_level=1, max_requests=1, mix=(Share("a", 1),))
+    driver = Driver(
+        lambda t, r: next(answers), {"a": [Request(b"", "x", "x")]}, plan, progress=None
+    )
+    assert [s.outcome for s in driver.first_requests()] == ["ok"]
+    never = Driver(
+        lambda t, r: Outcome(NOT_READY), {"a": [Request(b"", "x", "x")]}, plan, progress=None
+    )
+    with pytest.raises(FirstRequestFailed):
+        never.sweep()
+
+
+def test_best_level_last_says_the_knee_was_not_reached() -> None:
+    rising = [_level(1, 10, 80), _level(2, 18, 120), _level(4, 30, 150)]
+    rec = recommend(rising, p99_target_ms=200, margin=0.2)
+    assert rec.chosen is not None and rec.chosen.concurrency == 4 and not rec.knee_reached
+    assert "Concurrency 4 was the highest level offered, so the knee was not reached" in rec.reason
+    assert "raise the concurrency, e.g. --concurrency 4,8,16" in rec.reason
+    assert "--max-requests" not in rec.reason
+    capped = [*rising[:2], dataclasses.replace(rising[2], hit_max_requests=True)]
+    assert "that level ended at --max-requests (100 requests in 10.0 s)" in (
+        recommend(capped, p99_target_ms=200, margin=0.2).reason
+    )
+    knee = recommend([*rising, _level(8, 29, 190)], p99_target_ms=200, margin=0.2)
+    assert knee.knee_reached and "highest level offered" not in knee.reason
+    over = recommend([*rising, _level(8, 40, 400)], p99_target_ms=200, margin=0.2)
+    assert over.knee_reached and over.chosen is not None and over.chosen.concurrency == 4
+
+
+def test_levels_report_the_servers_latency_beside_the_clients() -> None:
+    samples = [
+        Sample(2, "a", 0.0, ms / 1000, "ok", False, None, "", server / 1000)
+        for ms, server in ((50, 5), (60, 6), (70, 30))
+    ]
+    stats = summarize(LevelRun(2, tuple(samples), elapsed_s=1.0, hit_max_requests=True))
+    assert stats.p50_ms == pytest.approx(60) and stats.server_p50_ms == pytest.approx(6)
+    assert stats.server_p99_ms == pytest.approx(29.52) and stats.hit_max_requests
+    line = level_line(stats)
+    assert "client p50 60.0 ms" in line and "server (ModelLatency) p50 6.0 ms" in line
+    assert "(ended at --max-requests)" in line
+    row = level_row(stats)
+    assert row["server_p50_ms"] == 6.0 and row["hit_max_requests"] == 1
+    unknown = summarize(LevelRun(1, (Sample(1, "a", 0.0, 0.05, "ok", False, None),), 1.0))
+    assert math.isnan(unknown.server_p50_ms)
+    assert "server time not reported by this endpoint" in level_line(unknown)

@@ -3,6 +3,7 @@ say when it no longer matches (no network: the resolver itself runs in test_repr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,82 @@ def test_target_platforms_spell_out_older_manylinux() -> None:
     assert tags[0] == "manylinux_2_35_x86_64"
     assert "manylinux_2_28_x86_64" in tags and "manylinux2014_x86_64" in tags
     assert "manylinux_2_36_x86_64" not in tags
+
+
+@pytest.mark.parametrize(
+    "include",
+    [
+        "-rextra.txt",
+        "-cextra.txt",
+        "--requirement=extra.txt",
+        "--constraint=extra.txt",
+        "--requirement extra.txt",
+        "-c extra.txt",
+        "--requirem=extra.txt",
+        "--constr extra.txt",
+        "-r 'extra.txt'",
+    ],
+)
+def test_staleness_follows_every_include_form_pip_accepts(model: Path, include: str) -> None:
+    # Issue 27 item 12: `-rextra.txt` and `-cextra.txt` were not followed, so an edit to the
+    # included file left validate at 0 problems.
+    (model / "requirements.txt").write_text(f"pillow==13.*\n{include}\n")
+    _write_lock(model)
+    assert check_lock(model) == []
+    (model / "extra.txt").write_text("numpy<1.27\n")
+    problems = check_lock(model)
+    assert [p.field for p in problems] == ["requirements-sha256"], include
+    assert "changed after requirements.lock was made" in problems[0].message
+
+
+def test_ambiguous_or_other_options_are_not_includes(model: Path) -> None:
+    # `--re` could be --requirement or --require-hashes: pip refuses it, so it pulls nothing in.
+    (model / "requirements.txt").write_text("pillow==13.*\n--re=extra.txt\n--pre\n")
+    before = requirements_digest(model / "requirements.txt")
+    (model / "extra.txt").write_text("numpy<1.27\n")
+    assert requirements_digest(model / "requirements.txt") == before
+
+
+def test_validate_refuses_a_lock_with_a_numpy_the_target_server_refuses(model: Path) -> None:
+    # Issue 27 item 11: such a lock passed validate with 0 problems, then package refused it.
+    digest = requirements_digest(model / "requirements.txt")
+    pins = [Pin("pillow", "13.0.0", PILLOW), Pin("numpy", "2.1.3", NUMPY)]
+    text = render_lock("m", "3.12", "manylinux_2_35_x86_64", digest, "pip 23.2.1", pins)
+    path = lock_path(model / "requirements.txt")
+    path.write_text(text)
+    problems = check_lock(model)
+    assert len(problems) == 1 and problems[0].severity == "error"
+    assert problems[0].field == "numpy" and problems[0].line == 8
+    assert "pins numpy==2.1.3, but Triton 2.51.0 needs numpy<2" in problems[0].message
+    assert f"mmepack lock {model} --python 3.12" in problems[0].message
+
+
+def test_lock_resolves_with_the_target_servers_numpy_cap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What pip is asked for: the requirements plus the target's numpy requirement (the
+    resolution itself, from the index, is exercised by test_lock_cli_pins_numpy_below_2)."""
+    import subprocess
+
+    from mmepack.environment import lock as lock_module
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "requirements.txt").write_text("regex\n")
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen.append(argv)
+        report = next(a.split("=", 1)[1] for a in argv if a.startswith("--report="))
+        numpy = {
+            "metadata": {"name": "numpy", "version": "1.26.4"},
+            "download_info": {"url": "x", "archive_info": {"hashes": {"sha256": NUMPY}}},
+        }
+        Path(report).write_text(json.dumps({"pip_version": "23.2.1", "install": [numpy]}))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(lock_module, "_pip_for", lambda python: (["pip"], "3.12.1"))
+    lock = lock_module.lock_model(model, "3.12")
+    assert seen[0][-1] == "numpy<2" and str(model / "requirements.txt") in seen[0]
+    assert "# target: Triton 2.51.0, numpy<2" in lock.text

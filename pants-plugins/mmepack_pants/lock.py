@@ -1,8 +1,9 @@
 """`./pants lock-envs ::`: write every triton_model's requirements.lock, like generate-lockfiles.
 
 Thin by design: for each model with a requirements.txt the rule runs `mmepack lock <dir>
---python <the target's python_version>` in a sandbox holding the model's files, and writes the
-lock it produced into the workspace. Resolution needs the index, so it reruns every time
+--python <the target's python_version>` (and `--triton-version` when [triton-server].version is
+set, so the lock honours that server's numpy cap as the build does) in a sandbox holding the
+model's files, and writes the lock it produced into the workspace. Resolution needs the index, so it reruns every time
 (never answered from Pants' cache).
 """
 
@@ -23,7 +24,7 @@ from pants.engine.target import FieldSet, Targets
 from pants.util.logging import LogLevel
 
 from mmepack_pants.cli import MmepackCliRequest
-from mmepack_pants.subsystem import MmepackSubsystem
+from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 from mmepack_pants.target_types import TritonModelPythonVersionField, TritonModelSourcesField
 
 _LOCK_FILE = "requirements.lock"
@@ -53,7 +54,11 @@ class _LockFieldSet(FieldSet):
 
 @goal_rule(desc="Lock the Python environments of Triton models")
 async def lock_envs(
-    targets: Targets, subsystem: MmepackSubsystem, workspace: Workspace, console: Console
+    targets: Targets,
+    subsystem: MmepackSubsystem,
+    target_server: TritonServerSubsystem,
+    workspace: Workspace,
+    console: Console,
 ) -> LockEnvs:
     field_sets = [_LockFieldSet.create(t) for t in targets if _LockFieldSet.is_applicable(t)]
     cli, env_vars = await MultiGet(
@@ -63,6 +68,8 @@ async def lock_envs(
     all_sources = await MultiGet(
         Get(SourceFiles, SourceFilesRequest([fs.sources])) for fs in field_sets
     )
+    # Only what the user set: the library owns the default server.
+    server = [f"--triton-version={target_server.version}"] if target_server.version else []
     processes = []
     for field_set, sources in zip(field_sets, all_sources):
         model_dir = field_set.address.spec_path
@@ -72,7 +79,7 @@ async def lock_envs(
         processes.append(
             VenvPexProcess(
                 cli,
-                argv=["lock", model_dir, f"--python={python}"],
+                argv=["lock", model_dir, f"--python={python}", *server],
                 description=f"Lock {field_set.address} (Python {python})",
                 input_digest=sources.snapshot.digest,
                 output_files=[os.path.join(model_dir, _LOCK_FILE)],

@@ -8,10 +8,13 @@ so a typo fails in a second rather than after pip.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 from mmepack.artifact.env_layout import EnvLayout
+from mmepack.artifact.size_report import ENV_DOMINATES, environment_share
+from mmepack.artifact.unused_requirements import environment_distributions, unused_requirements
 from mmepack.artifact.writer import COMPRESS_LEVEL, PackageResult, write_artifact
 from mmepack.environment.build import build_environment
 from mmepack.environment.cache import EnvCache
@@ -144,7 +147,7 @@ def package_model(
             stub = options.stub(request)
         elif not stub.is_file():
             raise MmepackError(f"model '{directory.name}': {STUB_NAME} {stub} is missing")
-        return write_artifact(
+        result = write_artifact(
             directory,
             version,
             output_dir,
@@ -154,6 +157,7 @@ def package_model(
             layout=layout,
             compress_level=compress_level,
         )
+        return _with_unused_requirements(result, directory, request.requirements, env_archive)
     with scratch_dir("env") as scratch:
         built = build_environment(
             request,
@@ -162,7 +166,7 @@ def package_model(
             stub_output=Path(scratch) / STUB_NAME,
             cache=env_cache,
         )
-        return write_artifact(
+        result = write_artifact(
             directory,
             version,
             output_dir,
@@ -172,3 +176,16 @@ def package_model(
             layout=layout,
             compress_level=compress_level,
         )
+        return _with_unused_requirements(result, directory, request.requirements, built.archive)
+
+
+def _with_unused_requirements(
+    result: PackageResult, directory: ModelDirectory, requirements: Path, env_archive: Path
+) -> PackageResult:
+    """`result` with the requirements the size warning may name, read from the environment
+    only when it dominates the artifact (the only case the warning is for)."""
+    if environment_share(result) <= ENV_DOMINATES:
+        return result
+    dists = environment_distributions(env_archive)
+    unused = unused_requirements(directory, requirements, dists)
+    return dataclasses.replace(result, unused_requirements=tuple(unused))

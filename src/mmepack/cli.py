@@ -18,6 +18,7 @@ from mmepack import __version__
 from mmepack.artifact.env_layout import EnvLayout, check_layout_name
 from mmepack.build import package_model
 from mmepack.cases.command import add_cases_commands
+from mmepack.dev.command import add_dev_command
 from mmepack.endpoint.cli import add_endpoint_command
 from mmepack.environment.cache import EnvCache
 from mmepack.environment.command import (
@@ -28,12 +29,14 @@ from mmepack.environment.command import (
     run_build_env,
 )
 from mmepack.environment.request import DEFAULT_PYTHON
-from mmepack.errors import MmepackError
+from mmepack.errors import Interrupted, MmepackError
 from mmepack.loadtest.cli import add_loadtest_command
 from mmepack.model.repository import read_model_directory
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
 from mmepack.names import CONFIG_FILE, REQUIREMENTS_FILE, STUB_NAME, VERSION_FILE
 from mmepack.redact import redact
+from mmepack.scaffold import SCAFFOLD_PYTHON
+from mmepack.triton.target import DEFAULT_TRITON_VERSION, TargetServer
 from mmepack.validate import (
     Problem,
     count_errors,
@@ -71,7 +74,15 @@ def _cmd_package(args: argparse.Namespace) -> int:
 def _cmd_new(args: argparse.Namespace) -> int:
     from mmepack.scaffold import new_model
 
-    for line in new_model(args.model_dir, python=args.python, repo_root=args.repo_root):
+    lines = new_model(
+        args.model_dir,
+        python=args.python,
+        repo_root=args.repo_root,
+        steps=args.step,
+        inputs=args.input,
+        outputs=args.output,
+    )
+    for line in lines:
         print(line)
     return 0
 
@@ -120,6 +131,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
             model_dir,
             python,
             glibc=args.glibc,
+            target=TargetServer(triton_version=args.triton_version),
             log=lambda m: print(f"mmepack: {m}", file=sys.stderr),
         )
         pins = ", ".join(f"{p.name}=={p.version}" for p in lock.pins)
@@ -360,10 +372,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     new = commands.add_parser(
         "new",
-        help="create a working model directory (ensemble: Python, ONNX, Python) to start from",
+        help="create a working model directory (an ensemble of the steps you name) to start from",
     )
     new.add_argument("model_dir", type=Path, help="e.g. models/tiny_adder")
-    new.add_argument("--python", help="environment Python (default: the target server's stub's)")
+    new.add_argument(
+        "--step",
+        action="append",
+        default=[],
+        metavar="NAME:KIND",
+        help="a step of the ensemble, in order; KIND is python or onnx, e.g. --step tok:python "
+        "--step clf:onnx --step post:python (default: preprocess:python, model:onnx, "
+        "postprocess:python)",
+    )
+    new.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME:TYPE:DIMS",
+        help="an input of the ensemble, e.g. TEXT:TYPE_STRING:1 or IMAGE:TYPE_UINT8:3,32,32 "
+        "(DIMS without the batch dimension; default X:TYPE_FP32:4)",
+    )
+    new.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="NAME:TYPE:DIMS",
+        help="an output of the ensemble, e.g. LABEL:TYPE_STRING:1 (default Y:TYPE_FP32:4)",
+    )
+    new.add_argument("--python", help=f"environment Python (default {SCAFFOLD_PYTHON})")
     new.add_argument("--repo-root", type=Path, default=Path("."))
     new.set_defaults(run=_cmd_new)
 
@@ -395,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="2.35",
         help="glibc of the target hosts; wheels up to manylinux_<this> are allowed (default 2.35)",
     )
+    lock.add_argument(
+        "--triton-version",
+        default=DEFAULT_TRITON_VERSION,
+        help="Triton server the environment is for: its numpy requirement joins the resolution "
+        f"(default {DEFAULT_TRITON_VERSION})",
+    )
     lock.set_defaults(run=_cmd_lock)
 
     env_cache = commands.add_parser(
@@ -420,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_endpoint_command(commands)
     add_loadtest_command(commands)
     add_cases_commands(commands)
+    add_dev_command(commands)
 
     validate = commands.add_parser(
         "validate",
@@ -491,8 +534,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
-        print("mmepack: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # An Interrupted says what state it left; a bare Ctrl-C has nothing to add.
+        detail = f": {redact(str(exc))}" if isinstance(exc, Interrupted) else ""
+        print(f"mmepack: interrupted{detail}", file=sys.stderr)
         return 130
 
 

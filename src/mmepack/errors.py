@@ -12,3 +12,9 @@ class MmepackError(Exception):
 def model_prefix(label: str) -> str:
     """How a message names the model it is about ("model 'x': "), or nothing without a name."""
     return f"model '{label}': " if label else ""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C arrived during a step that changes something outside this machine (an upload);
+    the message says what state it left and how to finish, since "interrupted" alone leaves the
+    user guessing whether a permanent object is half there."""

@@ -5,20 +5,23 @@ wrong file there is permanent. This module reads the file once, as a stream: the
 the SHA-256 that publish records and the tar reader that proves the file is what `mmepack
 package` writes (a gzip tar, model folders at its root each with a config.pbtxt, one SageMaker
 ensemble when there are several, named after the model the file name claims, and nothing but
-regular files and folders with plain relative names). The upload later re-hashes what it sends
+regular files and folders with plain relative names; see mmepack.artifact.bounded_tar for what
+else the read refuses, and mmepack.artifact.limits for its bounds). The upload later re-hashes what it sends
 and must arrive at the same digest, so the recorded hash always describes the uploaded bytes.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import os
 import tarfile
-import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO
 
+from mmepack.artifact.bounded_tar import ArtifactProblem, iter_members
+from mmepack.artifact.bounded_tar import member_problem as member_problem
+from mmepack.artifact.limits import ArtifactLimits
 from mmepack.errors import MmepackError
 from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
 from mmepack.model.version import parse_artifact_name
@@ -27,7 +30,6 @@ from mmepack.names import CONFIG_FILE
 _CHUNK = 1 << 20
 # A config.pbtxt is a few KB; refuse to read a huge member into memory to match one pattern.
 _MAX_CONFIG_BYTES = 4 << 20
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -59,24 +61,6 @@ class _HashingReader:
     def drain(self) -> None:
         for chunk in iter(lambda: self.read(_CHUNK), b""):
             del chunk
-
-
-def member_problem(member: tarfile.TarInfo) -> str | None:
-    """Why a tar member is unsafe to unpack on an MME host, or None when it is fine."""
-    name = member.name
-    path = PurePosixPath(name)
-    if not name or name.startswith("/") or "\\" in name or "\0" in name:
-        return f"member {name!r} does not have a plain relative name"
-    if any(part in ("..", "") for part in name.rstrip("/").split("/")) or path.is_absolute():
-        return f"member {name!r} leaves the artifact's folder"
-    if not (member.isreg() or member.isdir()):
-        kind = (
-            "a link"
-            if member.issym() or member.islnk()
-            else "a device or FIFO" if member.isdev() else "not a regular file"
-        )
-        return f"member {name!r} is {kind}; an artifact holds only regular files and folders"
-    return None
 
 
 def _read_config(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
@@ -113,12 +97,15 @@ def _layout_problem(
     return None
 
 
-def check_artifact(path: Path) -> CheckedArtifact:
+def check_artifact(path: Path, limits: ArtifactLimits | None = None) -> CheckedArtifact:
     """Hash `path` and prove it is a safe MME artifact of the model its name names, in one read.
+
+    `limits` bound what it may unpack to (default: `ArtifactLimits.from_environment()`).
 
     Raises MmepackError naming the file and the first problem found.
     """
     model, version = parse_artifact_name(path)
+    limits = limits or ArtifactLimits.from_environment()
     fix = "package it again with `mmepack package` and publish that file"
     try:
         handle = path.open("rb")
@@ -131,60 +118,29 @@ def check_artifact(path: Path) -> CheckedArtifact:
         if not path.is_file():
             raise MmepackError(f"{path}: not a regular file; {fix}")
         reader = _HashingReader(handle)
-        head = reader.read(2)
-        if head != _GZIP_MAGIC:
-            raise MmepackError(f"{path}: not a gzip file; {fix}")
-        stream = _Prefixed(head, reader)
         try:
-            # GzipFile reads every gzip member; tarfile's own "r|gz" stops after the first one,
-            # and mmepack's artifacts hold several (see mmepack.artifact.gzip_tar).
-            unzipped = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[call-overload]
-            with tarfile.open(fileobj=unzipped, mode="r|") as tar:
-                for member in tar:
-                    problem = member_problem(member)
-                    if problem is not None:
-                        raise MmepackError(f"{path}: {problem}; {fix}")
-                    name = member.name.rstrip("/")
-                    if name in names:
-                        raise MmepackError(f"{path}: member {name!r} appears twice; {fix}")
-                    names.append(name)
-                    parts = name.split("/")
-                    if len(parts) == 1 and not member.isdir():
-                        raise MmepackError(
-                            f"{path}: file {name!r} sits at the tar's root; an mmepack artifact "
-                            f"holds model folders there; {fix}"
-                        )
-                    folders.add(parts[0])
-                    if len(parts) == 2 and parts[1] == CONFIG_FILE:
-                        configs[parts[0]] = _read_config(tar, member)
-            reader.drain()
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            for tar, member in iter_members(reader, limits, os.fstat(handle.fileno()).st_size):
+                name = member.name.rstrip("/")
+                names.append(name)
+                parts = name.split("/")
+                if len(parts) == 1 and not member.isdir():
+                    raise MmepackError(
+                        f"{path}: file {name!r} sits at the tar's root; an mmepack artifact "
+                        f"holds model folders there; {fix}"
+                    )
+                folders.add(parts[0])
+                if len(parts) == 2 and parts[1] == CONFIG_FILE:
+                    configs[parts[0]] = _read_config(tar, member)
+        except ArtifactProblem as exc:
+            raise MmepackError(f"{path}: {exc}; {fix}") from None
+        except OSError as exc:
             raise MmepackError(
-                f"{path}: not a complete gzip tar ({type(exc).__name__}: {exc}); it may be "
-                f"truncated or damaged; {fix}"
+                f"{path}: cannot read the artifact ({exc.strerror or exc}); {fix}"
             ) from None
+        reader.drain()
     problem = _layout_problem(path, model, folders, configs)
     if problem is not None:
         raise MmepackError(f"{path}: {problem}")
     return CheckedArtifact(
         path, model, version, reader.digest.hexdigest(), reader.size, tuple(sorted(names))
     )
-
-
-class _Prefixed:
-    """Give back bytes already read (the gzip magic) before the rest of the stream."""
-
-    def __init__(self, prefix: bytes, reader: _HashingReader) -> None:
-        self._prefix = prefix
-        self._reader = reader
-
-    def read(self, size: int = -1) -> bytes:
-        if self._prefix:
-            if size < 0:
-                data, self._prefix = self._prefix + self._reader.read(), b""
-                return data
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            if len(data) < size:
-                data += self._reader.read(size - len(data))
-            return data
-        return self._reader.read(size)

@@ -48,7 +48,8 @@ class ModelFiles:
     unsafe: tuple[Unsafe, ...]
 
 
-def _inside(target: str, root: str) -> bool:
+def is_within(target: str, root: str) -> bool:
+    """Whether the resolved path `target` is `root` or lies below it (both resolved)."""
     return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
 
 
@@ -77,7 +78,7 @@ def scan_model_folder(folder: Path, model_dir: Path | None = None) -> ModelFiles
     root = os.path.realpath(folder)
     if stat.S_ISLNK(folder_mode):
         allowed = os.path.realpath(model_dir) if model_dir is not None else None
-        if allowed is None or not _inside(root, allowed):
+        if allowed is None or not is_within(root, allowed):
             return ModelFiles(
                 (),
                 (
@@ -122,7 +123,7 @@ def scan_model_folder(folder: Path, model_dir: Path | None = None) -> ModelFiles
                 continue
             if stat.S_ISLNK(mode):
                 target = os.path.realpath(entry.path)
-                if not _inside(target, root):
+                if not is_within(target, root):
                     unsafe.append(
                         Unsafe(
                             shown,
@@ -166,7 +167,7 @@ def config_entry_problem(config: Path) -> str | None:
         return None
     if stat.S_ISLNK(mode):
         target = os.path.realpath(config)
-        if not _inside(target, os.path.realpath(config.parent)):
+        if not is_within(target, os.path.realpath(config.parent)):
             return f"is a link to {target}, outside the model folder; copy the file in instead"
         try:
             mode = os.stat(target).st_mode

@@ -2,12 +2,16 @@
 
 On a multi-model endpoint every cold invoke waits for the artifact's download and unpacking, so
 its size is load time. The report says which part to shrink; the usual surprise is that the
-Python environment, not the model, is most of the file, and the flag says so with the fix.
+Python environment, not the model, is most of the file. The flag is raised only with a fix it
+can name, a requirement no Python step imports (`unused_requirements`): for numpy plus a package
+the steps use there is nothing to drop, and a warning nobody can act on teaches users to ignore
+warnings.
 """
 
 from __future__ import annotations
 
 from mmepack.artifact.writer import PART_ENVIRONMENT, PARTS, PackageResult
+from mmepack.names import REQUIREMENTS_FILE
 
 # The plugin relays the lines that start so (Pants hides a successful process's output).
 SIZE_LINE = "mmepack: size of "
@@ -37,11 +41,13 @@ def size_lines(result: PackageResult) -> list[str]:
         f"{result.layout.value}: " + ", ".join(cells)
     ]
     share = environment_share(result)
-    if share > ENV_DOMINATES:
+    if share > ENV_DOMINATES and result.unused_requirements:
+        unused = ", ".join(result.unused_requirements)
         lines.append(
             f"mmepack: warning: {result.path.name}: the Python environment is {share:.0%} of the "
-            "artifact, and every cold load on the endpoint downloads and unpacks it; drop "
-            "requirements the Python steps do not import (the environment build lists the "
-            "largest packages) or move that work into a non-Python step"
+            "artifact, and every cold load on the endpoint downloads and unpacks it; "
+            f"{REQUIREMENTS_FILE} lists {unused}, which no Python step imports and no package "
+            f"they import needs: drop {'it' if len(result.unused_requirements) == 1 else 'them'} "
+            f"and re-lock (`mmepack lock <model dir>`)"
         )
     return lines

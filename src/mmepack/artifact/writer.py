@@ -54,6 +54,9 @@ class PackageResult:
     part_bytes: dict[str, int] = field(default_factory=dict)
     part_content: dict[str, int] = field(default_factory=dict)
     layout: EnvLayout = EnvLayout.default()
+    # Requirements no Python step imports nor needs (see artifact.unused_requirements): what
+    # the size warning names; filled in by `package_model` when the environment dominates.
+    unused_requirements: tuple[str, ...] = ()
 
 
 def _artifact_files(model: TritonModel, model_dir: Path) -> list[tuple[str, Path]]:

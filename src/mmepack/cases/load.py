@@ -23,6 +23,8 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
+import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from mmepack.artifact.safe_files import is_within
 from mmepack.cases.signature import Signature, TensorSpec, read_signature
 from mmepack.errors import MmepackError
 from mmepack.files import open_regular
@@ -52,6 +55,15 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "TYPE_FP64": (1e-8, 1e-7),
 }
 _FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+# numpy's limit on an array's dimensions (numpy 1.x; 64 from numpy 2): values nested deeper
+# cannot be a tensor.
+MAX_DIMS = 32
+# JSON nesting reported when Python's reader gives up (a case needs about MAX_DIMS + 4 levels).
+MAX_NESTING = 64
+# No tensor type holds an integer of more digits (uint64 has 20); longer ones are not converted
+# (Python refuses over 4,300 digits with a ValueError, and converting is quadratic below that).
+_MAX_INT_DIGITS = 40
+_JSON_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
 
 
 @dataclass(frozen=True)
@@ -199,10 +211,22 @@ class _CaseReader:
             self.problem("file", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
             return None
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_int=_parse_int)
         except json.JSONDecodeError as exc:
             self.problems.append(
                 Problem(self.path, exc.lineno, "syntax", f"column {exc.colno}: {exc.msg}")
+            )
+            return None
+        except RecursionError:
+            line, where = _too_deep(text)
+            self.problems.append(
+                Problem(
+                    self.path,
+                    line,
+                    where,
+                    f"nested more than {MAX_NESTING} levels deep; a tensor has at most "
+                    f"{MAX_DIMS} dimensions, so give its values as a flat or shallow list",
+                )
             )
             return None
         if not isinstance(data, dict):
@@ -375,6 +399,14 @@ class _CaseReader:
                 "case files (or in a folder below them) and name them relative to it"
             )
         path = self.path.parent / relative
+        target = os.path.realpath(path)
+        if not is_within(target, os.path.realpath(self.path.parent)):
+            # A link out of the folder would read (and send to the server) any file here, a
+            # credentials file included; `mmepack package` refuses such links the same way.
+            raise _Invalid(
+                f"{what}: {path} is a link to {target}, outside the case file's folder; copy "
+                "the file in instead"
+            )
         if not path.is_file():
             raise _Invalid(f"{what}: {path} not found (paths are relative to the case file)")
         return path
@@ -452,13 +484,59 @@ def _as_bytes_objects(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return result.reshape(array.shape)
 
 
-def _nested_shape(values: Any) -> tuple[list[int], list[Any]]:
-    """Shape and leaves of a rectangular nested list; _Invalid for a ragged one."""
+class _HugeInt:
+    """A JSON integer too long to be any tensor element, kept as its digit count."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+
+def _parse_int(text: str) -> int | _HugeInt:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= _MAX_INT_DIGITS else _HugeInt(digits)
+
+
+def _too_deep(text: str) -> tuple[int | None, str]:
+    """Line and dotted field where `text` first nests deeper than MAX_NESTING, found by
+    scanning its tokens (the JSON reader itself ran out of stack)."""
+    keys: list[str | None] = []  # per open object or array: its current key (None: array)
+    last_string = ""
+    for match in _JSON_TOKEN_RE.finditer(text):
+        token = match.group()
+        if token in "{[":
+            keys.append("" if token == "{" else None)
+            if len(keys) > MAX_NESTING:
+                line = text.count("\n", 0, match.start()) + 1
+                return line, ".".join(k for k in keys if k) or "file"
+        elif token in "}]":
+            if keys:
+                keys.pop()
+        elif token == ":":
+            if keys and keys[-1] is not None:
+                keys[-1] = last_string
+        elif token.startswith('"'):
+            try:
+                last_string = str(json.loads(token))
+            except ValueError:
+                last_string = token[1:-1]
+    return None, "file"
+
+
+def _nested_shape(values: Any, depth: int = 0) -> tuple[list[int], list[Any]]:
+    """Shape and leaves of a rectangular nested list; _Invalid for a ragged or too deep one."""
     if not isinstance(values, list):
         return [], [values]
+    if depth >= MAX_DIMS:
+        raise _Invalid(
+            f"values: nested more than {MAX_DIMS} levels deep; a tensor has at most {MAX_DIMS} "
+            "dimensions"
+        )
     if not values:
         return [0], []
-    parts = [_nested_shape(item) for item in values]
+    parts = [_nested_shape(item, depth + 1) for item in values]
     inner = parts[0][0]
     if any(shape != inner for shape, _ in parts):
         raise _Invalid("values: rows differ in length; give a rectangular nested list")
@@ -475,6 +553,8 @@ def _leaf(leaf: Any, spec: TensorSpec, dtype: np.dtype[Any]) -> Any:
         if not isinstance(leaf, bool):
             raise _Invalid(f"values: {spec.name} is TYPE_BOOL; expected true/false, got {leaf!r}")
         return leaf
+    if isinstance(leaf, _HugeInt):
+        raise _Invalid(f"values: {leaf!r} is out of range for {spec.data_type}")
     if kind in "iu":
         info = np.iinfo(dtype)
         if isinstance(leaf, bool) or not isinstance(leaf, int):

@@ -18,8 +18,10 @@ Modules, one job each:
 
 from __future__ import annotations
 
-import shutil
+import os
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,9 @@ from typing import Any
 from mmepack.endpoint.artifacts import ArtifactSource, model_hash
 from mmepack.endpoint.metrics import EndpointMetrics
 from mmepack.endpoint.models import LoadFailed, ModelCache, NotReady, check_load_request
-from mmepack.endpoint.runtime import RuntimeFront, RuntimeServer, stderr_log
-from mmepack.endpoint.server import TARGET_MODEL_HEADER, MmeServer
+from mmepack.endpoint.runtime import RuntimeFront, RuntimeServer, bind_listener, stderr_log
+from mmepack.endpoint.server import TARGET_MODEL_HEADER, MmeServer, remove_shm_regions, shm_prefix
+from mmepack.files import clean_stale_scratch, process_alive, remove_tree, scratch_root
 
 __all__ = [
     "LoadFailed",
@@ -40,6 +43,36 @@ __all__ = [
 ]
 
 DEFAULT_ENDPOINT_NAME = "local"
+# How often the endpoint checks that its server still runs.
+_WATCH_INTERVAL_S = 0.2
+_WORKDIR_PREFIX = "endpoint"
+
+
+def _clean_dead_endpoints(root: Path) -> None:
+    """Remove what killed endpoints left: their work folders under the scratch root (named for
+    their owner's PID, which must be gone; each removed with the paths it claimed), and the
+    shared-memory regions of any that ran without a private /dev/shm (named for the folder).
+    Another live endpoint's folder, and another user's (their scratch root is their own), are
+    never touched."""
+    try:
+        entries = [e for e in root.iterdir() if e.name.startswith(f"{_WORKDIR_PREFIX}-pid")]
+    except OSError:
+        entries = []
+    for entry in entries:
+        pid = entry.name[len(f"{_WORKDIR_PREFIX}-pid") :].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            remove_shm_regions(shm_prefix(entry))
+    clean_stale_scratch(root)
+
+
+def _describe_exit(status: int) -> str:
+    """`exit status 134, SIGABRT` for the sandbox's 128+N (or a bare server's -N)."""
+    number = status - 128 if status > 128 else -status if status < 0 else 0
+    try:
+        name = signal.Signals(number).name if number else ""
+    except ValueError:
+        name = ""
+    return f"exit status {status}" + (f", {name}" if name else "")
 
 
 class LocalEndpoint:
@@ -72,27 +105,44 @@ class LocalEndpoint:
     ):
         self.name = name
         self.source = ArtifactSource.of(list(artifacts))
-        self._own_workdir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="mmepack-endpoint-"))
+        self.failure: str | None = None  # why the server died, once it has
+        self._stopped = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.log = log
         self.metrics = EndpointMetrics()
-        self.server = MmeServer(
-            self.workdir,
-            namespacing=namespacing,
-            isolate=isolate,
-            environ=environ,
-            python_minor=stub_python,
-        )
-        self.models_root = self.workdir / "models"  # /opt/ml/models in the container
-        self.cache = ModelCache(
-            self.server,
-            self.source,
-            self.models_root,
-            self.metrics,
-            max_models=max_models,
-            max_resident_mb=max_resident_mb,
-        )
-        self.runtime = RuntimeServer(
-            RuntimeFront(
+        # The port first: a busy one must not leave a work folder behind.
+        listener = bind_listener(port)
+        self._own_workdir = workdir is None
+        if workdir is None:
+            root = scratch_root()
+            try:
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _clean_dead_endpoints(root)
+                workdir = Path(
+                    tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}-pid{os.getpid()}-", dir=root)
+                )
+            except OSError:
+                listener.close()
+                raise
+        self.workdir = workdir
+        try:
+            self.server = MmeServer(
+                self.workdir,
+                namespacing=namespacing,
+                isolate=isolate,
+                environ=environ,
+                python_minor=stub_python,
+            )
+            self.models_root = self.workdir / "models"  # /opt/ml/models in the container
+            self.cache = ModelCache(
+                self.server,
+                self.source,
+                self.models_root,
+                self.metrics,
+                max_models=max_models,
+                max_resident_mb=max_resident_mb,
+            )
+            self.front = RuntimeFront(
                 name,
                 self.server,
                 self.cache,
@@ -100,9 +150,13 @@ class LocalEndpoint:
                 not_ready_after=not_ready_after,
                 invoke_timeout=invoke_timeout,
                 log=log,
-            ),
-            port,
-        )
+            )
+            self.runtime = RuntimeServer(self.front, listener=listener)
+        except BaseException:
+            listener.close()
+            if self._own_workdir:
+                remove_tree(self.workdir)
+            raise
 
     @property
     def url(self) -> str:
@@ -133,8 +187,37 @@ class LocalEndpoint:
 
     def start(self, timeout: float = 120.0) -> LocalEndpoint:
         self.server.start(timeout)
+        self._watcher = threading.Thread(
+            target=self._watch, name="mmepack-endpoint-watch", daemon=True
+        )
+        self._watcher.start()
         self.runtime.start()
         return self
+
+    def _watch(self) -> None:
+        """Notice at once when the server ends on its own (a crash, an OOM kill): say so, drop
+        what it held, and answer every later call with 503 naming the cause. The endpoint
+        does not restart it: `mmepack endpoint` exits non-zero (see cli.py)."""
+        while not self._stopped.wait(_WATCH_INTERVAL_S):
+            status = self.server.exit_status()
+            if status is None:
+                continue
+            self.failure = (
+                f"the endpoint's Triton server died ({_describe_exit(status)}); every model it "
+                f"held is gone and this endpoint answers nothing more. Its log "
+                f"({self.server.log_path}) ends:\n{self.server.log_tail(15)}"
+            )
+            self.front.failure = self.failure
+            self.cache.forget_all()
+            if self.log is not None:
+                self.log(f"mmepack: error: {self.failure}")
+            return
+
+    def wait_failure(self, timeout: float | None = None) -> str | None:
+        """Block until the server has died (its cause) or `timeout` passes (None)."""
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+        return self.failure
 
     def load(self, target_model: str, wait: float = 600.0) -> None:
         """Load a TargetModel now (as a first invoke would); LoadFailed says why not."""
@@ -151,13 +234,20 @@ class LocalEndpoint:
         return self.metrics.summary(len(self.cache.loaded()))
 
     def stop(self) -> None:
+        """Close the runtime API, cancel and wait out loads in progress (the server's stop
+        makes their requests fail at once), stop the server, then remove the work folder:
+        nothing may write into it after that."""
+        self._stopped.set()
         try:
             self.runtime.stop()
         finally:
-            self.cache.close()
-            self.server.stop()
-            if self._own_workdir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
+            try:
+                self.cache.close()
+                self.server.stop()
+                self.cache.wait_loads(timeout=60.0)
+            finally:
+                if self._own_workdir:
+                    remove_tree(self.workdir)
 
     def __enter__(self) -> LocalEndpoint:
         try:

@@ -2,8 +2,9 @@
 
 Owns the part SageMaker does before Triton sees anything: a TargetModel is the artifact's key
 relative to the endpoint's model prefix (here: a file name among the given artifacts, or a path
-under a folder of them), it is unpacked with tarfile's `data` filter into
-`<models root>/<hash>/model`, and that folder is the `url` of the load request, with the hash
+under a folder of them), it is unpacked into `<models root>/<hash>/model` under the same
+bounds and refusals as publish's check (mmepack.artifact.unpack: one gzip stream, safe members,
+limited size and member count, so a gzip bomb is refused, not inflated), and that folder is the `url` of the load request, with the hash
 as its `model_name`. Nothing here talks to Triton.
 """
 
@@ -11,14 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from mmepack.artifact.unpack import unpack_artifact
+from mmepack.errors import MmepackError
 from mmepack.names import ARTIFACT_SUFFIX
 
 # S3 keys and SageMaker's TargetModel are at most 1024 bytes.
 _MAX_TARGET_BYTES = 1024
+
+
+class ArtifactUnreadable(ValueError):
+    """An artifact that cannot be unpacked (truncated, corrupt): the caller's ModelError."""
 
 
 class TargetModelNotFound(LookupError):
@@ -104,15 +111,35 @@ class ArtifactSource:
         return sorted(found)
 
 
-def unpack(artifact: Path, models_root: Path, target_model: str) -> Path:
-    """Unpack as SageMaker does: `<models_root>/<hash>/model`, tarfile's `data` filter (no
-    absolute paths, no links out of the folder, no device files). Returns that folder."""
+def unpack(
+    artifact: Path,
+    models_root: Path,
+    target_model: str,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Path:
+    """Unpack as SageMaker does, into `<models_root>/<hash>/model`, with publish's bounds and
+    refusals (mmepack.artifact.unpack). Returns that folder.
+
+    Whatever goes wrong, the partial unpack is removed at once (an artifact may be large), and
+    a truncated, corrupt or refused file raises ArtifactUnreadable naming it. `models_root`'s
+    parent must exist: an endpoint that has removed its work folder must not have it made
+    again. `cancelled` is asked between members (the endpoint stopping)."""
     folder = models_root / model_hash(target_model) / "model"
     if folder.parent.exists():
         shutil.rmtree(folder.parent)
-    folder.mkdir(parents=True)
-    with tarfile.open(artifact, "r:gz") as tar:
-        tar.extractall(folder, filter="data")
+    models_root.mkdir(exist_ok=True)
+    try:
+        folder.parent.mkdir()
+        unpack_artifact(artifact, folder, cancelled=cancelled)
+    except MmepackError as exc:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        raise ArtifactUnreadable(
+            f"cannot unpack artifact {exc} (the file is truncated or corrupt, or holds what "
+            "an mmepack artifact never does)"
+        ) from None
+    except BaseException:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        raise
     return folder
 
 

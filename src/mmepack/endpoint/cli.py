@@ -3,6 +3,10 @@
 Owns the command's options and what it prints: where to point boto3 and curl, one line per
 invoke with its CloudWatch-style figures, and a summary when it stops. Kept apart from
 `mmepack.cli` so the main command table only gains one line.
+
+When the Triton server dies on its own (a crash, an OOM kill), the command says so at once,
+removes everything it made and exits 1: a local endpoint is for tests, where a server death is a
+finding to report, not something to paper over by restarting it.
 """
 
 from __future__ import annotations
@@ -56,12 +60,15 @@ def run_endpoint(args: argparse.Namespace) -> int:
             flush=True,
         )
         try:
-            while not stop.wait(1.0):
+            while endpoint.failure is None and not stop.wait(0.2):
                 pass
         except KeyboardInterrupt:
             pass
-        summary: dict[str, Any] = endpoint.summary()
+    # After the stop: no invoke line comes after the summary, and it counts every invoke.
+    summary: dict[str, Any] = endpoint.summary()
     print("mmepack: summary " + json.dumps(summary, sort_keys=True), file=sys.stderr, flush=True)
+    if endpoint.failure is not None:
+        raise MmepackError("the endpoint stopped because its Triton server died (see above)")
     return 0
 
 

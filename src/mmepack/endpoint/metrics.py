@@ -71,6 +71,13 @@ class EndpointMetrics:
         with self._lock:
             self.events.append(event)
 
+    def load_failures(self) -> dict[str, str]:
+        """TargetModel -> the whole text of its latest failed load (what the load test reports
+        when a model never loaded)."""
+        with self._lock:
+            events = list(self.events)
+        return {e.target_model: e.reason for e in events if e.kind == "load-failed"}
+
     def summary(self, loaded_model_count: int) -> dict[str, Any]:
         """CloudWatch-style statistics over the endpoint's life."""
         with self._lock:

@@ -26,6 +26,7 @@ from typing import Any
 
 from mmepack.endpoint.artifacts import (
     ArtifactSource,
+    ArtifactUnreadable,
     TargetModelNotFound,
     model_hash,
     remove_unpacked,
@@ -161,6 +162,9 @@ class ModelCache:
         self._lock = threading.RLock()  # the two tables above
         self._control = threading.Lock()  # one load or unload at a time (see below)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mmepack-load")
+        self._closed = threading.Event()
+        self._active = 0  # loads running now (under `_lock`); stop waits for them
+        self._idle = threading.Condition(self._lock)
 
     # --- what is loaded ----------------------------------------------------------------------
 
@@ -265,23 +269,34 @@ class ModelCache:
                 return  # the load itself worked; the failed unload is in the metrics events
 
     def _load(self, target_model: str, pending: _Pending) -> _Entry:
+        with self._lock:
+            self._active += 1
         try:
             try:
                 artifact = self.source.find(target_model)
             except TargetModelNotFound as exc:
                 raise LoadFailed(target_model, 404, str(exc)) from None
             with self._control:
+                if self._closed.is_set():
+                    raise LoadFailed(target_model, 503, "the endpoint is stopping")
                 self._make_room(target_model)
                 started = time.monotonic()
                 try:
-                    folder = unpack(artifact, self.models_root, target_model)
+                    folder = unpack(
+                        artifact, self.models_root, target_model, cancelled=self._closed.is_set
+                    )
                     try:  # before Triton sees it: a backend this server lacks (FIL)
                         refuse_unavailable_backends(folder, target_model)
                     except MmepackError as exc:
                         raise LoadFailed(target_model, 400, str(exc)) from None
                     unpacked = time.monotonic()
+                    if self._closed.is_set():
+                        remove_unpacked(self.models_root, target_model)
+                        raise LoadFailed(target_model, 503, "the endpoint is stopping")
                     body = {"model_name": model_hash(target_model), "url": str(folder)}
                     self.send_load(target_model, json.dumps(body).encode())
+                except ArtifactUnreadable as exc:
+                    raise LoadFailed(target_model, 400, str(exc)) from None
                 except (OSError, tarfile.TarError) as exc:
                     remove_unpacked(self.models_root, target_model)
                     raise LoadFailed(target_model, 500, f"cannot unpack {artifact}: {exc}")
@@ -297,6 +312,7 @@ class ModelCache:
                 self.metrics.record_event(
                     ModelEvent(target_model, "load", time.monotonic() - started, unpacked - started)
                 )
+                self.server.claim_unpacked_environments()
                 self._relieve_memory(target_model)
             return entry
         except LoadFailed as failure:
@@ -308,6 +324,8 @@ class ModelCache:
             with self._lock:
                 if self._loading.get(target_model) is pending:
                     del self._loading[target_model]
+                self._active -= 1
+                self._idle.notify_all()
 
     def send_load(self, target_model: str, raw_body: bytes) -> None:
         """`POST /models` after checking the body; LoadFailed with SageMaker's status."""
@@ -383,5 +401,24 @@ class ModelCache:
             ModelEvent(entry.target_model, "unload", time.monotonic() - started, reason=reason)
         )
 
+    def forget_all(self) -> None:
+        """The server died: nothing it held is loaded any more."""
+        with self._lock:
+            self._loaded.clear()
+
     def close(self) -> None:
+        """No load starts from now on; a load under way stops at its next step."""
+        self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def wait_loads(self, timeout: float) -> bool:
+        """Wait until no load runs (after close() and the server's stop, they end quickly);
+        False if one still ran after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._active > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True

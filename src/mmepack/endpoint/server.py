@@ -1,14 +1,18 @@
 """Start tritonserver exactly as SageMaker's MME container does, and talk to its SageMaker port.
 
 Owns: the server's command line (the container's `serve` script in multi-model mode, including
-its `SAGEMAKER_TRITON_*` variables), where the server runs (a private network and PID namespace
-when one can be made, else free loopback ports with a warning), the Unix socket relay that is
-the only way into that namespace, and stopping everything it started.
+its `SAGEMAKER_TRITON_*` variables), where the server runs (a private network, PID and mount
+namespace when one can be made, else free loopback ports with a warning), the Unix socket relay
+that is the only way into that namespace, noticing when the server dies, and stopping everything
+it started.
 
 Why a namespace: Triton 2.51's SageMaker listener binds 0.0.0.0 and has no address flag. In a
 private network namespace nothing it opens is reachable from another host; the PID namespace
 makes the kernel kill the server and every Python stub when the namespace's first process dies,
-so nothing outlives the endpoint even when its owner is killed outright.
+so nothing outlives the endpoint even when its owner is killed outright. The mount namespace gives
+the server its own /dev/shm (the Python backend's regions hold request data, mode 0644 upstream)
+and its own /tmp inside the work folder (the backend unpacks environments into /tmp/python_env_*),
+so a killed endpoint leaves nothing outside its work folder, which the next run removes.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 
 from mmepack.endpoint import sandbox
 from mmepack.errors import MmepackError
+from mmepack.files import claim_for_cleanup
 from mmepack.triton.install import find_triton
 from mmepack.triton.server import (
     detect_device,
@@ -47,6 +52,26 @@ DEFAULT_SAGEMAKER_PORT = 8080
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 _ERROR_LINE_RE = re.compile(r"^E\d{4} ")
 _HARMLESS = ("CudaDriverHelper has not been initialized",)
+_UNIX_PATH_MAX = 100  # a Unix socket path has room for 107 bytes
+# Where the Python backend unpacks EXECUTION_ENV_PATH archives (hard-coded in pb_env.cc).
+_UNPACKED_ENV_PREFIX = "/tmp/python_env_"
+SHM_DIR = Path("/dev/shm")
+
+
+def shm_prefix(workdir: Path) -> str:
+    """The Python backend's shared-memory region prefix for a server without a private
+    /dev/shm: named after its work folder, so the next run can find a killed run's regions."""
+    return f"mmepack_{workdir.name}_"
+
+
+def remove_shm_regions(prefix: str) -> None:
+    if "/" in prefix or not prefix.startswith("mmepack_"):
+        return
+    for region in SHM_DIR.glob(f"{prefix}*"):
+        try:
+            region.unlink()
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -66,7 +91,18 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
-        sock.connect(self._path)
+        try:
+            if len(self._path.encode()) < _UNIX_PATH_MAX:
+                sock.connect(self._path)
+            else:  # a deep work folder: reach the socket through an open handle on its folder
+                folder = os.open(os.path.dirname(self._path), os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    sock.connect(f"/proc/self/fd/{folder}/{os.path.basename(self._path)}")
+                finally:
+                    os.close(folder)
+        except BaseException:
+            sock.close()
+            raise
         self.sock = sock
 
 
@@ -146,6 +182,29 @@ def namespace_problem() -> str | None:
     return None
 
 
+def _sandbox_source() -> str:
+    source = importlib.resources.files(sandbox.__package__ or "mmepack.endpoint")
+    return source.joinpath("sandbox.py").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def private_files_problem() -> str | None:
+    """None when the sandbox can also make a private mount namespace with its own /dev/shm
+    (needs root or a user namespace), else why not."""
+    unshare = _tool("unshare")
+    if unshare is None:
+        return "`unshare` is not installed"
+    probe = [unshare, "--mount", "--fork", sys.executable, "-c", _sandbox_source(), "--probe"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"`unshare --mount` failed: {exc}"
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or str(done.returncode)).splitlines()
+        return f"`unshare --mount` with a private /dev/shm failed: {lines[-1]}"
+    return None
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
@@ -201,7 +260,13 @@ class MmeServer:
         self.socket_path = workdir / "sagemaker.sock"
         self.isolation_problem = namespace_problem() if isolate else "isolation turned off"
         self.isolated = self.isolation_problem is None
+        # A private /dev/shm and /tmp (mount namespace) need the network+PID sandbox too.
+        self.files_problem = private_files_problem() if self.isolated else "no private namespace"
+        self.private_files = self.files_problem is None
+        self.private_tmp = workdir / "tmp"
+        self.shm_prefix = None if self.private_files else shm_prefix(workdir)
         self.port = 0
+        self.stopping = False
         self._process: subprocess.Popen[bytes] | None = None
         self._server_pid: int | None = None
 
@@ -222,7 +287,10 @@ class MmeServer:
 
     @property
     def arguments(self) -> list[str]:
-        return sagemaker_arguments(self.repository, self.port, self.environ, self.namespacing)
+        args = sagemaker_arguments(self.repository, self.port, self.environ, self.namespacing)
+        if self.shm_prefix is not None:
+            args.append(f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}")
+        return args
 
     @property
     def namespacing_on(self) -> bool:
@@ -232,6 +300,7 @@ class MmeServer:
     def start(self, timeout: float = 120.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.repository.mkdir(exist_ok=True)
+        self.stopping = False
         backend_dir = make_backend_dir(self.install, self.workdir / "backends", self.python_minor)
         env = server_environment(self.install, self.workdir)
         if self.isolated:
@@ -245,27 +314,41 @@ class MmeServer:
                 flush=True,
             )
             self.port = free_ports(1)[0]
+        if self.isolated and not self.private_files:
+            print(
+                f"mmepack: warning: cannot give the server a private /dev/shm "
+                f"({self.files_problem}); the Python backend's shared memory (request data) is "
+                "then readable by other local users, and a killed endpoint's unpacked "
+                "environments in /tmp/python_env_* are removed only when the next run finds "
+                "them claimed",
+                file=sys.stderr,
+                flush=True,
+            )
         command = [
             str(self.install.server_binary),
             *self.arguments,
             f"--backend-directory={backend_dir}",
         ]
         if self.isolated:
-            source = importlib.resources.files(sandbox.__package__ or "mmepack.endpoint")
-            source = source.joinpath("sandbox.py")
+            files: list[str] = []
+            if self.private_files:
+                self.private_tmp.mkdir(mode=0o700, exist_ok=True)
+                files = [f"--private-files={self.private_tmp}"]
             command = [
                 str(_tool("unshare")),
                 "--net",
                 "--pid",
+                *(["--mount"] if self.private_files else []),
                 "--fork",
                 "--kill-child",
                 sys.executable,
                 "-c",
-                source.read_text(encoding="utf-8"),
+                _sandbox_source(),
                 f"--socket={self.socket_path}",
                 f"--port={self.port}",
                 f"--log={self.log_path}",
                 f"--ip={_tool('ip')}",
+                *files,
                 "--",
                 *command,
             ]
@@ -328,6 +411,39 @@ class MmeServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def exit_status(self) -> int | None:
+        """The server's exit status once it has ended on its own (not through stop()), else
+        None. With the sandbox, a server killed by signal N reads 128 + N."""
+        process = self._process
+        if process is None or self.stopping:
+            return None
+        return process.poll()
+
+    def claim_unpacked_environments(self) -> None:
+        """Without a private /tmp, record the environments the Python backend unpacked into
+        the host's /tmp/python_env_* in the work folder's claims, so stop() or, after a kill,
+        the next run removes them (see files.remove_tree)."""
+        if self.private_files or self._process is None:
+            return
+        found: set[str] = set()
+        try:
+            stubs = _children(self.server_pid)
+        except MmepackError:
+            return
+        for pid in stubs:
+            try:
+                maps = (Path("/proc") / str(pid) / "maps").read_text()
+            except OSError:
+                continue
+            for line in maps.splitlines():
+                path = line.split(None, 5)[-1]
+                if path.startswith(_UNPACKED_ENV_PREFIX):
+                    found.add(
+                        _UNPACKED_ENV_PREFIX + path[len(_UNPACKED_ENV_PREFIX) :].split("/")[0]
+                    )
+        if found:
+            claim_for_cleanup(self.workdir, sorted(found))
+
     def log_text(self) -> str:
         if not self.log_path.exists():
             return ""
@@ -349,9 +465,12 @@ class MmeServer:
 
     def stop(self) -> None:
         """Stop the server and its stubs; the namespace's end kills anything left."""
+        self.stopping = True
         process, self._process = self._process, None
         self._server_pid = None
         if process is None:
             return
         stop_process_group(process, grace=30)
         atexit.unregister(self.stop)
+        if self.shm_prefix is not None:  # a server that died or was killed leaves them
+            remove_shm_regions(self.shm_prefix)

@@ -24,6 +24,7 @@ from mmepack.environment.cache import EnvCache
 from mmepack.environment.request import DEFAULT_BUILDER, DEFAULT_PYTHON, EnvOptions, EnvRequest
 from mmepack.errors import MmepackError
 from mmepack.names import REQUIREMENTS_FILE, STUB_NAME
+from mmepack.redact import redact
 from mmepack.triton.target import DEFAULT_STUB_PYTHON, DEFAULT_TRITON_VERSION, TargetServer
 
 
@@ -56,7 +57,9 @@ def add_env_options(parser: argparse.ArgumentParser) -> None:
         help=f"folder of 3.X/{STUB_NAME} built by the target release (default: nvidia-pytriton's)",
     )
     parser.add_argument(
-        "--cache-dir", type=Path, help="environment cache (default: $MMEPACK_ENV_CACHE or ~/.cache)"
+        "--cache-dir",
+        type=Path,
+        help="environment cache (default: $MMEPACK_ENV_CACHE or ~/.cache/mmepack/envs)",
     )
 
 
@@ -106,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_build_env(args)
     except MmepackError as exc:
-        print(f"mmepack: error: {exc}", file=sys.stderr)
+        print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)
         return 1
 
 

@@ -11,6 +11,10 @@ Resolution is pip's own: `pip install --dry-run --report` with the target's plat
 Python, run by the seed interpreter of that Python so environment markers are evaluated for it.
 mmepack only turns pip's report into a requirements file with hashes.
 
+The target Triton release's numpy requirement (`numpy<2` for 2.51.0, see
+`mmepack.triton.target.NUMPY_BY_TRITON`) joins every resolution, as it joins every unlocked build:
+a lock the build would refuse for that server is never written.
+
 The lock also records a digest of the requirements it was made from (normalised, with every
 `-r`/`-c` include), so validation can say when `requirements.txt` changed and its lock did not.
 """
@@ -31,21 +35,21 @@ from urllib.parse import unquote, urlparse
 from mmepack.environment.builders import install_environment
 from mmepack.environment.requirements import (
     canonical_name,
-    mentions_numpy,
+    includes,
     normalised_requirements,
     read_requirements,
 )
 from mmepack.errors import MmepackError, model_prefix
 from mmepack.files import atomic_path
 from mmepack.names import LOCK_FILE, REQUIREMENTS_FILE
+from mmepack.triton.target import TargetServer
 
 Log = Callable[[str], None]
 
 # The glibc of the target hosts: SageMaker's Triton images (24.x) are Ubuntu 22.04, glibc 2.35.
 DEFAULT_GLIBC = "2.35"
 DEFAULT_ARCH = "x86_64"
-_INCLUDE_OPTIONS = ("-r", "--requirement", "-c", "--constraint")
-_HEADER_FIELDS = ("model", "python", "platform", "requirements-sha256", "resolver")
+_HEADER_FIELDS = ("model", "python", "platform", "requirements-sha256", "resolver", "target")
 
 
 def lock_path(requirements: Path) -> Path:
@@ -67,16 +71,9 @@ def target_platforms(glibc: str = DEFAULT_GLIBC, arch: str = DEFAULT_ARCH) -> li
 
 
 def _includes(path: Path, text: str) -> list[Path]:
-    found = []
-    for raw in text.splitlines():
-        tokens = raw.split("#", 1)[0].split()
-        for index, token in enumerate(tokens):
-            for option in _INCLUDE_OPTIONS:
-                if token == option and index + 1 < len(tokens):
-                    found.append(path.parent / tokens[index + 1])
-                elif token.startswith(f"{option}=") and option.startswith("--"):
-                    found.append(path.parent / token.split("=", 1)[1])
-    return found
+    """Files `text` (read from `path`) pulls in, in every form pip accepts (`-rx`, `--constraint=x`,
+    ...): parsed by the same function the environment cache key uses."""
+    return [path.parent / include.target for _, include in includes(text)]
 
 
 def requirements_digest(requirements: Path, label: str = "") -> str:
@@ -129,10 +126,17 @@ class LockFile:
 
 
 def render_lock(
-    model: str, python: str, platform: str, digest: str, resolver: str, pins: list[Pin]
+    model: str,
+    python: str,
+    platform: str,
+    digest: str,
+    resolver: str,
+    pins: list[Pin],
+    target: str | None = None,
 ) -> str:
     """The lock's text: a pip requirements file (`name==version --hash=sha256:...`) that
-    `pip install --require-hashes --no-deps -r` accepts, with a header mmepack reads back."""
+    `pip install --require-hashes --no-deps -r` accepts, with a header mmepack reads back.
+    `target` (e.g. `Triton 2.51.0, numpy<2`) says which server's numpy cap the pins honour."""
     command = f"mmepack lock models/{model}" if model else "mmepack lock <model dir>"
     lines = [
         f"# Written by `{command} --python {python}`; do not edit by hand.",
@@ -142,6 +146,7 @@ def render_lock(
         f"# platform: {platform}",
         f"# requirements-sha256: {digest}",
         f"# resolver: {resolver}",
+        *([f"# target: {target}"] if target else []),
     ]
     for pin in sorted(pins, key=lambda p: p.name):
         lines.append(f"{pin.name}=={pin.version} \\")
@@ -240,13 +245,16 @@ def resolve(
     python: str,
     *,
     glibc: str = DEFAULT_GLIBC,
+    target: TargetServer | None = None,
     label: str = "",
     log: Log | None = None,
 ) -> tuple[list[Pin], str]:
-    """Resolve `requirements` (+ numpy) for the target with pip's resolver; (pins, resolver)."""
-    text = read_requirements(requirements, label)
+    """Resolve `requirements` plus the target server's numpy requirement (`numpy<2` for Triton
+    2.51.0) with pip's resolver, so the pins are ones the build accepts; (pins, resolver)."""
+    read_requirements(requirements, label)  # a missing include is named before pip runs
+    target = target or TargetServer()
+    numpy, why = target.numpy_requirement
     pip, interpreter = _pip_for(python)
-    extra = [] if mentions_numpy(text) else ["numpy"]
     with tempfile.TemporaryDirectory(prefix="mmepack-lock-") as scratch:
         report = Path(scratch) / "report.json"
         argv = [
@@ -266,12 +274,13 @@ def resolve(
             f"--report={report}",
             "-r",
             str(requirements),
-            *extra,
+            numpy,
         ]
         if log:
             log(
                 f"{model_prefix(label)}resolving {requirements} for Python {python} on "
-                f"manylinux_{glibc.replace('.', '_')}_{DEFAULT_ARCH} with pip"
+                f"manylinux_{glibc.replace('.', '_')}_{DEFAULT_ARCH} with pip, with {numpy} "
+                f"for Triton {target.triton_version}"
             )
         result = subprocess.run(
             argv, capture_output=True, text=True, env=install_environment(), check=False
@@ -280,7 +289,8 @@ def resolve(
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
             raise MmepackError(
                 f"{model_prefix(label)}pip could not resolve {requirements} for Python {python} "
-                f"on manylinux x86_64 (exit {result.returncode}):\n{tail}"
+                f"on manylinux x86_64 with {numpy} (Triton {target.triton_version} needs it: "
+                f"{why}) (exit {result.returncode}):\n{tail}"
             )
         data = json.loads(report.read_text(encoding="utf-8"))
     pins = [
@@ -299,15 +309,21 @@ def lock_model(
     python: str,
     *,
     glibc: str = DEFAULT_GLIBC,
+    target: TargetServer | None = None,
     log: Log | None = None,
 ) -> LockFile:
-    """Write `<model_dir>/requirements.lock` for `python` (atomically) and return it."""
+    """Write `<model_dir>/requirements.lock` for `python` and the target server (atomically)
+    and return it."""
     requirements = model_dir / REQUIREMENTS_FILE
     label = model_dir.resolve().name
+    target = target or TargetServer()
     digest = requirements_digest(requirements, label)
-    pins, resolver = resolve(requirements, python, glibc=glibc, label=label, log=log)
+    pins, resolver = resolve(requirements, python, glibc=glibc, target=target, label=label, log=log)
     platform = f"manylinux_{glibc.replace('.', '_')}_{DEFAULT_ARCH}"
-    text = render_lock(label, python, platform, digest, resolver, pins)
+    numpy, _ = target.numpy_requirement
+    text = render_lock(
+        label, python, platform, digest, resolver, pins, f"Triton {target.triton_version}, {numpy}"
+    )
     path = lock_path(requirements)
     with atomic_path(path) as partial:
         partial.write_text(text, encoding="utf-8")

@@ -199,8 +199,14 @@ def _top_level_from_record(dist_info: Path) -> list[str]:
     record = dist_info / "RECORD"
     if not record.is_file():
         return []
+    return top_level_from_record(record.read_text(encoding="utf-8", errors="replace"))
+
+
+def top_level_from_record(text: str) -> list[str]:
+    """Top-level modules a distribution installs, from its RECORD's paths (for wheels without
+    top_level.txt)."""
     names: set[str] = set()
-    for line in record.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in text.splitlines():
         path = line.split(",", 1)[0]
         head, _, tail = path.partition("/")
         if tail == "__init__.py" and head.isidentifier():

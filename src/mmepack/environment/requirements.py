@@ -9,6 +9,8 @@ file or any -r include (so the proof can import each of them).
 from __future__ import annotations
 
 import re
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.errors import MmepackError, model_prefix
@@ -79,10 +81,77 @@ def mentions_numpy(text: str) -> bool:
     return _NUMPY in requirement_names(text)
 
 
-_INCLUDE_RE = re.compile(
-    r"^(?:(?P<req>-r|--requirement)|(?P<con>-c|--constraint))(?:\s*=\s*|\s+|(?<=-r)|(?<=-c))"
-    r"(?P<target>\S+)$"
+# The long options pip reads in a requirements file (pip's req_file.SUPPORTED_OPTIONS and the
+# per-requirement ones): optparse accepts any unambiguous prefix of them (`--requir=x`), so an
+# abbreviation counts as an include only when it names one option alone.
+_LONG_OPTIONS = (
+    "--index-url",
+    "--extra-index-url",
+    "--no-index",
+    "--constraint",
+    "--requirement",
+    "--editable",
+    "--find-links",
+    "--no-binary",
+    "--only-binary",
+    "--prefer-binary",
+    "--require-hashes",
+    "--pre",
+    "--trusted-host",
+    "--use-feature",
+    "--global-option",
+    "--config-settings",
+    "--hash",
 )
+_INCLUDE_LONG = {"--requirement": "-r", "--constraint": "-c"}
+
+
+@dataclass(frozen=True)
+class Include:
+    """A `-r`/`-c` line: which file it pulls in, and whether as constraints."""
+
+    target: str
+    constraint: bool
+
+
+def include_of(line: str) -> Include | None:
+    """The file a logical line includes, in every form pip's option parser accepts: `-r x`,
+    `-rx`, `--requirement x`, `--requirement=x`, an unambiguous prefix (`--req=x`), quoted
+    names, and the same for `-c`/`--constraint`; None for any other line."""
+    try:
+        tokens = shlex.split(line)
+    except ValueError:
+        return None
+    if not tokens or not tokens[0].startswith("-"):
+        return None
+    first, rest = tokens[0], tokens[1:]
+    if first.startswith("--"):
+        name, equals, value = first.partition("=")
+        matches = [o for o in _LONG_OPTIONS if o == name] or [
+            o for o in _LONG_OPTIONS if o.startswith(name)
+        ]
+        if len(matches) != 1 or matches[0] not in _INCLUDE_LONG:
+            return None
+        short = _INCLUDE_LONG[matches[0]]
+        target = value if equals else (rest[0] if rest else "")
+    elif first[:2] in ("-r", "-c"):
+        short = first[:2]
+        target = first[2:] if len(first) > 2 else (rest[0] if rest else "")
+    else:
+        return None
+    return Include(target, short == "-c") if target else None
+
+
+def includes(text: str) -> list[tuple[int, Include]]:
+    """(logical line number, include) for every include in a requirements file's text: the one parser both the environment cache key and the lock's staleness check use,
+    so a form one follows the other cannot miss."""
+    return [
+        (number, found)
+        for number, line in enumerate(_logical_lines(text), start=1)
+        if (found := include_of(line)) is not None
+    ]
+
+
 # How a constraint file's lines appear in the expanded text: as option lines, so that the cache
 # key covers them (options are kept) but no constraint is taken for a package to import.
 CONSTRAINT_PREFIX = "--constraint-entry "
@@ -111,12 +180,14 @@ def _expand(path: Path, label: str, seen: set[Path], depth: int, where: str) -> 
         return []
     seen.add(resolved)
     lines: list[str] = []
-    for number, line in enumerate(_logical_lines(_read_one(path, label, where)), start=1):
+    text = _read_one(path, label, where)
+    found = dict(includes(text))
+    for number, line in enumerate(_logical_lines(text), start=1):
         lines.append(line)
-        match = _INCLUDE_RE.match(line)
-        if match is None:
+        include = found.get(number)
+        if include is None:
             continue
-        target = match.group("target")
+        target = include.target
         if "://" in target:
             raise MmepackError(
                 f"{model_prefix(label)}{path}:{number}: includes {target}, a URL; the "
@@ -124,7 +195,7 @@ def _expand(path: Path, label: str, seen: set[Path], depth: int, where: str) -> 
             )
         included = path.parent / target
         inner = _expand(included, label, seen, depth + 1, f"{path}:{number}: included file ")
-        if match.group("con"):
+        if include.constraint:
             lines.extend(CONSTRAINT_PREFIX + entry for entry in inner)
         else:
             lines.extend(inner)

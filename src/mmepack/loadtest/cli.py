@@ -8,7 +8,8 @@ Three ways to point it, one driver:
 - `--real --endpoint-name NAME`: a real SageMaker endpoint, with the standard AWS credentials.
 
 Exit status: 0 with a recommendation, 2 when no level met the latency objective (the report is
-written either way), 1 for bad input.
+written either way), 3 when a model's first request failed (typically: the model never loaded),
+so no level ran and no report is written (the error is printed whole), 1 for bad input.
 """
 
 from __future__ import annotations
@@ -16,16 +17,46 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from mmepack.errors import MmepackError
 from mmepack.names import ARTIFACT_SUFFIX
+from mmepack.redact import redact
 
 DEFAULT_OUT = Path("dist/loadtest")
 EXIT_NO_RECOMMENDATION = 2
+EXIT_FIRST_REQUEST_FAILED = 3
+EXIT_STATUS_HELP = (
+    "exit status: 0 a recommendation; 2 no level met the objective (report written); 3 a "
+    "model's first request failed, e.g. it never loaded (no level run, error printed whole); 1 "
+    "bad input"
+)
+
+
+def first_request_failure(samples: Sequence[Any], load_errors: dict[str, str]) -> str:
+    """What to print when a model's first request failed: each failure whole, said as a load
+    failure where the endpoint recorded one (the local endpoint does), never as a capacity
+    problem, since no load was offered."""
+    parts = []
+    for sample in samples:
+        if sample.ok:
+            continue
+        if sample.target in load_errors:
+            parts.append(
+                f"{sample.target} never loaded on the endpoint, so no level was run; the load "
+                f"error, whole:\n{load_errors[sample.target]}"
+            )
+        else:
+            parts.append(
+                f"the first request to {sample.target} failed ({sample.outcome}), so no level was "
+                "run (every request would fail the same way); if the model did not load, the "
+                "endpoint's log (CloudWatch for SageMaker) has its load error. The error, "
+                f"whole:\n{sample.detail or '(no message)'}"
+            )
+    return "loadtest: " + "\n".join(parts) + "\nFix the model or the request and run again."
 
 
 def is_loopback_url(url: str) -> bool:
@@ -118,11 +149,11 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 def run_loadtest(args: argparse.Namespace) -> int:
     from mmepack.endpoint.artifacts import ArtifactSource
-    from mmepack.loadtest.driver import Driver, RuntimeInvoker, runtime_client
+    from mmepack.loadtest.driver import Driver, FirstRequestFailed, RuntimeInvoker, runtime_client
     from mmepack.loadtest.payload import Request, artifact_input_types, case_requests, read_payload
     from mmepack.loadtest.plan import MAX_CONCURRENCY, LoadPlan, Share, parse_levels, parse_mix
     from mmepack.loadtest.recommend import LOCAL_CAVEAT, apply_calls, recommend
-    from mmepack.loadtest.report import RunInfo, write_report
+    from mmepack.loadtest.report import RunInfo, level_line, write_report
     from mmepack.loadtest.stats import cold_loads, summarize
 
     _check_numbers(args)
@@ -175,7 +206,9 @@ def run_loadtest(args: argparse.Namespace) -> int:
     sources = {t: str(p) for t, p in {**payload_files, **case_dirs}.items()}
     local = not args.real
 
-    def drive(url: str | None, name: str, described: str) -> int:
+    def drive(
+        url: str | None, name: str, described: str, load_errors: Callable[[], dict[str, str]]
+    ) -> int:
         client = runtime_client(
             endpoint_url=url,
             region=args.region,
@@ -186,9 +219,15 @@ def run_loadtest(args: argparse.Namespace) -> int:
         try:
             driver = Driver(RuntimeInvoker(client, name), requests, plan)
             cold_samples, runs = driver.sweep()
+        except FirstRequestFailed as failed:
+            message = first_request_failure(failed.samples, load_errors())
+            print(f"mmepack: error: {message}", file=sys.stderr)
+            return EXIT_FIRST_REQUEST_FAILED
         finally:
             client.close()
         levels = [summarize(run) for run in runs]
+        for level in levels:
+            print(f"mmepack: loadtest: {level_line(level)}")
         recommendation = recommend(
             levels,
             p99_target_ms=args.p99_ms,
@@ -241,14 +280,23 @@ def run_loadtest(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as exc:
             raise MmepackError(str(exc)) from None
         with endpoint:
-            return drive(endpoint.url, endpoint.name, endpoint.describe())
+            return drive(
+                endpoint.url,
+                endpoint.name,
+                endpoint.describe(),
+                lambda: endpoint.metrics.load_failures(),
+            )
     if args.real:
-        where = args.endpoint_url or f"SageMaker Runtime ({args.region or 'default region'})"
-        return drive(args.endpoint_url, args.endpoint_name, f"SageMaker endpoint via {where}")
+        where = (
+            redact(args.endpoint_url or "")
+            or f"SageMaker Runtime ({args.region or 'default region'})"
+        )
+        return drive(args.endpoint_url, args.endpoint_name, f"SageMaker endpoint via {where}", dict)
     return drive(
         args.endpoint_url,
         args.endpoint_name or "local",
-        f"local endpoint at {args.endpoint_url}",
+        f"local endpoint at {redact(args.endpoint_url or '')}",
+        dict,
     )
 
 
@@ -348,6 +396,7 @@ def add_loadtest_command(commands: Any) -> None:
     parser = commands.add_parser(
         "loadtest",
         help="sweep load on an endpoint and recommend its autoscaling target",
+        epilog=EXIT_STATUS_HELP,
     )
     add_loadtest_arguments(parser)
     parser.set_defaults(run=run_loadtest)
@@ -356,14 +405,16 @@ def add_loadtest_command(commands: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m mmepack.loadtest` and its `./pants run` (see __main__.py)."""
     parser = argparse.ArgumentParser(
-        prog="mmepack-loadtest", description="load test an endpoint, recommend its scaling target"
+        prog="mmepack-loadtest",
+        description="load test an endpoint, recommend its scaling target",
+        epilog=EXIT_STATUS_HELP,
     )
     add_loadtest_arguments(parser)
     args = parser.parse_args(argv)
     try:
         return run_loadtest(args)
     except MmepackError as exc:
-        print(f"mmepack: error: {exc}", file=sys.stderr)
+        print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mmepack: interrupted", file=sys.stderr)

@@ -30,6 +30,14 @@ COLD_LEVEL = 0  # the level number of the first request per model, sent before t
 # lower-cases header names.
 _CACHE_HIT_HEADER = "x-mmepack-modelcachehit"
 _LOAD_WAIT_HEADER = "x-mmepack-modelloadingwaittime"
+# The endpoint's own time for the invoke (CloudWatch's ModelLatency: from the endpoint's front to
+# the model server and back, without the caller's client and connection): the report puts it
+# beside the client's latency, so time spent outside the server shows as the difference.
+_MODEL_LATENCY_HEADER = "x-mmepack-modellatency"
+# What SageMaker answers while a model is still loading past its wait bound: the first request
+# is sent again (a bounded number of times), since the load goes on.
+NOT_READY = "ModelNotReadyException"
+FIRST_REQUEST_TRIES = 10
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,8 @@ class Outcome:
     kind: str
     cache_hit: bool | None = None  # None: the endpoint does not say (SageMaker does not)
     load_wait_s: float | None = None
-    detail: str = ""  # an error's own message (the container's text for a ModelError)
+    detail: str = ""  # an error's own message, whole (the container's text for a ModelError)
+    server_latency_s: float | None = None  # None: the endpoint does not say (SageMaker does not)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class Sample:
     cold: bool
     load_wait_s: float | None
     detail: str = ""
+    server_latency_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,6 +76,7 @@ class LevelRun:
     samples: tuple[Sample, ...]
     elapsed_s: float
     stuck_callers: int = 0  # threads still waiting on a reply after the level's bound
+    hit_max_requests: bool = False  # ended by the request bound, not by the time bound
 
 
 Invoke = Callable[[str, Request], Outcome]
@@ -135,26 +146,39 @@ class RuntimeInvoker:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             detail = exc.response.get("OriginalMessage") or error.get("Message") or ""
-            return Outcome(str(error.get("Code") or "ClientError"), detail=_short(detail))
+            return Outcome(str(error.get("Code") or "ClientError"), detail=str(detail))
         except (ReadTimeoutError, ConnectTimeoutError) as exc:
-            return Outcome("Timeout", detail=_short(exc))
+            return Outcome("Timeout", detail=str(exc))
         except (EndpointConnectionError, ConnectionClosedError) as exc:
-            return Outcome("ConnectionError", detail=_short(exc))
+            return Outcome("ConnectionError", detail=str(exc))
         except BotoCoreError as exc:
-            return Outcome(type(exc).__name__, detail=_short(exc))
+            return Outcome(type(exc).__name__, detail=str(exc))
         headers = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         hit = headers.get(_CACHE_HIT_HEADER)
         wait = headers.get(_LOAD_WAIT_HEADER)
+        latency = headers.get(_MODEL_LATENCY_HEADER)
         return Outcome(
             "ok",
             cache_hit=None if hit is None else hit == "1",
             load_wait_s=None if wait is None else int(wait) / 1e6,
+            server_latency_s=None if latency is None else int(latency) / 1e6,
         )
 
 
 def _short(detail: object, limit: int = 300) -> str:
+    """A sweep's error text for its sample row (one per request: kept short); the first
+    request's is kept whole, since it is what the user reads when a model never loaded."""
     text = " ".join(str(detail).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class FirstRequestFailed(Exception):
+    """The first request to a model failed (after waiting out a load that was still going):
+    every level would fail the same way, so none is run. `samples` are the first requests."""
+
+    def __init__(self, samples: list[Sample]):
+        super().__init__(", ".join(f"{s.target}: {s.outcome}" for s in samples if not s.ok))
+        self.samples = samples
 
 
 def stderr_progress(line: str) -> None:
@@ -204,6 +228,7 @@ class Driver:
         started = self.clock()
         outcome = self.invoke(target, request)
         latency = self.clock() - started
+        detail = outcome.detail if first else _short(outcome.detail)
         # A successful first request per model paid for its load unless the endpoint says it
         # was a hit; later ones are cold only when the endpoint says the model loaded again.
         # A failed request is an error, whatever it waited for.
@@ -221,20 +246,27 @@ class Driver:
             outcome.kind,
             cold,
             outcome.load_wait_s,
-            outcome.detail,
+            detail,
+            outcome.server_latency_s,
         )
 
     def first_requests(self) -> list[Sample]:
-        """One request per model, one at a time, before the sweep: the cold-load waits."""
+        """One request per model, one at a time, before the sweep: the cold-load waits. A model
+        still loading past the endpoint's wait bound is asked again, at most
+        FIRST_REQUEST_TRIES times (each try bounded by the request timeout)."""
         samples = []
         for share in self.plan.mix:
-            sample = self._one(COLD_LEVEL, share.target, first=True)
+            for _ in range(FIRST_REQUEST_TRIES):
+                sample = self._one(COLD_LEVEL, share.target, first=True)
+                if sample.outcome != NOT_READY:
+                    break
+                self._say(f"mmepack: loadtest: {share.target} is still loading; asking again")
             samples.append(sample)
             self._say(
                 f"mmepack: loadtest: first request to {share.target}: {sample.outcome} in "
                 f"{sample.latency_s:.2f} s"
                 + (" (model load)" if sample.cold else "")
-                + (f": {sample.detail}" if sample.detail else "")
+                + (f": {_short(sample.detail)}" if sample.detail else "")
             )
         return samples
 
@@ -282,13 +314,17 @@ class Driver:
         stuck = sum(1 for t in threads if t.is_alive())
         with lock:
             kept = tuple(samples)
+            capped = issued >= self.plan.max_requests
         ends = [s.offset_s + s.latency_s for s in kept]
         elapsed = (max(ends) + self.t0 - start) if ends else self.clock() - start
-        return LevelRun(level, kept, elapsed, stuck)
+        return LevelRun(level, kept, elapsed, stuck, capped)
 
     def sweep(self) -> tuple[list[Sample], list[LevelRun]]:
-        """The first request per model, then every level in increasing order of load."""
+        """The first request per model, then every level in increasing order of load; raises
+        FirstRequestFailed, running no level, when a model's first request failed."""
         cold = self.first_requests()
+        if not all(sample.ok for sample in cold):
+            raise FirstRequestFailed(cold)
         runs = []
         for level in self.plan.levels:
             run = self.run_level(level)

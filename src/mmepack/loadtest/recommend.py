@@ -8,6 +8,10 @@ load again on each). That rate is measured here; the margin is the user's choice
 
 Local CPU figures only show the method: the number to apply must come from a sweep of the
 staging endpoint, on the production instance type, with production payloads.
+
+A sweep whose best level is its highest did not find the knee (the load past which throughput
+stops rising or p99 breaks the objective): the instance may sustain more, so the reason says to
+raise the concurrency rather than present the figure as the instance's capacity.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class Recommendation:
     measured_per_instance_per_minute: float | None
     target_value: int | None
     reason: str
+    # False when the chosen level is the highest offered: the sustainable rate may be higher.
+    knee_reached: bool = True
 
 
 def recommend(
@@ -86,6 +92,21 @@ def recommend(
     best = max(passing, key=lambda lv: (lv.throughput_per_s, -lv.concurrency))
     per_instance = best.invocations_per_minute / instances
     target = max(1, math.floor(per_instance * (1 - margin)))
+    highest = max(lv.concurrency for lv in levels)
+    knee = best.concurrency < highest
+    note = ""
+    if not knee:
+        capped = (
+            f"; that level ended at --max-requests ({best.requests} requests in "
+            f"{best.elapsed_s:.1f} s): raise it too, for a steadier figure"
+            if best.hit_max_requests
+            else ""
+        )
+        note = (
+            f". Concurrency {highest} was the highest level offered, so the knee was not reached "
+            "(throughput may still rise within the p99 target): this target may be too low; raise "
+            f"the concurrency, e.g. --concurrency {highest},{highest * 2},{highest * 4}{capped}"
+        )
     return Recommendation(
         p99_target_ms,
         margin,
@@ -96,7 +117,8 @@ def recommend(
         target,
         f"concurrency {best.concurrency} sustained {per_instance:.0f} invocations per minute "
         f"per instance with p99 {best.p99_ms:.0f} ms (target {p99_target_ms:g} ms); less a "
-        f"{margin:.0%} safety margin: {target}",
+        f"{margin:.0%} safety margin: {target}{note}",
+        knee,
     )
 
 

@@ -66,10 +66,30 @@ def level_row(level: LevelStats) -> dict[str, Any]:
         "p90_ms": _num(level.p90_ms),
         "p99_ms": _num(level.p99_ms),
         "max_ms": _num(level.max_ms),
+        # The endpoint's own time for the same requests (ModelLatency); empty where the endpoint
+        # does not report it (SageMaker: see CloudWatch's ModelLatency).
+        "server_p50_ms": _num(level.server_p50_ms),
+        "server_p99_ms": _num(level.server_p99_ms),
         "cold": level.cold,
         "cold_max_ms": _num(level.cold_max_ms),
         "stuck_callers": level.stuck_callers,
+        "hit_max_requests": int(level.hit_max_requests),
     }
+
+
+def level_line(level: LevelStats) -> str:
+    """One printed line per level: the client's latency beside the server's."""
+    server = (
+        f"; server (ModelLatency) p50 {level.server_p50_ms:.1f} ms, p99 "
+        f"{level.server_p99_ms:.1f} ms"
+        if not math.isnan(level.server_p50_ms)
+        else "; server time not reported by this endpoint"
+    )
+    return (
+        f"concurrency {level.concurrency}: {level.invocations_per_minute:.0f}/min, client p50 "
+        f"{level.p50_ms:.1f} ms, p99 {level.p99_ms:.1f} ms{server}, {level.error_count} errors"
+        + (" (ended at --max-requests)" if level.hit_max_requests else "")
+    )
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: list[str]) -> None:
@@ -96,6 +116,14 @@ def plot_png(levels: Sequence[LevelStats], recommendation: Recommendation) -> by
         ("p99", "p99_ms", "-^"),
     ):
         axes.plot(x, [getattr(lv, attr) for lv in levels], style, label=f"{name} latency")
+    if any(not math.isnan(lv.server_p50_ms) for lv in levels):
+        axes.plot(
+            x,
+            [lv.server_p50_ms for lv in levels],
+            ":o",
+            color="tab:green",
+            label="server p50 (ModelLatency)",
+        )
     axes.axhline(
         recommendation.p99_target_ms,
         color="tab:red",
@@ -207,7 +235,10 @@ pre {{ background: #f4f4f4; padding: 0.8em; overflow-x: auto; }}
 <img alt="latency percentiles and throughput against concurrency" src="data:image/png;base64,{image}">
 <h2>Levels</h2>
 <p>Latency percentiles are over warm successful requests; cold ones (a model loading) are
-counted apart. Throughput counts every successful request.</p>
+counted apart. Throughput counts every successful request. <code>p50_ms</code>..<code>max_ms</code>
+are the caller's (client, connection and endpoint together); <code>server_p50_ms</code> and
+<code>server_p99_ms</code> are the endpoint's own time for the same requests (its ModelLatency),
+so the difference is time spent outside the model server.</p>
 {_table([level_row(lv) for lv in levels])}
 <h2>Cold loads: the first request to each model</h2>
 {_table(cold_rows)}
@@ -247,6 +278,7 @@ def write_report(
         "outcome",
         "cold",
         "load_wait_ms",
+        "server_latency_ms",
         "detail",
     ]
     _write_csv(
@@ -260,6 +292,9 @@ def write_report(
                 "outcome": s.outcome,
                 "cold": int(s.cold),
                 "load_wait_ms": None if s.load_wait_s is None else round(s.load_wait_s * 1000, 3),
+                "server_latency_ms": (
+                    None if s.server_latency_s is None else round(s.server_latency_s * 1000, 3)
+                ),
                 "detail": s.detail,
             }
             for s in [*cold_samples, *samples]
@@ -311,6 +346,7 @@ def write_report(
                 else round(recommendation.measured_per_instance_per_minute, 1)
             ),
             "target_value": recommendation.target_value,
+            "knee_reached": recommendation.knee_reached if recommendation.chosen else None,
             "reason": recommendation.reason,
             "policy": (
                 scaling_policy(recommendation.target_value)

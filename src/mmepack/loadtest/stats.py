@@ -3,6 +3,10 @@
 Cold requests (a model loading on its first invoke, or again after an eviction) are counted
 apart: their wait is a property of the model's size and the endpoint's cache, not of the load
 offered, and one 20 s load inside a level of a hundred requests would otherwise be its p99.
+
+Beside the client's latency stands the server's (the endpoint's ModelLatency, where it reports
+it): a p50 that stays put at every level while the server's own time is a fraction of it is
+time spent in the client, the connection or a relay, not in the model.
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ class LevelStats:
     cold_max_ms: float
     by_target: dict[str, int] = field(default_factory=dict)
     stuck_callers: int = 0
+    # The endpoint's own time for the same warm successes (NaN when it does not report it).
+    server_p50_ms: float = math.nan
+    server_p99_ms: float = math.nan
+    hit_max_requests: bool = False  # the level ended at --max-requests, before its time bound
 
     @property
     def error_count(self) -> int:
@@ -69,6 +77,9 @@ def summarize(run: LevelRun) -> LevelStats:
     samples = run.samples
     ok = [s for s in samples if s.ok]
     warm_ms = [s.latency_s * 1000 for s in ok if not s.cold]
+    server_ms = [
+        s.server_latency_s * 1000 for s in ok if not s.cold and s.server_latency_s is not None
+    ]
     cold_ms = [s.latency_s * 1000 for s in samples if s.cold]
     return LevelStats(
         concurrency=run.level,
@@ -86,6 +97,9 @@ def summarize(run: LevelRun) -> LevelStats:
         cold_max_ms=max(cold_ms) if cold_ms else math.nan,
         by_target=dict(sorted(Counter(s.target for s in samples).items())),
         stuck_callers=run.stuck_callers,
+        server_p50_ms=percentile(server_ms, 50),
+        server_p99_ms=percentile(server_ms, 99),
+        hit_max_requests=run.hit_max_requests,
     )
 
 

@@ -12,7 +12,9 @@ Rules:
   and the result says so.
 - Nothing partial is ever visible under the final key: a single PUT carries its SHA-256 and
   a multipart upload becomes visible only when completed, each part carrying its SHA-256; an
-  unfinished multipart upload is aborted in one `finally`, whatever happened.
+  unfinished multipart upload is aborted in one `finally`, whatever happened. Any failure or
+  Ctrl-C says which state it left (object and manifest absent, the object without its manifest,
+  or both), and publishing again finishes each of them.
 - Every object carries its SHA-256 (S3-verified checksum and `mmepack-sha256` metadata) and a
   `<name>.manifest.json` provenance record beside it.
 - Every request has bounded connect and read timeouts (CONNECT_TIMEOUT, READ_TIMEOUT) and a
@@ -50,7 +52,7 @@ from botocore.exceptions import (
 
 from mmepack.artifact.check import CheckedArtifact, check_artifact
 from mmepack.artifact.diff import describe_difference
-from mmepack.errors import MmepackError
+from mmepack.errors import Interrupted, MmepackError
 from mmepack.model.version import VERSION_FILE, artifact_name
 from mmepack.publish.revision import from_ci_or_git
 from mmepack.redact import redact
@@ -407,6 +409,9 @@ class _Upload:
     """The one multipart upload in flight, so a `finally` can abort it whatever happened."""
 
     upload_id: str | None = None
+    # The request that makes the object visible (the PUT, or the multipart completion) was
+    # started: an interruption from then on may or may not have stored it.
+    finishing: bool = False
 
 
 def _send(
@@ -436,6 +441,7 @@ def _send(
             digest.update(body)
             if digest.hexdigest() != checked.sha256:
                 raise _changed_error(path, checked.sha256, digest.hexdigest())
+            upload.finishing = True
             s3.put_object(
                 Bucket=bucket,
                 Key=key,
@@ -477,6 +483,7 @@ def _send(
                 callback(len(chunk))
         if digest.hexdigest() != checked.sha256:
             raise _changed_error(path, checked.sha256, digest.hexdigest())
+        upload.finishing = True
         s3.complete_multipart_upload(
             Bucket=bucket,
             Key=key,
@@ -589,7 +596,7 @@ def publish_artifact(
     s3 = client or make_client(region)
     action = f"publishing {path.name} to {url}"
     upload = _Upload()
-    outcome = f"{url} was not changed."
+    unchanged = outcome = f"{url} was not changed."
     try:
         _check_bucket(s3, bucket, action)
         existing = _head(s3, bucket, key)
@@ -597,7 +604,10 @@ def publish_artifact(
         if existing is not None:
             stored = _stored_sha256(existing)
             if stored == sha256:
-                outcome = f"{url} is in place but its manifest is not; publish again."
+                outcome = (
+                    f"{url} is in place but its manifest is not "
+                    f"(s3://{bucket}/{manifest_key}); publish again to write it."
+                )
                 _write_manifest(s3, bucket, manifest_key, record, sha256, protect_existing)
                 echo(f"mmepack: {url} unchanged (sha256 {sha256})")
                 return PublishResult("unchanged", bucket, key, sha256, manifest_key)
@@ -622,8 +632,21 @@ def publish_artifact(
             if protect_existing and _precondition_failed(exc):
                 return _lost_race(s3, bucket, key, manifest_key, record, checked, echo)
             raise
-        outcome = f"{url} is in place but its manifest is not; publish again to write it."
+        outcome = (
+            f"{url} is in place but its manifest is not (s3://{bucket}/{manifest_key}); "
+            "publish again to write it (the stored object is kept, not uploaded again)."
+        )
         _write_manifest(s3, bucket, manifest_key, record, sha256, protect_existing)
+        outcome = f"{url} and its manifest are both stored; nothing is left to do."
+    except KeyboardInterrupt:
+        if upload.finishing and outcome == unchanged:
+            # Ctrl-C while the request that makes the object visible was on its way: S3 may
+            # have acted on it or not, and nothing partial is ever visible either way.
+            outcome = (
+                f"{url} is either unchanged or complete without its manifest; publish again "
+                "to finish."
+            )
+        raise Interrupted(scrub(f"{action}: {outcome}", s3)) from None
     except MmepackError as exc:
         raise MmepackError(scrub(f"{exc}\n{outcome}", s3)) from None
     except Exception as exc:  # noqa: BLE001 - every failure becomes one explained error

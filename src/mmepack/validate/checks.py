@@ -106,10 +106,17 @@ def _check_version_file(root: Path, deployable: str | None) -> list[Problem]:
     return []
 
 
-def _check_pattern_outside_ensemble(models: Sequence[TritonModel]) -> list[Problem]:
+def _check_pattern_outside_ensemble(
+    models: Sequence[TritonModel], model_count: int
+) -> list[Problem]:
     """SageMaker's ensemble pattern must match only the top-level ensemble's config, comments
-    and nested ensembles included (a nested one can be written `platform : "ensemble"`)."""
-    tops = {m.name for m in top_ensembles(models)} if len(models) > 1 else set()
+    and nested ensembles included (a nested one can be written `platform : "ensemble"`).
+
+    `model_count` counts every model folder, also those whose config did not parse: a step
+    whose config has an error leaves its ensemble the only parsed model, and that ensemble is
+    still the top-level one, not a nested one to blame.
+    """
+    tops = {m.name for m in top_ensembles(models)} if model_count > 1 else set()
     problems: list[Problem] = []
     for model in models:
         match = None if model.name in tops else SAGEMAKER_ENSEMBLE_RE.search(model.text)
@@ -206,7 +213,7 @@ def validate_model_directory(path: Path) -> list[Problem]:
     ensembles = [m.name for m in top_ensembles(models)]
     deployable = ensembles[0] if len(ensembles) == 1 else folders[0].name
     problems.extend(_check_version_file(path, deployable))
-    problems.extend(_check_pattern_outside_ensemble(models))
+    problems.extend(_check_pattern_outside_ensemble(models, len(folders)))
     problems.extend(_check_requirements(path, models))
     problems.extend(check_env_collisions(models))
     problems.extend(check_model_files(path))
