@@ -90,6 +90,22 @@ def _cmd_pull_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_weights(args: argparse.Namespace) -> int:
+    """Fail when a DVC-tracked working copy differs from its record (what package and lint
+    report), so a rewritten weight is never silently replaced by the recorded one."""
+    from mmepack.model.drift import find_drift
+
+    files = tracked_files(args.model_dir)
+    drifted = find_drift(files)
+    if drifted:
+        raise MmepackError(
+            f"{args.model_dir}: {len(drifted)} DVC-tracked file(s) differ from their record:\n  "
+            + "\n  ".join(d.describe() for d in drifted)
+        )
+    print(f"mmepack: {len(files)} DVC-tracked file(s) of {args.model_dir}: no working copy differs")
+    return 0
+
+
 def _cmd_lock(args: argparse.Namespace) -> int:
     """Lock every given model directory (or every model under a given tree)."""
     from mmepack.environment.lock import lock_model, lock_path, read_lock
@@ -372,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--repo-root", type=Path, default=Path("."))
     _add_pull_options(pull)
     pull.set_defaults(run=_cmd_pull_weights)
+
+    check_weights = commands.add_parser(
+        "check-weights",
+        help="fail if a DVC-tracked working copy differs from its .dvc record (not recorded)",
+    )
+    check_weights.add_argument("model_dir", type=Path)
+    check_weights.set_defaults(run=_cmd_check_weights)
 
     env = commands.add_parser(
         "build-env", help=f"conda-pack an environment from {REQUIREMENTS_FILE}"
