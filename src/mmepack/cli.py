@@ -90,6 +90,21 @@ def _cmd_pull_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_add_weights(args: argparse.Namespace) -> int:
+    from mmepack.model.dvc_commands import add_weights
+
+    for line in add_weights(args.paths, args.repo_root):
+        print(f"mmepack: {line}")
+    return 0
+
+
+def _cmd_push_weights(args: argparse.Namespace) -> int:
+    from mmepack.model.dvc_commands import push_weights
+
+    print(f"mmepack: {push_weights(args.model_dirs, args.repo_root)}")
+    return 0
+
+
 def _cmd_check_weights(args: argparse.Namespace) -> int:
     """Fail when a DVC-tracked working copy differs from its record (what package and lint
     report), so a rewritten weight is never silently replaced by the recorded one."""
@@ -388,6 +403,28 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--repo-root", type=Path, default=Path("."))
     _add_pull_options(pull)
     pull.set_defaults(run=_cmd_pull_weights)
+
+    add = commands.add_parser(
+        "add-weights",
+        help="record weight files' bytes in .dvc files (DVC's add, run by mmepack: no dvc needed)",
+    )
+    add.add_argument("paths", type=Path, nargs="+", metavar="FILE")
+    add.add_argument("--repo-root", type=Path, default=Path("."))
+    add.set_defaults(run=_cmd_add_weights)
+
+    push = commands.add_parser(
+        "push-weights",
+        help="send recorded weights to the default DVC remote (DVC's push, run by mmepack)",
+    )
+    push.add_argument(
+        "model_dirs",
+        type=Path,
+        nargs="*",
+        metavar="MODEL_DIR",
+        help="push only these models' weights (default: every .dvc file)",
+    )
+    push.add_argument("--repo-root", type=Path, default=Path("."))
+    push.set_defaults(run=_cmd_push_weights)
 
     check_weights = commands.add_parser(
         "check-weights",

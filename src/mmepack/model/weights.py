@@ -191,7 +191,7 @@ class _Collector(logging.Handler):
 
 
 @contextmanager
-def _dvc_logs() -> Iterator[_Collector]:
+def dvc_logs() -> Iterator[_Collector]:
     collector = _Collector()
     loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data", "dvc_objects")]
     saved = [(logger.handlers[:], logger.propagate) for logger in loggers]
@@ -255,7 +255,7 @@ def pull_weights(
 
     targets = sorted({str(f.dvc_file.resolve()) for f in files})
     core = {"no_scm": not (repo_root / ".git").exists()}
-    with tempfile.TemporaryDirectory(prefix="mmepack-dvc-") as scratch, _dvc_logs() as logs:
+    with tempfile.TemporaryDirectory(prefix="mmepack-dvc-") as scratch, dvc_logs() as logs:
         # DVC's per-repository index goes to a scratch folder: a sandbox path is never reused.
         base = {"core": {**core, "site_cache_dir": scratch}, "cache": {"dir": str(cache)}}
         try:
