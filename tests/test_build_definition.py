@@ -73,3 +73,11 @@ def test_artifact_bytes_do_not_depend_on_source_permissions(tmp_path: Path) -> N
         result = write_artifact(directory, "1", out, env, [], stub)
         digests.append(hashlib.sha256(result.path.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_no_target_names_the_local_dvc_remote_folder() -> None:
+    # A team that moves its weights to S3 deletes dvc-remote/ (README's team setup); a target
+    # whose sources glob into it then warns "Unmatched glob" on every package.
+    for build in (REPO / "BUILD", REPO / "tests" / "BUILD", *REPO.glob("models/*/BUILD")):
+        text = build.read_text()
+        assert '"dvc-remote/' not in text, f"{build} names files under dvc-remote/"

@@ -41,7 +41,16 @@ def _checkout(root: Path) -> Path:
     )
     (root / ".dvc").mkdir(parents=True)
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
-    shutil.copytree(REPO / "dvc-remote", root / "dvc-remote")
+    # tests/data holds a copy of the example's weights (see tests/BUILD); it must be the one
+    # the example records.
+    record = (source / "screen_detector_classifier/1/model.onnx.dvc").read_text()
+    md5 = record.split("md5: ")[1].split()[0]
+    copy = REPO / "tests/data/example-dvc-remote/files/md5" / md5[:2] / md5[2:]
+    assert copy.is_file(), (
+        f"{copy} is missing: the example's weights changed; copy the object of md5 {md5} "
+        "from the DVC remote (or dvc-remote/) there"
+    )
+    shutil.copytree(REPO / "tests/data/example-dvc-remote", root / "dvc-remote")
     return root / "models" / MODEL
 
 
