@@ -262,11 +262,25 @@ def _check_artifacts_exist(artifacts: Sequence[Path]) -> None:
         )
 
 
+def _write_report(path: Path | None, entries: list[dict[str, object]]) -> None:
+    """The machine-readable account of what a publish or promote did (`--report`), which the
+    Pants plugin reads instead of scraping the printed lines."""
+    if path is None:
+        return
+    import json
+
+    from mmepack.files import atomic_path
+
+    with atomic_path(path) as partial:
+        partial.write_text(json.dumps({"results": entries}, indent=2) + "\n", encoding="utf-8")
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
     from mmepack.model.version import parse_artifact_name
     from mmepack.publish.provenance import build_provenance, git_commit
     from mmepack.publish.revision import branch_name
     from mmepack.publish.s3 import choose_bucket, publish_artifact
+    from mmepack.publish.tested import DEFAULT_RECORD_DIRS, tested_entry
 
     branch = branch_name(args.branch)
     _check_artifacts_exist(args.artifacts)
@@ -278,6 +292,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     )
     commit = args.commit or git_commit()
     dirty = None if args.git_dirty is None else args.git_dirty == "true"
+    record_dirs = args.test_records or list(DEFAULT_RECORD_DIRS)
+    planned = []
     for artifact in args.artifacts:
         model, _ = parse_artifact_name(artifact)
         model_dir = args.models_root / model
@@ -287,15 +303,47 @@ def _cmd_publish(args: argparse.Namespace) -> int:
             commit=commit,
             dirty=dirty,
         )
-        publish_artifact(
-            artifact,
-            bucket,
-            args.prefix,
-            provenance=provenance,
-            protect_existing=production,
-            region=args.region,
-            dry_run=args.dry_run,
-        )
+        sha256 = str(provenance["sha256"])
+        if production:
+            # Every artifact is judged before any is sent: a refusal uploads nothing.
+            provenance["tested"] = tested_entry(
+                artifact, sha256, record_dirs, untested=args.untested, where="production"
+            )
+        else:
+            from mmepack.publish.tested import find_passing_record
+
+            # Staging takes untested bytes; a record found travels on, for `promote`.
+            record = find_passing_record(artifact, sha256, record_dirs)
+            provenance["tested"] = (
+                {"passed": True, "sha256": sha256, "cases": record.get("cases", [])}
+                if record is not None
+                else {"passed": False, "sha256": sha256}
+            )
+        planned.append((artifact, provenance))
+    entries: list[dict[str, object]] = []
+    try:
+        for artifact, provenance in planned:
+            result = publish_artifact(
+                artifact,
+                bucket,
+                args.prefix,
+                provenance=provenance,
+                protect_existing=production,
+                region=args.region,
+                dry_run=args.dry_run,
+            )
+            entries.append(
+                {
+                    "artifact": str(artifact),
+                    "status": result.status,
+                    "url": result.url,
+                    "sha256": result.sha256,
+                    "production": production,
+                    "tested": provenance["tested"],
+                }
+            )
+    finally:
+        _write_report(args.report, entries)
     return 0
 
 
@@ -308,7 +356,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     ):
         if not value:
             raise MmepackError(f"promote needs {name} (or its MMEPACK_*_BUCKET variable)")
-    promote(
+    result = promote(
         args.model,
         args.version,
         args.staging_bucket,
@@ -316,6 +364,11 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         args.prefix,
         region=args.region,
         dry_run=args.dry_run,
+        untested=args.untested,
+    )
+    _write_report(
+        args.report,
+        [{"status": result.status, "url": result.url, "sha256": result.sha256}],
     )
     return 0
 
@@ -338,6 +391,17 @@ def _add_s3_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    parser.add_argument(
+        "--untested",
+        metavar="REASON",
+        help="production only: send bytes that no passing test run covers; loud, and REASON is "
+        "written into the manifest (default: refuse them)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="also write what happened to each artifact (uploaded, unchanged, ...) as JSON here",
+    )
 
 
 def _add_pull_options(parser: argparse.ArgumentParser) -> None:
@@ -516,6 +580,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("models"),
         help="where <model>/ folders are, to record DVC weight md5s (default: models)",
+    )
+    publish.add_argument(
+        "--test-records",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="where to look (recursively) for <artifact>.tested.json test records besides the "
+        "artifact's own folder; repeatable (default: dist, where `./pants test` writes them)",
     )
     _add_s3_options(publish)
     publish.set_defaults(run=_cmd_publish)
