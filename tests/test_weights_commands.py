@@ -13,7 +13,9 @@ from mmepack.cli import main
 from mmepack.model.weights import file_md5, pull_weights, tracked_files
 
 # DVC reads a relative remote URL from the folder of the config file (.dvc/).
-REMOTE_CONFIG = "[core]\n    no_scm = True\n    remote = store\n['remote \"store\"']\n    url = ../../store\n"
+REMOTE_CONFIG = (
+    "[core]\n    no_scm = True\n    remote = store\n['remote \"store\"']\n    url = ../../store\n"
+)
 
 
 def test_add_push_pull_without_the_dvc_command(

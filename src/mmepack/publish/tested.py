@@ -120,6 +120,8 @@ def tested_entry(
 def manifest_tested(manifest: dict[str, Any], sha256: str) -> bool:
     """Whether a published manifest carries a passing test record of `sha256`."""
     tested = manifest.get("tested")
-    return isinstance(tested, dict) and tested.get("passed") is True and tested.get("sha256") == (
-        sha256
+    return (
+        isinstance(tested, dict)
+        and tested.get("passed") is True
+        and tested.get("sha256") == (sha256)
     )
