@@ -39,10 +39,18 @@ def record_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + RECORD_SUFFIX)
 
 
-def write_test_record(artifact: Path, *, passed: bool, cases: list[str], exit_code: int) -> Path:
-    """Write the record of one run beside `artifact` (a failed run too, so that it replaces an
-    earlier passing record of the same bytes whose cases have since changed)."""
-    path = record_path(artifact)
+def write_test_record(
+    artifact: Path,
+    *,
+    passed: bool,
+    cases: list[str],
+    exit_code: int,
+    destination: Path | None = None,
+) -> Path:
+    """Write the record of one run beside `artifact` (or at `destination`); a failed run too, so
+    that it replaces an earlier passing record of the same bytes whose cases have since
+    changed."""
+    path = destination or record_path(artifact)
     record = {
         "artifact": artifact.name,
         "sha256": file_hexdigest(artifact, "sha256"),
