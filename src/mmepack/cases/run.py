@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from mmepack.artifact.freshness import require_fresh
 from mmepack.cases import case_tests
 from mmepack.cases.invoke import invoke, judge
 from mmepack.cases.load import Case, load_cases
@@ -105,6 +106,7 @@ def run_cases(
     signature = read_signature(model_dir)
     if not artifact.is_file():
         raise MmepackError(f"{artifact}: artifact not found; package {model_dir} first")
+    require_fresh(artifact, model_dir)
     plugin = _CasesPlugin(artifact.resolve(), cases, signature, startup_timeout)
     with tempfile.TemporaryDirectory(prefix="mmepack-cases-") as scratch:
         # The test module is copied under the model's name so the listing and the JUnit report
