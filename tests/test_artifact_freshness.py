@@ -24,7 +24,9 @@ WEIGHT = "demo_double/1/weights.bin"
 def _track(model: Path, data: bytes) -> None:
     (model / WEIGHT).write_bytes(data)
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-    (model / f"{WEIGHT}.dvc").write_text(f"outs:\n- md5: {md5}\n  size: {len(data)}\n  path: weights.bin\n")
+    (model / f"{WEIGHT}.dvc").write_text(
+        f"outs:\n- md5: {md5}\n  size: {len(data)}\n  path: weights.bin\n"
+    )
 
 
 def _package(model: Path, out: Path) -> Path:
@@ -50,7 +52,9 @@ def test_edited_step_code_makes_it_stale(built: tuple[Path, Path]) -> None:
     model, artifact = built
     step = model / "demo_double" / "1" / "model.py"
     step.write_text(step.read_text().replace("data * 2", "data * 3"))
-    assert stale_reasons(artifact, model) == ["demo_double/1/model.py differs from the model's file"]
+    assert stale_reasons(artifact, model) == [
+        "demo_double/1/model.py differs from the model's file"
+    ]
     with pytest.raises(MmepackError, match=r"is older than .*'s sources \(stale\)") as caught:
         require_fresh(artifact, model)
     assert "Package the model again" in str(caught.value)
@@ -67,7 +71,9 @@ def test_recorded_new_weight_new_file_and_version_make_it_stale(built: tuple[Pat
     assert f"it is version 1; {model}/model_version.txt says 2" in reasons
 
 
-def test_configs_only_folder_is_judged_as_far_as_it_goes(built: tuple[Path, Path], tmp_path: Path) -> None:
+def test_configs_only_folder_is_judged_as_far_as_it_goes(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
     # What the Pants test rule's sandbox holds: the configs (and cases), nothing else.
     model, artifact = built
     sandbox = tmp_path / "sandbox" / "demo"
@@ -83,7 +89,9 @@ def test_test_cases_refuses_a_stale_artifact(
 ) -> None:
     model, artifact = built
     (model / "tests" / "cases").mkdir(parents=True)
-    (model / "tests" / "cases" / "one.json").write_text('{"inputs": {"IN": {"values": [[1.0, 2.0]]}}, "expected": {"OUT": {"values": [[2.0, 4.0]]}}}')
+    (model / "tests" / "cases" / "one.json").write_text(
+        '{"inputs": {"IN": {"values": [[1.0, 2.0]]}}, "expected": {"OUT": {"values": [[2.0, 4.0]]}}}'
+    )
     step = model / "demo_double" / "1" / "model.py"
     step.write_text(step.read_text() + "\n# edited\n")
     for command in ("test-cases", "record-cases"):

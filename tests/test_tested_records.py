@@ -57,4 +57,7 @@ def test_under_pants_the_record_goes_to_extra_output(
     moved = _artifact(tmp_path / "elsewhere")
     assert find_passing_record(moved, sha256, [tmp_path / "dist"]) is not None
     other = _artifact(tmp_path / "other", b"other bytes")
-    assert find_passing_record(other, hashlib.sha256(b"other bytes").hexdigest(), [tmp_path / "dist"]) is None
+    assert (
+        find_passing_record(other, hashlib.sha256(b"other bytes").hexdigest(), [tmp_path / "dist"])
+        is None
+    )

@@ -244,9 +244,7 @@ def pull_weights(
         )
     modified = modified_local_copies(files)
     if modified:
-        raise MmepackError(
-            f"model '{model}': " + "; ".join(modified) + "."
-        )
+        raise MmepackError(f"model '{model}': " + "; ".join(modified) + ".")
     cache = (cache_dir or default_dvc_cache()).resolve()
     cache.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
