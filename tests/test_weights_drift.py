@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mmepack import files
 from mmepack.cli import main
 from mmepack.model import drift
 from mmepack.validate import validate_model_directory
@@ -39,7 +40,7 @@ def test_recorded_copy_is_quiet_and_hashed_once(
 ) -> None:
     assert _drift_problems(tracked_model) == []
     hashed: list[Path] = []
-    real = drift.file_hexdigest
+    real = files.file_hexdigest
 
     def counting(path: Path, algorithm: str) -> str:
         hashed.append(path)

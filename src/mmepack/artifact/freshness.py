@@ -59,10 +59,10 @@ def _expected(model_dir: Path) -> dict[str, tuple[str, set[str]]]:
     for model in directory.models:
         for tracked in weights.values():
             try:
-                rel = tracked.path.resolve().relative_to(model.folder.resolve())
+                inside = tracked.path.resolve().relative_to(model.folder.resolve())
             except ValueError:
                 continue
-            expected.setdefault(f"{model.name}/{rel.as_posix()}", ("md5", {tracked.md5}))
+            expected.setdefault(f"{model.name}/{inside.as_posix()}", ("md5", {tracked.md5}))
     return expected
 
 
