@@ -2,7 +2,7 @@
 # Publish the artifacts of the models this run covers (ci/select.sh: every model, or with
 # MMEPACK_CHANGED_SINCE=<ref> only those whose inputs changed; a push that changes no model
 # publishes nothing): branch main to the production bucket, any other branch to staging (see
-# README "Publishing to S3"). Buckets come from the CI's variables; the key prefix is mmepack's
+# docs/guides/publishing.md). Buckets come from the CI's variables; the key prefix is mmepack's
 # own default, MMEPACK_S3_PREFIX (passed through to `mmepack publish`), else none.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command the README gives: library unit tests plus every model's tests against a real
+# The test command the docs give: library unit tests plus every model's tests against a real
 # local Triton server (GPU when there is one). Ends with a one-line total of the pytest counts.
 # With MMEPACK_CHANGED_SINCE=<ref>, only the tests whose inputs changed since that ref, which
 # include the tests of every model selected for packaging (ci/select.sh).

@@ -100,3 +100,16 @@ def test_every_ci_runs_the_newcomer_clean_clone_test() -> None:
     assert "./ci/newcomer.sh" in runs
     pipeline = YAML(typ="safe").load((REPO / "ci" / "gitlab-ci.yml").read_text())
     assert pipeline["newcomer"]["script"] == ["./ci/newcomer.sh"]
+
+
+def test_every_ci_builds_the_docs_site_strictly() -> None:
+    """A broken link or anchor in docs/ fails CI: each pipeline runs ci/docs.sh, which builds the
+    site with `mkdocs build --strict` from the locked docs resolve."""
+    assert "./docs.sh build" in (REPO / "ci" / "docs.sh").read_text()
+    docs_sh = (REPO / "docs.sh").read_text()
+    assert "./pants run docs:mkdocs -- build --strict" in docs_sh
+    workflow = YAML(typ="safe").load((REPO / "ci" / "github-actions.yml").read_text())
+    runs = [s.get("run", "").split("#")[0].strip() for s in workflow["jobs"]["build"]["steps"]]
+    assert "./ci/docs.sh" in runs
+    pipeline = YAML(typ="safe").load((REPO / "ci" / "gitlab-ci.yml").read_text())
+    assert pipeline["docs"]["script"] == ["./ci/docs.sh"]
