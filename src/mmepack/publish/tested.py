@@ -74,17 +74,29 @@ def _candidates(artifact: Path, record_dirs: list[Path]) -> list[Path]:
     return found
 
 
-def find_passing_record(
-    artifact: Path, sha256: str, record_dirs: list[Path]
-) -> dict[str, Any] | None:
-    """A passing record for exactly these bytes, or None."""
+def _records(artifact: Path, sha256: str, record_dirs: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every record of a run on exactly these bytes, with where it was found."""
+    found = []
     for candidate in _candidates(artifact, record_dirs):
         try:
             record = json.loads(candidate.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(record, dict) and record.get("sha256") == sha256 and record.get("passed"):
-            return {**record, "record": candidate.name}
+        if isinstance(record, dict) and record.get("sha256") == sha256:
+            found.append((candidate, record))
+    return found
+
+
+def find_passing_record(
+    artifact: Path, sha256: str, record_dirs: list[Path]
+) -> dict[str, Any] | None:
+    """A passing record for exactly these bytes, or None; None too when any run of these bytes
+    failed (the python tests and the cases of one model are separate runs: both must pass)."""
+    records = _records(artifact, sha256, record_dirs)
+    if any(not record.get("passed") for _, record in records):
+        return None
+    for candidate, record in records:
+        return {**record, "record": candidate.name}
     return None
 
 
@@ -116,9 +128,15 @@ def tested_entry(
         )
         return {"passed": False, "override": True, "reason": untested, "sha256": sha256}
     looked = ", ".join(str(p) for p in [record_path(artifact), *record_dirs])
+    failed = [str(path) for path, record in _records(artifact, sha256, record_dirs) if not record.get("passed")]
+    why = (
+        f"a test run of these exact bytes failed ({', '.join(failed)})"
+        if failed
+        else f"no passing test run of these exact bytes (sha256 {sha256}); looked for "
+        f"{artifact.name}{RECORD_SUFFIX} in {looked}"
+    )
     raise MmepackError(
-        f"{artifact}: refusing to publish to {where}: no passing test run of these exact bytes "
-        f"(sha256 {sha256}); looked for {artifact.name}{RECORD_SUFFIX} in {looked}. Run the "
+        f"{artifact}: refusing to publish to {where}: {why}. Run the "
         f"model's tests on them first: `./pants test <model dir>:<model>` (CI's test step), or "
         f"`mmepack test-cases {artifact} <model dir>`, then publish again. To publish untested "
         f'bytes anyway, pass {OVERRIDE_FLAG}="<reason>" (the reason goes into the manifest)'
