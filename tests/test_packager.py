@@ -132,7 +132,9 @@ def test_changed_weights_are_refused(model_dir: Path, tmp_path: Path) -> None:
     )
     assert len(tracked_files(model_dir)) == 1
     # Validation (what lint runs) reports it first, naming the file and how to record it.
-    with pytest.raises(MmepackError, match=r"differs from its DVC record .*\(11 bytes, recorded 3\)"):
+    with pytest.raises(
+        MmepackError, match=r"differs from its DVC record .*\(11 bytes, recorded 3\)"
+    ):
         package_model(model_dir, tmp_path / "dist")
 
 

@@ -65,8 +65,8 @@ def test_under_pants_the_record_goes_to_extra_output(
 
 def test_a_failed_run_of_the_same_bytes_outweighs_a_passing_one(tmp_path: Path) -> None:
     # The cases passed, the model's python tests failed: both ran on these bytes.
-    from mmepack.publish.tested import tested_entry, write_test_record
     from mmepack.errors import MmepackError
+    from mmepack.publish.tested import tested_entry, write_test_record
 
     artifact = _artifact(tmp_path / "dist" / "mme")
     sha256 = hashlib.sha256(b"bytes").hexdigest()
@@ -74,7 +74,10 @@ def test_a_failed_run_of_the_same_bytes_outweighs_a_passing_one(tmp_path: Path) 
     python_tests = tmp_path / "dist" / "test" / "models.demo.tests" / "extra-output"
     python_tests.mkdir(parents=True)
     write_test_record(
-        artifact, passed=False, cases=[], exit_code=1,
+        artifact,
+        passed=False,
+        cases=[],
+        exit_code=1,
         destination=python_tests / "demo_1.tar.gz.tested.json",
     )
     assert find_passing_record(artifact, sha256, [tmp_path / "dist"]) is None

@@ -74,7 +74,9 @@ def _candidates(artifact: Path, record_dirs: list[Path]) -> list[Path]:
     return found
 
 
-def _records(artifact: Path, sha256: str, record_dirs: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+def _records(
+    artifact: Path, sha256: str, record_dirs: list[Path]
+) -> list[tuple[Path, dict[str, Any]]]:
     """Every record of a run on exactly these bytes, with where it was found."""
     found = []
     for candidate in _candidates(artifact, record_dirs):
@@ -128,7 +130,11 @@ def tested_entry(
         )
         return {"passed": False, "override": True, "reason": untested, "sha256": sha256}
     looked = ", ".join(str(p) for p in [record_path(artifact), *record_dirs])
-    failed = [str(path) for path, record in _records(artifact, sha256, record_dirs) if not record.get("passed")]
+    failed = [
+        str(path)
+        for path, record in _records(artifact, sha256, record_dirs)
+        if not record.get("passed")
+    ]
     why = (
         f"a test run of these exact bytes failed ({', '.join(failed)})"
         if failed
