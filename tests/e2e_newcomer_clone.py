@@ -246,7 +246,10 @@ def drift_and_tested_publish(steps: Steps, workdir: Path) -> None:
         config.write_text(text.replace('name: "wrong"', f'name: "{config.parent.name}"'))
     tests = model / "tests"
     if not (tests / "conftest.py").exists():
-        (tests / "conftest.py").write_text(_CONFTEST)  # what the example's tests have
+        # What the example's tests have (its hook writes the test record publishing needs).
+        (tests / "conftest.py").write_text(_CONFTEST)
+        with (tests / "BUILD").open("a") as build:
+            build.write('\npython_test_utils(name="test_utils")\n')
     [onnx] = [p for p in model.glob("*/1/model.onnx") if p.with_name("model.onnx.dvc").is_file()]
     relative = onnx.relative_to(clone)
     original = onnx.read_bytes()
