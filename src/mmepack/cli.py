@@ -124,6 +124,7 @@ def _cmd_check_weights(args: argparse.Namespace) -> int:
 def _cmd_lock(args: argparse.Namespace) -> int:
     """Lock every given model directory (or every model under a given tree)."""
     from mmepack.environment.lock import lock_model, lock_path, read_lock
+    from mmepack.model.build_file import build_file_python, pants_toml_python
 
     targets: list[Path] = []
     for path in args.paths:
@@ -144,9 +145,15 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         )
     for model_dir in targets:
         existing = lock_path(model_dir / REQUIREMENTS_FILE)
-        python = args.python or (read_lock(existing).python if existing.is_file() else None)
-        if python is None:
-            python = DEFAULT_PYTHON
+        # The Python package builds with: the flag, the BUILD file's python_version or
+        # pants.toml's, then the existing lock's, then the library's default.
+        python = (
+            args.python
+            or build_file_python(model_dir)
+            or pants_toml_python(model_dir)
+            or (read_lock(existing).python if existing.is_file() else None)
+            or DEFAULT_PYTHON
+        )
         lock = lock_model(
             model_dir,
             python,
@@ -512,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lock.add_argument(
         "--python",
-        help=f"environment Python, e.g. 3.12 (default: the existing lock's, else {DEFAULT_PYTHON})",
+        help="environment Python, e.g. 3.12 (default: the model's BUILD python_version, else "
+        f"[mmepack].python_version in pants.toml, else the existing lock's, else {DEFAULT_PYTHON})",
     )
     lock.add_argument(
         "--glibc",
