@@ -298,7 +298,7 @@ def drift_and_tested_publish(steps: Steps, workdir: Path) -> None:
         refused = steps.run(
             "publish (untested)", ["./pants", "--no-pantsd", *publish], ok=False, env=s3_env
         )
-        assert "refusing to publish to production: no passing test run" in refused, refused[-4000:]
+        assert "refusing to publish to production: " in refused, refused[-4000:]
         assert _s3(url, "HEAD", key) == 404
 
         # The original weight again, recorded; its test passes and records these bytes.
