@@ -6,7 +6,8 @@ every `triton_model`, and for one with case files
    fails in seconds, before anything is packaged or served;
 2. the package rule builds the artifact (answered from Pants' cache when unchanged);
 3. `mmepack test-cases` serves it on the local multi-model endpoint and runs one pytest item
-   per case, writing JUnit XML that `[test].report` collects.
+   per case, writing JUnit XML that `[test].report` collects and a record of the run with the
+   artifact's sha256, which Pants writes under dist/test/ and a production publish requires.
 A model without case files reports "no tests". All behaviour is the library's; this rule only
 gathers files and runs the case runner PEX.
 """
@@ -83,6 +84,16 @@ def data_globs(case_files: Tuple[str, ...]) -> Tuple[str, ...]:
     return tuple(sorted({f"{os.path.dirname(path)}/**" for path in case_files}))
 
 
+# The library's name for a test run's record (mmepack.publish.tested.RECORD_SUFFIX); stated
+# here because the plugin does not import the library.
+TEST_RECORD_SUFFIX = ".tested.json"
+
+
+def record_path_of(artifact: str) -> str:
+    """Where `mmepack test-cases` writes the record of a run on `artifact`."""
+    return artifact + TEST_RECORD_SUFFIX
+
+
 def _timeout(field_set: TritonModelTestFieldSet, test: TestSubsystem) -> Optional[int]:
     if not test.timeouts:
         return None
@@ -155,6 +166,10 @@ async def run_model_cases(
     if len(artifacts) != 1:
         raise ValueError(f"{address}: packaging gave {artifacts}, expected one .tar.gz")
     report = f"{address.path_safe_spec}.cases.xml"
+    # `mmepack test-cases` records the run (passed or not) with the artifact's sha256 beside
+    # it; as the test's extra output Pants writes it under dist/test/<target>/, from its cache
+    # too, where a production publish looks for it.
+    record = record_path_of(artifacts[0])
     result = await Get(
         FallibleProcessResult,
         VenvPexProcess(
@@ -168,7 +183,7 @@ async def run_model_cases(
             ],
             description=f"Run the test cases of {address} on the local endpoint",
             input_digest=await Get(Digest, MergeDigests([cases_input, built.digest])),
-            output_files=(report,),
+            output_files=(report, record),
             extra_env=env,
             append_only_caches=APPEND_ONLY_CACHES,
             timeout_seconds=_timeout(field_set, test_subsystem),
@@ -184,9 +199,17 @@ async def run_model_cases(
             level=LogLevel.DEBUG,
         ),
     )
-    xml = await Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([report])))
+    xml, records = await MultiGet(
+        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([report]))),
+        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([record]))),
+    )
     return TestResult.from_fallible_process_result(
-        result, address, test_subsystem.output, xml_results=xml if xml.files else None
+        result,
+        address,
+        test_subsystem.output,
+        xml_results=xml if xml.files else None,
+        extra_output=records if records.files else None,
+        log_extra_output=True,
     )
 
 

@@ -1,16 +1,18 @@
 """`./pants lock-envs ::`: write every triton_model's requirements.lock, like generate-lockfiles.
 
 Thin by design: for each model with a requirements.txt the rule runs `mmepack lock <dir>
---python <the target's python_version>` (and `--triton-version` when [triton-server].version is
-set, so the lock honours that server's numpy cap as the build does) in a sandbox holding the
-model's files, and writes the lock it produced into the workspace. Resolution needs the index, so it reruns every time
-(never answered from Pants' cache).
+--python <the target's python_version>` (none when unset: the library's default; and
+`--triton-version` when [triton-server].version is set, so the lock honours that server's numpy
+cap as the build does) in a sandbox holding the model's files, and writes the lock it produced
+into the workspace. Resolution needs the index, so it reruns every time (never answered from
+Pants' cache).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import List, Optional
 
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
@@ -57,6 +59,17 @@ class _LockFieldSet(FieldSet):
     python_version: TritonModelPythonVersionField
 
 
+def lock_argv(model_dir: str, python: Optional[str]) -> List[str]:
+    """`mmepack lock` arguments: `--python` only when the target or `[mmepack].python_version`
+    says it, so an unset version (a BUILD `./pants tailor` wrote) takes the library's default
+    rather than the text "None"."""
+    return ["lock", model_dir, *([f"--python={python}"] if python else [])]
+
+
+def lock_description(address: str, python: Optional[str]) -> str:
+    return f"Lock {address} (Python {python})" if python else f"Lock {address} (mmepack's Python)"
+
+
 @goal_rule(desc="Lock the Python environments of Triton models")
 async def lock_envs(
     targets: Targets,
@@ -83,8 +96,8 @@ async def lock_envs(
         processes.append(
             VenvPexProcess(
                 cli,
-                argv=["lock", model_dir, f"--python={python}", *server],
-                description=f"Lock {field_set.address} (Python {python})",
+                argv=[*lock_argv(model_dir, python), *server],
+                description=lock_description(str(field_set.address), python),
                 input_digest=sources.snapshot.digest,
                 output_files=[os.path.join(model_dir, _LOCK_FILE)],
                 # The environment build resolves with this machine's pip configuration; so does

@@ -5,7 +5,8 @@
    requirements.txt and the build options, so editing a config or model.py never rebuilds it.
 2. `mmepack package --pull`: pull the DVC weights, verify their md5s, and write the MME tar.
    Working-tree copies of DVC-tracked files are kept out of its sandbox, so only what the
-   remote holds is packed; the weights pass through mmepack's DVC cache outside the sandbox,
+   remote holds is packed (a copy that differs from its record fails the build first, through
+   `mmepack check-weights`, rather than being silently ignored); the weights pass through mmepack's DVC cache outside the sandbox,
    downloaded once per content. A local-folder remote inside the repository (the example's
    dvc-remote/) is read from the sandbox: the rule copies in the remote's objects that the
    model's `.dvc` files name, by content.
@@ -144,6 +145,35 @@ async def _local_remote_objects(model: Snapshot) -> Digest:
     return await Get(Digest, MergeDigests([found.digest, more.digest]))
 
 
+# A rule helper: Pants finds its Gets only when it is defined before the rule that awaits it.
+async def _check_working_copies(
+    address: Address, model_dir: str, model: Snapshot, tracked: List[str], cli: VenvPex
+) -> None:
+    """Refuse a build whose DVC-tracked working copy differs from its `.dvc` record: the build
+    packs the recorded bytes, so the user's rewrite would otherwise be silently ignored. Only
+    the present copies and their `.dvc` files are the input: a clean clone (no copies) runs
+    nothing, and Pants answers an unchanged pair from its cache."""
+    present = [path for path in tracked if path in model.files]
+    if not present:
+        return
+    pairs = await Get(
+        Digest,
+        DigestSubset(model.digest, PathGlobs([*present, *(f"{p}.dvc" for p in present)])),
+    )
+    result = await Get(
+        FallibleProcessResult,
+        VenvPexProcess(
+            cli,
+            argv=["check-weights", model_dir],
+            description=f"Check {address}'s DVC-tracked working copies against their records",
+            input_digest=pairs,
+            level=LogLevel.DEBUG,
+        ),
+    )
+    if result.exit_code != 0:
+        raise failure(address, "the weights check", result)
+
+
 @dataclass(frozen=True)
 class PackagedModel:
     """What `build_triton_model` made: the artifact, the packaging process's result (whose
@@ -195,6 +225,7 @@ async def _build(
                 PathGlobs(["**", *(f"!{p}" for p in tracked), *(f"!{p}/**" for p in tracked)]),
             ),
         )
+    await _check_working_copies(address, model_dir, sources.snapshot, tracked, cli)
     remote_objects = await _local_remote_objects(sources.snapshot)
     stubs = await Get(Digest, PathGlobs(stub_dir_globs(target_server)))
     inputs = [model_files, remote_objects, stubs]

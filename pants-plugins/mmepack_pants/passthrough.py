@@ -88,7 +88,10 @@ def write_passthrough_file(named_caches_dir: Path, values: Mapping[str, str]) ->
 
 @dataclass(frozen=True)
 class PassthroughRequest:
-    """Write this run's `[mmepack].env_passthrough` values for the steps that may run."""
+    """Write this run's `[mmepack].env_passthrough` values for the steps that may run, plus
+    the variables `extra` names (the publish upload's `[mmepack-publish].env_passthrough`)."""
+
+    extra: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,14 +103,15 @@ class PassthroughWritten:
 
 @rule(desc="Hand the machine's variables to mmepack's steps", level=LogLevel.DEBUG)
 async def write_passthrough(
-    _: PassthroughRequest,
+    request: PassthroughRequest,
     run_id: RunId,
     subsystem: MmepackSubsystem,
     named_caches_dir: NamedCachesDirOption,
 ) -> PassthroughWritten:
     """Runs on every run (it depends on the run's id), so the file holds this run's values even
     when another checkout on the machine wrote its own since, or the file was deleted."""
-    env_vars = await Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough))
+    names = sorted({*subsystem.env_passthrough, *request.extra})
+    env_vars = await Get(EnvironmentVars, EnvironmentVarsRequest(names))
     write_passthrough_file(Path(named_caches_dir.val), env_vars)
     return PassthroughWritten(tuple(sorted(env_vars)))
 

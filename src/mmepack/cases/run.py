@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 
+from mmepack.artifact.freshness import require_fresh
 from mmepack.cases import case_tests
 from mmepack.cases.invoke import invoke, judge
 from mmepack.cases.load import Case, load_cases
 from mmepack.cases.signature import Signature, read_signature
 from mmepack.errors import MmepackError
 from mmepack.names import CASES_GLOB
+from mmepack.publish.tested import write_test_record
 from mmepack.testing import serve_artifact
 
 _NO_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
@@ -95,7 +97,8 @@ def run_cases(
     junit_xml: Path | None = None,
     startup_timeout: float = 300.0,
 ) -> int:
-    """Run every case; the exit status is pytest's (0 all passed, 1 some failed)."""
+    """Run every case; the exit status is pytest's (0 all passed, 1 some failed). The result
+    is recorded beside the artifact with its sha256 (`mmepack.publish.tested`)."""
     cases = load_cases(model_dir, pattern)
     if not cases:
         print(f"mmepack: no case files match {model_dir}/{pattern}; nothing to test", flush=True)
@@ -103,6 +106,7 @@ def run_cases(
     signature = read_signature(model_dir)
     if not artifact.is_file():
         raise MmepackError(f"{artifact}: artifact not found; package {model_dir} first")
+    require_fresh(artifact, model_dir)
     plugin = _CasesPlugin(artifact.resolve(), cases, signature, startup_timeout)
     with tempfile.TemporaryDirectory(prefix="mmepack-cases-") as scratch:
         # The test module is copied under the model's name so the listing and the JUnit report
@@ -140,7 +144,7 @@ def run_cases(
         # of this runner) must not answer that import with its own copy from another folder.
         sys.modules.pop(module.stem, None)
         try:
-            return int(pytest.main(args, plugins=[plugin]))
+            code = int(pytest.main(args, plugins=[plugin]))
         finally:
             sys.modules.pop(module.stem, None)
             os.chdir(cwd)
@@ -148,3 +152,9 @@ def run_cases(
                 os.environ.pop(_NO_AUTOLOAD, None)
             else:
                 os.environ[_NO_AUTOLOAD] = previous
+    # What production publishing checks: these exact bytes passed (or not) these cases.
+    record = write_test_record(
+        artifact, passed=code == 0, cases=[case.name for case in cases], exit_code=code
+    )
+    print(f"mmepack: test record {record} ({'passed' if code == 0 else 'failed'})", flush=True)
+    return code

@@ -46,6 +46,8 @@ ARTIFACT_DIR_VARIABLE = "MMEPACK_ARTIFACT_DIR"
 
 # One line per server started in this process, for the pytest summary (see pytest_plugin).
 SERVED_REPORTS: list[str] = []
+# Every artifact a server loaded in this process, for the test records (see pytest_plugin).
+SERVED_ARTIFACTS: list[Path] = []
 
 
 def _is_artifact_of(path: Path, model: str) -> bool:
@@ -258,6 +260,7 @@ def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[Serve
             ) from None
         model_dir = endpoint.cache.folder_of(target_model)
         ensemble = ensemble_of(model_dir, artifact)
+        SERVED_ARTIFACTS.append(artifact.resolve())
         SERVED_REPORTS.append(
             f"{artifact.name}: model '{ensemble}' served by a {endpoint.describe()}"
             + (" (no GPU found)" if endpoint.device == "CPU" else "")
@@ -310,6 +313,7 @@ def _served(artifact: Path, workdir: Path, startup_timeout: float) -> Iterator[S
         server.start(timeout=startup_timeout)
         client = tritonclient.http.InferenceServerClient(url=server.url, network_timeout=120.0)
         version = client.get_server_metadata().get("version", "?")
+        SERVED_ARTIFACTS.append(artifact.resolve())
         SERVED_REPORTS.append(
             f"{artifact.name}: model '{name}' served by Triton {version} on {server.device}"
             + (" (no GPU found)" if server.device == "CPU" else "")
