@@ -186,8 +186,16 @@ def test_publish_carries_the_capacity_block(
         assert capacity["server"]["release"] == record["server"]["release"]
         # `mmepack capacity` reads the bucket's manifests as it reads dist/.
         code = main(
-            ["capacity", "--bucket", staging, "--prefix", "mme/", "--instance-type",
-             "ml.g5.xlarge", "--json"]
+            [
+                "capacity",
+                "--bucket",
+                staging,
+                "--prefix",
+                "mme/",
+                "--instance-type",
+                "ml.g5.xlarge",
+                "--json",
+            ]
         )
         assert code == 0
     finally:
@@ -229,7 +237,7 @@ def test_capacity_counts_recomputed_from_the_records(
     assert plan["shm_total"] == first["shm"]["needed_bytes"] + second["shm"]["needed_bytes"]
     # An instance type of our own whose memory holds the busier model and half the other:
     # only the busier one stays resident; the other is the one evicted.
-    memory = (baseline + second["host_memory_bytes"] + first["host_memory_bytes"] // 2)
+    memory = baseline + second["host_memory_bytes"] + first["host_memory_bytes"] // 2
     code = main(
         [
             "capacity",

@@ -55,7 +55,7 @@ def parse_budgets(items: list[str] | None, where: str = "--budget") -> dict[str,
         if key not in BUDGET_KEYS or not sep:
             raise MmepackError(
                 f"{where}: expected KEY=NUMBER with KEY one of {', '.join(BUDGET_KEYS)}, got "
-                f"{item!r}; e.g. capacity_budget={{\"cold_load_s\": \"30\"}} in the model's BUILD"
+                f'{item!r}; e.g. capacity_budget={{"cold_load_s": "30"}} in the model\'s BUILD'
             )
         if not text.strip():
             budgets[key] = None

@@ -314,9 +314,7 @@ class LoadMeasurement:
             after.server_pss - before.server_pss if before is not None and after else None
         )
         stub_bytes = sum(after.stub_pss.values()) if after is not None else None
-        host = (
-            after.total - before.total if before is not None and after is not None else None
-        )
+        host = after.total - before.total if before is not None and after is not None else None
         if self._regions_after is not None:
             new = {
                 name: size

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from mmepack.capacity.budget import check_budgets, parse_budgets
-from mmepack.capacity.measure import describe, machine
+from mmepack.capacity.measure import LoadMeasurement, describe, machine
 from mmepack.capacity.record import write_capacity
 from mmepack.cases import case_tests
 from mmepack.cases.invoke import invoke, judge
@@ -78,7 +78,7 @@ class _CasesPlugin:
         self.budgets = budgets
         self.capacity_loads = capacity_loads
         self.device = ""
-        self.capacity: dict[str, Any] | None = None
+        self.capacity: LoadMeasurement | None = None
         self.server: dict[str, Any] = {}
 
     def budget_failures(self) -> list[str]:
