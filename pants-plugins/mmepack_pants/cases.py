@@ -6,7 +6,9 @@ every `triton_model`, and for one with case files
    fails in seconds, before anything is packaged or served;
 2. the package rule builds the artifact (answered from Pants' cache when unchanged);
 3. `mmepack test-cases` serves it on the local multi-model endpoint and runs one pytest item
-   per case, writing JUnit XML that `[test].report` collects.
+   per case, writing JUnit XML that `[test].report` collects, and measures what the model
+   costs an endpoint (`<artifact>.capacity.json`, the test's extra output under dist/test/),
+   failing the run when it is over the target's `capacity_budget`.
 A model without case files reports "no tests". All behaviour is the library's; this rule only
 gathers files and runs the case runner PEX.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 from pants.backend.python.subsystems.pytest import PyTest
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
@@ -40,6 +42,7 @@ from mmepack_pants.package import TritonModelPackageFieldSet
 from mmepack_pants.subsystem import MmepackSubsystem, ModelCasesSubsystem
 from mmepack_pants.target_types import (
     DEFAULT_CASES_GLOB,
+    TritonModelCapacityBudgetField,
     TritonModelCasesField,
     TritonModelOutputDirField,
     TritonModelPythonVersionField,
@@ -60,6 +63,7 @@ class TritonModelTestFieldSet(TestFieldSet):
     timeout: TritonModelTestTimeoutField
     python_version: TritonModelPythonVersionField
     output_dir: TritonModelOutputDirField
+    capacity_budget: TritonModelCapacityBudgetField
 
 
 class ModelCasesRequest(TestRequest):
@@ -76,6 +80,16 @@ def data_globs(case_files: Tuple[str, ...]) -> Tuple[str, ...]:
     """Everything in the folders that hold case files: the `.npy`, `.npz` and raw files they
     name must sit there (the library refuses paths that leave a case file's folder)."""
     return tuple(sorted({f"{os.path.dirname(path)}/**" for path in case_files}))
+
+
+# The library's suffix of a run's capacity record (mmepack.capacity.record.CAPACITY_SUFFIX);
+# stated here because the plugin does not import the library.
+CAPACITY_SUFFIX = ".capacity.json"
+
+
+def budget_args(budget: Optional[Mapping[str, str]]) -> Tuple[str, ...]:
+    """`--budget KEY=VALUE` for each key of the BUILD field; the library checks them."""
+    return tuple(f"--budget={key}={value}" for key, value in sorted((budget or {}).items()))
 
 
 def _timeout(field_set: TritonModelTestFieldSet, test: TestSubsystem) -> Optional[int]:
@@ -149,6 +163,7 @@ async def run_model_cases(
     if len(artifacts) != 1:
         raise ValueError(f"{address}: packaging gave {artifacts}, expected one .tar.gz")
     report = f"{address.path_safe_spec}.cases.xml"
+    capacity = artifacts[0] + CAPACITY_SUFFIX
     result = await Get(
         FallibleProcessResult,
         VenvPexProcess(
@@ -159,10 +174,11 @@ async def run_model_cases(
                 model_dir,
                 f"--cases={pattern}",
                 f"--junit-xml={report}",
+                *budget_args(field_set.capacity_budget.value),
             ],
             description=f"Run the test cases of {address} on the local endpoint",
             input_digest=await Get(Digest, MergeDigests([cases_input, built.digest])),
-            output_files=(report,),
+            output_files=(report, capacity),
             extra_env=env,
             timeout_seconds=_timeout(field_set, test_subsystem),
             # The slot number pytest test processes get (`[pytest].execution_slot_var`), so
@@ -177,9 +193,18 @@ async def run_model_cases(
             level=LogLevel.DEBUG,
         ),
     )
-    xml = await Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([report])))
+    xml, capacity_record = await MultiGet(
+        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([report]))),
+        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([capacity]))),
+    )
     return TestResult.from_fallible_process_result(
-        result, address, test_subsystem.output, xml_results=xml if xml.files else None
+        result,
+        address,
+        test_subsystem.output,
+        xml_results=xml if xml.files else None,
+        # Written under dist/test/, from the cache too, where `publish` and `mmepack capacity`
+        # find it.
+        extra_output=capacity_record if capacity_record.files else None,
     )
 
 
