@@ -138,7 +138,10 @@ def test_unknown_budget_key_is_refused(
 
 
 def test_publish_carries_the_capacity_block(
-    tested: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tested: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import boto3
 
@@ -185,6 +188,7 @@ def test_publish_carries_the_capacity_block(
         assert capacity["machine"] == record["machine"]
         assert capacity["server"]["release"] == record["server"]["release"]
         # `mmepack capacity` reads the bucket's manifests as it reads dist/.
+        capsys.readouterr()
         code = main(
             [
                 "capacity",
@@ -197,6 +201,9 @@ def test_publish_carries_the_capacity_block(
                 "--json",
             ]
         )
+        planned = json.loads(capsys.readouterr().out)
+        assert planned["order"] == [artifact.name] and planned["resident"] == [artifact.name]
+        assert planned["shm_total"] == record["shm"]["needed_bytes"]
         assert code == 0
     finally:
         moto.process.terminate()
@@ -266,3 +273,19 @@ def test_capacity_refuses_an_unknown_instance_without_figures(
     code = main(["capacity", str(tested["root"] / "dist"), "--instance-type", "ml.z9.huge"])
     err = capsys.readouterr().err
     assert code == 1 and "not in mmepack's table" in err and "--memory-gb" in err
+
+
+def test_a_record_of_other_bytes_is_not_carried(tmp_path: Path) -> None:
+    from mmepack.capacity.record import capacity_block, write_capacity
+
+    artifact = tmp_path / "dist" / "x_1.tar.gz"
+    artifact.parent.mkdir()
+    artifact.write_bytes(b"first bytes")
+    write_capacity(
+        artifact, {"host_memory_bytes": 1}, server={}, machine={}, budgets={}, failures=[]
+    )
+    sha = hashlib.sha256(b"first bytes").hexdigest()
+    block = capacity_block(artifact, sha)
+    assert block is not None and block["host_memory_bytes"] == 1 and "sha256" not in block
+    artifact.write_bytes(b"rebuilt bytes")
+    assert capacity_block(artifact, hashlib.sha256(b"rebuilt bytes").hexdigest()) is None

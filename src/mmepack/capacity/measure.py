@@ -41,7 +41,7 @@ def _children(pid: int) -> list[int]:
             found.extend(int(p) for p in text.split())
         return found
     except (OSError, ValueError):
-        pass
+        found = []  # a thread ended mid-read: count from a full scan instead
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
