@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A newcomer's first model from a clean clone of this commit (tests/e2e_newcomer_clone.py):
-# `mmepack new` through ./pants run, lock-envs, dvc push, tailor, lint, check, package and test on
-# the new model untouched, the CLI's artifact byte for byte against Pants', and no stale artifact
-# left in dist/ by a failed package. Minutes; warm with the CI cache of ~/.cache/pants and
-# ~/.cache/mmepack. Needs only python3.11 (the CLI PEX's Python).
+# A newcomer's first model from a clean clone of this commit (tests/e2e_newcomer_clone.py): the
+# bash blocks of docs/getting-started/first-model.md run as written and timed, then the CLI's
+# artifact byte for byte against Pants', and no stale artifact left in dist/ by a failed package.
+# Minutes; warm with the CI cache of ~/.cache/pants and ~/.cache/mmepack. Needs only python3.11
+# (the CLI PEX's Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3.11 tests/e2e_newcomer_clone.py

@@ -1,22 +1,30 @@
-"""A newcomer's first model, from a clean clone of this commit, through every Pants goal.
+"""A newcomer's first model, from a clean clone of this commit, as the getting-started page says.
 
-Issue 11's "done means": `mmepack new` scaffolds a model that passes `./pants tailor`, `lint`,
-`check`, `package` and `test` untouched. This clones the commit it sits in (so commit first),
-follows the README's "Start a model" steps the Pants way, and asserts each one succeeds, that
-the artifact exists and that its test really ran against the server (pytest's passed count).
-On the way it checks two more promises:
+Issue 26: the page's commands are the test. `run_getting_started` reads every ```` ```bash ````
+block of `docs/getting-started/first-model.md` (the docs' convention: exactly those blocks are
+the newcomer's steps, in page order), runs them as written in one `bash -euo pipefail` session
+from the root of a fresh clone, times each command (bash's xtrace, with `$EPOCHREALTIME`, on a
+separate file descriptor) and checks the outcome: the model the page created is packaged and its
+test passed against the server (pytest's passed count). Nothing of the page is copied here:
+change the page and this test runs the new commands.
+
+Further phases follow the page's, each in its own function, on the same clone:
 
 - the CLI (`dist/src.mmepack/cli.pex package`) and `./pants package` write the same bytes;
 - a `./pants package` that fails leaves no earlier artifact of the model in `dist/`.
 
-Cost: minutes (about ten Pants runs without pantsd in a fresh build root), so it is not part of
-`./pants test ::`; `ci/newcomer.sh` runs it on every CI run. It keeps to the machine's named
-caches (`~/.cache/pants`, mmepack's environment and DVC caches under `~/.cache/mmepack`), so
-CI's cached runs are warm. It needs only the standard library and Python 3.11 (the CLI PEX's):
+Cost: minutes (Pants runs in a fresh build root), so it is not part of `./pants test ::`;
+`ci/newcomer.sh` runs it on every CI run. It keeps to the machine's named caches
+(`~/.cache/pants`, mmepack's environment and DVC caches under `~/.cache/mmepack`), so CI's
+cached runs are warm; `MMEPACK_NEWCOMER_CACHE=<empty folder>` points `XDG_CACHE_HOME` (Pants,
+pip, mmepack, the ./pants launcher) there instead, for a cold measurement that leaves the
+machine's caches alone. It needs only the standard library and Python 3.11 (the CLI PEX's):
 
     python3.11 tests/e2e_newcomer_clone.py      # or: python -m pytest -s <this file>
+    MMEPACK_NEWCOMER_KEEP=/tmp/nc python3.11 tests/e2e_newcomer_clone.py   # keeps logs/
 
-Every subprocess is bounded by STEP_TIMEOUT_S. It prints how long each step took.
+Every subprocess is bounded by STEP_TIMEOUT_S (the page's whole session by PAGE_TIMEOUT_S). It
+prints how long each command took, and the total from `git clone` to the page's last command.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,13 +41,18 @@ import time
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-MODEL = "tiny_adder"
-# `mmepack new` with the user's steps and tensors (the checks below use preprocess and model).
-NEW = "--step preprocess:python --step model:onnx --step post:python --input TEXT:TYPE_STRING:1 --output LABEL:TYPE_STRING:1".split()  # noqa: E501
-ARTIFACT = f"dist/mme/{MODEL}_1.tar.gz"
+PAGE = "docs/getting-started/first-model.md"
 CLI_PEX = "dist/src.mmepack/cli.pex"
 STEP_TIMEOUT_S = 900
+PAGE_TIMEOUT_S = 2400
+# The issue's bound, from `git clone` to the page's last command green (reported, not asserted:
+# a shared machine's load decides much of it).
+GOAL_S = 600
 _PASSED_RE = re.compile(r"=+ (?:.*?, )?(\d+) passed")
+_FENCE_RE = re.compile(r"^```bash[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=\S*")
+_PANTSD_START_TIMEOUT = "seconds while waiting for pantsd to start"
+_NEW_MODEL_RE = re.compile(r"\bnew (?:\S+/)?models/([A-Za-z0-9_]+)")
 
 
 class Steps:
@@ -48,6 +62,12 @@ class Steps:
         self.clone = clone
         self.env = env
         self.seconds: list[tuple[str, float]] = []
+
+    def log(self, name: str, output: str) -> None:
+        logs = self.clone.parent / "logs"
+        logs.mkdir(exist_ok=True)
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+        (logs / f"{len(self.seconds):02d}-{slug}.log").write_text(output)
 
     def run(
         self, name: str, argv: list[str], *, ok: bool = True, env: dict[str, str] | None = None
@@ -64,10 +84,7 @@ class Steps:
         )
         self.seconds.append((name, time.monotonic() - started))
         output = f"{done.stdout}\n{done.stderr}"
-        logs = self.clone.parent / "logs"
-        logs.mkdir(exist_ok=True)
-        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-        (logs / f"{len(self.seconds):02d}-{slug}.log").write_text(output)
+        self.log(name, output)
         print(f"--- {name}: exit {done.returncode}, {self.seconds[-1][1]:.1f} s", flush=True)
         if ok:
             assert done.returncode == 0, f"{name}: {argv} failed:\n{output[-8000:]}"
@@ -78,10 +95,12 @@ class Steps:
     def pants(self, name: str, *args: str, ok: bool = True) -> str:
         return self.run(name, ["./pants", "--no-pantsd", *args], ok=ok)
 
+    def total(self, first: int = 0, last: int | None = None) -> float:
+        return sum(seconds for _, seconds in self.seconds[first:last])
+
     def report(self) -> str:
-        lines = [f"{name:<28} {seconds:8.1f} s" for name, seconds in self.seconds]
-        total = sum(seconds for _, seconds in self.seconds)
-        return "\n".join([*lines, f"{'total':<28} {total:8.1f} s"])
+        lines = [f"{seconds:8.1f} s  {name}" for name, seconds in self.seconds]
+        return "\n".join([*lines, f"{self.total():8.1f} s  total"])
 
 
 def _python311() -> str:
@@ -108,69 +127,200 @@ def _passed(output: str) -> int:
     return sum(int(count) for count in _PASSED_RE.findall(output))
 
 
-def newcomer_path(workdir: Path) -> Steps:
-    """Every step the README gives a newcomer, asserted; returns the timings."""
+def page_blocks(page: Path) -> list[str]:
+    """The text of every block the page opens with exactly ```` ```bash ````, in page order."""
+    blocks = _FENCE_RE.findall(page.read_text())
+    assert blocks, f"{page}: no ```bash block; the newcomer's commands live there"
+    return [block.rstrip("\n") for block in blocks]
+
+
+def page_model(blocks: list[str]) -> str:
+    """The model the page creates (`... new models/<name>`): what the later checks look at."""
+    found = _NEW_MODEL_RE.search("\n".join(blocks))
+    assert found, f"{PAGE}: no `mmepack new models/<name>` command in its bash blocks"
+    return found.group(1)
+
+
+def _timed_commands(trace: str, ended: float) -> list[tuple[str, float]]:
+    """(command, seconds) for each top-level command of an xtrace written with PS4='+ <time> '.
+
+    Nested commands (`++`, command substitutions) count toward the command that runs them.
+    """
+    started: list[tuple[str, float]] = []
+    for line in trace.splitlines():
+        if not line.startswith("+ "):
+            continue
+        stamp, _, command = line[2:].partition(" ")
+        try:
+            started.append((command, float(stamp)))
+        except ValueError:
+            continue
+    # `PEX_SCRIPT=dvc python3.11 ...`: bash traces the assignment on a line of its own; name the
+    # command with it.
+    joined: list[tuple[str, float]] = []
+    for command, at in started:
+        if joined and _ASSIGNMENT.fullmatch(joined[-1][0]):
+            joined[-1] = (f"{joined[-1][0]} {command}", joined[-1][1])
+        else:
+            joined.append((command, at))
+    stops = [at for _, at in joined[1:]] + [ended]
+    return [(command, stop - at) for (command, at), stop in zip(joined, stops)]
+
+
+def run_getting_started(steps: Steps) -> str:
+    """The getting-started page's commands as written, one bash session; returns their output.
+
+    Each top-level command's time goes into `steps`, named by the command as bash ran it.
+    """
+    blocks = page_blocks(steps.clone / PAGE)
+    trace = steps.clone.parent / "page.xtrace"
+    script = steps.clone.parent / "page.sh"
+    # xtrace on fd 9 (its own file), each line stamped with bash's clock; then the page.
+    script.write_text(
+        f"exec 9>\"{trace}\"\nBASH_XTRACEFD=9\nPS4='+ $EPOCHREALTIME '\nset -x\n"
+        + "\n".join(blocks)
+        + "\n"
+    )
+    print(f"--- {PAGE}: {sum(len(b.splitlines()) for b in blocks)} lines", flush=True)
+    started = time.time()
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", str(script)],
+        cwd=steps.clone,
+        env=steps.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=PAGE_TIMEOUT_S,
+        check=False,
+    )
+    ended = time.time()
+    commands = _timed_commands(trace.read_text() if trace.is_file() else "", ended)
+    for command, seconds in commands:
+        steps.seconds.append((f"page: {command}", seconds))
+        print(f"--- page: {command}: {seconds:.1f} s", flush=True)
+    steps.log("page", done.stdout)
+    assert done.returncode == 0, (
+        f"{PAGE}: the command `{commands[-1][0] if commands else '?'}` failed (exit "
+        f"{done.returncode}); the page's commands must work as written in a fresh clone:\n"
+        f"{done.stdout[-8000:]}"
+    )
+    return done.stdout
+
+
+def clone_checkout(workdir: Path, env: dict[str, str]) -> Steps:
+    """`git clone` of this commit (what the page's reader starts from), timed."""
     commit = _git("rev-parse", "HEAD", cwd=CHECKOUT)
     clone = workdir / "clone"
-    _git("clone", "-q", str(CHECKOUT), str(clone), cwd=workdir)
+    steps = Steps(clone, env)
+    steps.clone = workdir
+    steps.run("git clone", ["git", "clone", "-q", str(CHECKOUT), str(clone)])
+    steps.clone = clone
     _git("checkout", "-q", "-B", "newcomer", commit, cwd=clone)
     assert _git("status", "--porcelain", cwd=clone) == "", "a clean clone has no changes"
+    return steps
+
+
+def newcomer_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("PEX_")}
-    steps = Steps(clone, env)
-    model = clone / "models" / MODEL
+    cold = os.environ.get("MMEPACK_NEWCOMER_CACHE")
+    if cold:
+        cache = Path(cold).resolve()
+        assert not cache.exists() or not any(cache.iterdir()), f"{cache}: not an empty folder"
+        cache.mkdir(parents=True, exist_ok=True)
+        env["XDG_CACHE_HOME"] = str(cache)
+        for variable in ("MMEPACK_ENV_CACHE", "MMEPACK_DVC_CACHE", "MMEPACK_CACHE_DIR"):
+            env.pop(variable, None)
+    return env
 
-    # README "Start a model", the Pants way.
-    said = steps.pants(
-        "new (./pants run cli)", "run", "src/mmepack:cli", "--", "new", f"models/{MODEL}", *NEW
-    )
-    assert f"created models/{MODEL}" in said and "tracked by DVC" in said, said[-3000:]
-    onnx = model / f"{MODEL}_model" / "1" / "model.onnx"
-    assert onnx.with_name("model.onnx.dvc").is_file()
-    steps.pants("lock-envs", "lock-envs", f"models/{MODEL}:{MODEL}")
-    assert "numpy==1." in (model / "requirements.lock").read_text()
-    # `dvc push`: the build reads the weights from the DVC remote only. The DVC the newcomer
-    # runs is the one the CLI PEX carries (the same pinned version as the build's).
-    steps.pants("package cli.pex", "package", "src/mmepack:cli")
-    steps.run(
-        "dvc push",
-        [_python311(), CLI_PEX, "push"],
-        env={**env, "PEX_SCRIPT": "dvc"},
-    )
 
-    before = set(_git("status", "--porcelain", "--untracked-files=all", cwd=clone).splitlines())
-    steps.pants("tailor", "tailor", "::")
-    after = set(_git("status", "--porcelain", "--untracked-files=all", cwd=clone).splitlines())
-    tailored = sorted(line[3:] for line in after - before if line.endswith("BUILD"))
-    print(f"--- tailor wrote: {tailored or 'nothing'}")
-    scope = [f"models/{MODEL}::"] + [
-        f"{os.path.dirname(path)}:" for path in tailored if not path.startswith(f"models/{MODEL}/")
-    ]
-    steps.pants("lint", "lint", *scope)
-    steps.pants("check", "check", *scope)
-    steps.pants("package", "package", f"models/{MODEL}:{MODEL}")
-    artifact = clone / ARTIFACT
-    assert artifact.is_file(), f"./pants package wrote no {ARTIFACT}"
-    tested = steps.pants("test", "test", f"models/{MODEL}/tests:")
-    assert _passed(tested) > 0, f"no test passed against the server:\n{tested[-4000:]}"
-    assert not re.search(r"\d+ (failed|errors?)\b", tested), tested[-4000:]
+def stop_pantsd(clone: Path) -> None:
+    """The page runs ./pants as a reader would, with pantsd; stop the clone's own daemon (by the
+    pid file under its build root) so no process outlives the test."""
+    for pid_file in clone.glob(".pids/*/pantsd/pid"):
+        try:
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+        except (ValueError, OSError):
+            continue
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.5)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
 
-    # One build definition: the CLI reads the BUILD file's python_version and writes the same
-    # bytes as Pants.
+
+def artifact_of(clone: Path, model: str) -> Path:
+    version = (clone / "models" / model / "model_version.txt").read_text().strip()
+    return clone / "dist" / "mme" / f"{model}_{version}.tar.gz"
+
+
+def first_model(workdir: Path) -> tuple[Steps, str]:
+    """From `git clone` to the page's first model green; returns the steps and the model.
+
+    On a machine this busy, a pantsd can take longer to start than the 60 s Pants' client waits
+    for it (a fixed bound in Pants 2.17), which says nothing about the page: then, and only
+    then, the clone is made again and the page run once more, and the report says so.
+    """
+    env = newcomer_env(workdir)
+    for attempt in (1, 2):
+        steps = clone_checkout(workdir, env)
+        try:
+            output = run_getting_started(steps)
+            break
+        except AssertionError as failed:
+            if attempt == 2 or _PANTSD_START_TIMEOUT not in str(failed):
+                raise
+            print("--- pantsd did not start within Pants' 60 s; page run again", flush=True)
+            stop_pantsd(steps.clone)
+            shutil.rmtree(steps.clone)
+        finally:
+            stop_pantsd(steps.clone)
+    model = page_model(page_blocks(steps.clone / PAGE))
+    artifact = artifact_of(steps.clone, model)
+    assert artifact.is_file(), f"the page's commands wrote no {artifact.relative_to(steps.clone)}"
+    assert _passed(output) > 0, f"no test passed against the server:\n{output[-4000:]}"
+    # A count of failures or errors other than 0 (lint's summary says "0 errors").
+    assert not re.search(r"\b[1-9]\d* (failed|errors?)\b", output), output[-4000:]
+    return steps, model
+
+
+def cli_and_pants_agree(steps: Steps, model: str, workdir: Path) -> None:
+    """One build definition: the CLI reads the BUILD file's python_version and writes the same
+    bytes as Pants."""
+    if not (steps.clone / CLI_PEX).is_file():
+        steps.pants("package cli.pex", "package", "src/mmepack:cli")
     cli_dist = workdir / "cli-dist"
     steps.run(
         "mmepack package (CLI)",
-        [_python311(), CLI_PEX, "package", f"models/{MODEL}", "--pull", f"--output-dir={cli_dist}"],
+        [_python311(), CLI_PEX, "package", f"models/{model}", "--pull", f"--output-dir={cli_dist}"],
     )
+    artifact = artifact_of(steps.clone, model)
     cli_artifact = cli_dist / artifact.name
     assert _sha256(cli_artifact) == _sha256(artifact), "the CLI and Pants built different bytes"
 
-    # A failed build leaves no earlier artifact to publish: break the model, package again.
-    config = model / f"{MODEL}_preprocess" / "config.pbtxt"
-    config.write_text(config.read_text().replace(f'name: "{MODEL}_preprocess"', 'name: "wrong"'))
-    failed = steps.pants("package (broken model)", "package", f"models/{MODEL}:{MODEL}", ok=False)
+
+def failed_package_leaves_nothing(steps: Steps, model: str) -> None:
+    """A failed build leaves no earlier artifact to publish: break the model, package again."""
+    artifact = str(artifact_of(steps.clone, model).relative_to(steps.clone))
+    config = steps.clone / "models" / model / f"{model}_preprocess" / "config.pbtxt"
+    config.write_text(config.read_text().replace(f'name: "{model}_preprocess"', 'name: "wrong"'))
+    failed = steps.pants("package (broken model)", "package", f"models/{model}:{model}", ok=False)
     assert "mmepack: error:" in failed, failed[-4000:]
-    assert f"Removed {ARTIFACT}" in failed, failed[-4000:]
-    assert not artifact.exists(), "a failed ./pants package left the earlier artifact in dist/"
+    assert f"Removed {artifact}" in failed, failed[-4000:]
+    assert not (steps.clone / artifact).exists(), "a failed ./pants package left the artifact"
+
+
+def newcomer_path(workdir: Path) -> Steps:
+    """The page's path, then every further phase on the same clone; returns the timings."""
+    steps, model = first_model(workdir)
+    page_done = len(steps.seconds)
+    print(
+        f"--- from git clone to {model} green: {steps.total(0, page_done):.1f} s "
+        f"(goal {GOAL_S} s)",
+        flush=True,
+    )
+    cli_and_pants_agree(steps, model, workdir)
+    failed_package_leaves_nothing(steps, model)
     return steps
 
 
@@ -180,5 +330,11 @@ def test_newcomer_model_passes_every_goal_in_a_clean_clone(tmp_path: Path) -> No
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory(prefix="mmepack-newcomer-") as workdir:
-        print(newcomer_path(Path(workdir)).report())
+    # MMEPACK_NEWCOMER_KEEP=<folder>: work there and keep it (each command's log is in logs/).
+    kept = os.environ.get("MMEPACK_NEWCOMER_KEEP")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=False)
+        print(newcomer_path(Path(kept)).report())
+    else:
+        with tempfile.TemporaryDirectory(prefix="mmepack-newcomer-") as workdir:
+            print(newcomer_path(Path(workdir)).report())

@@ -24,7 +24,6 @@ from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.test import TestExtraEnv, TestFieldSet, TestRequest, TestResult, TestSubsystem
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     Digest,
     DigestSubset,
@@ -39,7 +38,13 @@ from pants.util.logging import LogLevel
 
 from mmepack_pants.cli import CasesRunnerRequest
 from mmepack_pants.package import TritonModelPackageFieldSet
-from mmepack_pants.subsystem import MmepackSubsystem, ModelCasesSubsystem
+from mmepack_pants.passthrough import (
+    APPEND_ONLY_CACHES,
+    PassthroughRequest,
+    PassthroughWritten,
+    process_env,
+)
+from mmepack_pants.subsystem import ModelCasesSubsystem
 from mmepack_pants.target_types import (
     DEFAULT_CASES_GLOB,
     TritonModelCapacityBudgetField,
@@ -102,7 +107,6 @@ def _timeout(field_set: TritonModelTestFieldSet, test: TestSubsystem) -> Optiona
 async def run_model_cases(
     batch: ModelCasesRequest.Batch[TritonModelTestFieldSet, Any],
     test_subsystem: TestSubsystem,
-    mmepack: MmepackSubsystem,
     extra_env: TestExtraEnv,
     pytest: PyTest,
 ) -> TestResult:
@@ -120,11 +124,11 @@ async def run_model_cases(
     if not case_files.files:
         return TestResult.no_tests_found(address, test_subsystem.output)
 
-    data, model_files, runner, env_vars = await MultiGet(
+    data, model_files, runner, _ = await MultiGet(
         Get(Snapshot, PathGlobs(data_globs(case_files.files))),
         Get(SourceFiles, SourceFilesRequest([field_set.sources])),
         Get(VenvPex, CasesRunnerRequest()),
-        Get(EnvironmentVars, EnvironmentVarsRequest(mmepack.env_passthrough)),
+        Get(PassthroughWritten, PassthroughRequest()),
     )
     # The runner reads only the config files (for shapes and types), never the weights.
     configs = await Get(
@@ -134,7 +138,8 @@ async def run_model_cases(
         ),
     )
     cases_input = await Get(Digest, MergeDigests([data.digest, configs]))
-    env = {**dict(env_vars), **dict(extra_env.env)}
+    # The machine's variables reach the runner outside its cache key (passthrough.py).
+    env = process_env(extra_env.env)
     check = await Get(
         FallibleProcessResult,
         VenvPexProcess(
@@ -143,6 +148,7 @@ async def run_model_cases(
             description=f"Check the test cases of {address}",
             input_digest=cases_input,
             extra_env=env,
+            append_only_caches=APPEND_ONLY_CACHES,
             level=LogLevel.DEBUG,
         ),
     )
@@ -180,6 +186,7 @@ async def run_model_cases(
             input_digest=await Get(Digest, MergeDigests([cases_input, built.digest])),
             output_files=(report, capacity),
             extra_env=env,
+            append_only_caches=APPEND_ONLY_CACHES,
             timeout_seconds=_timeout(field_set, test_subsystem),
             # The slot number pytest test processes get (`[pytest].execution_slot_var`), so
             # a bound on concurrent test servers counts case runs too.

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.console import Console
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import Digest, MergeDigests, Workspace
 from pants.engine.goal import Goal, GoalSubsystem
 from pants.engine.process import FallibleProcessResult, ProcessCacheScope
@@ -24,6 +23,12 @@ from pants.engine.target import FieldSet, Targets
 from pants.util.logging import LogLevel
 
 from mmepack_pants.cli import MmepackCliRequest
+from mmepack_pants.passthrough import (
+    APPEND_ONLY_CACHES,
+    PassthroughRequest,
+    PassthroughWritten,
+    process_env,
+)
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 from mmepack_pants.target_types import TritonModelPythonVersionField, TritonModelSourcesField
 
@@ -61,9 +66,8 @@ async def lock_envs(
     console: Console,
 ) -> LockEnvs:
     field_sets = [_LockFieldSet.create(t) for t in targets if _LockFieldSet.is_applicable(t)]
-    cli, env_vars = await MultiGet(
-        Get(VenvPex, MmepackCliRequest()),
-        Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
+    cli, _ = await MultiGet(
+        Get(VenvPex, MmepackCliRequest()), Get(PassthroughWritten, PassthroughRequest())
     )
     all_sources = await MultiGet(
         Get(SourceFiles, SourceFilesRequest([fs.sources])) for fs in field_sets
@@ -84,8 +88,11 @@ async def lock_envs(
                 input_digest=sources.snapshot.digest,
                 output_files=[os.path.join(model_dir, _LOCK_FILE)],
                 # The environment build resolves with this machine's pip configuration; so does
-                # the lock (Pants points pip at /dev/null for its own resolves).
-                extra_env={**env_vars, "PIP_CONFIG_FILE": env_vars.get("PIP_CONFIG_FILE", "")},
+                # the lock (Pants points pip at /dev/null for its own resolves). pip's index and
+                # its token come through passthrough.py: even an uncached process's environment
+                # is stored when a remote cache is on.
+                extra_env=process_env({"PIP_CONFIG_FILE": ""}),
+                append_only_caches=APPEND_ONLY_CACHES,
                 cache_scope=ProcessCacheScope.PER_SESSION,
                 level=LogLevel.INFO,
             )

@@ -10,8 +10,10 @@
    dvc-remote/) is read from the sandbox: the rule copies in the remote's objects that the
    model's `.dvc` files name, by content.
 Nothing in a process depends on where the checkout is (no absolute build-root path in its
-arguments or inputs), so two clones, or two CI runners, make the same cache keys and share one
-remote cache (README "A shared build cache").
+arguments or inputs) nor on the user's environment (credentials, PATH and HOME reach the steps
+through passthrough.py, outside their keys), so two clones, or two CI runners with different
+credentials, make the same cache keys and share one remote cache (README "A shared build
+cache").
 Each step is a Pants process, so unchanged inputs are answered from Pants' cache; behind it,
 mmepack's own content-addressed environment cache serves other runs and other checkouts.
 Both steps run in `build_triton_model`, which does not depend on the run, so pantsd keeps its
@@ -33,7 +35,6 @@ from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, Package
 from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.addresses import Address, Addresses
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     EMPTY_DIGEST,
     AddPrefix,
@@ -64,6 +65,12 @@ from mmepack_pants.environment import (
     failure,
     stub_dir_globs,
     target_args,
+)
+from mmepack_pants.passthrough import (
+    APPEND_ONLY_CACHES,
+    PassthroughRequest,
+    PassthroughWritten,
+    process_env,
 )
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 from mmepack_pants.target_types import (
@@ -163,10 +170,9 @@ async def _build(
     address = field_set.address
     model_dir = address.spec_path
     toolchain = await Get(Addresses, ToolchainRequest())
-    transitive, toolchain_closure, env_vars, cli = await MultiGet(
+    transitive, toolchain_closure, cli = await MultiGet(
         Get(TransitiveTargets, TransitiveTargetsRequest([address])),
         Get(TransitiveTargets, TransitiveTargetsRequest(toolchain)),
-        Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
         Get(VenvPex, MmepackCliRequest()),
     )
     # The toolchain (dependencies.py) reaches the build through the CLI; its files are no input.
@@ -218,7 +224,9 @@ async def _build(
             description=f"Package {address} for SageMaker MME",
             input_digest=package_input,
             output_directories=[_OUT_DIR],
-            extra_env=dict(env_vars),
+            # Credentials and the machine's paths reach it outside its cache key.
+            extra_env=process_env(),
+            append_only_caches=APPEND_ONLY_CACHES,
             level=LogLevel.INFO,
         ),
     )
@@ -261,6 +269,8 @@ async def package_triton_model(
     short rules, not every model's packaging and environment rules (README "Scale benchmark").
     """
     address = field_set.address
+    # Before any step can run: the variables it needs, which are in none of their cache keys.
+    await Get(PassthroughWritten, PassthroughRequest())
     try:
         packaged = await Get(PackagedModel, TritonModelPackageFieldSet, field_set)
         if packaged.error is not None:

@@ -32,10 +32,17 @@ from pants.engine.process import (
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.option.option_types import BoolOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 from pants.vcs.git import GitWorktree, GitWorktreeRequest, MaybeGitWorktree
 
 from mmepack_pants.cli import MmepackCliRequest
+from mmepack_pants.passthrough import (
+    APPEND_ONLY_CACHES,
+    PassthroughRequest,
+    PassthroughWritten,
+    process_env,
+)
 from mmepack_pants.target_types import TritonModelSourcesField
 
 
@@ -218,10 +225,19 @@ async def publish_triton_model(
         ),
     )
     if options.dry_run:
+        # A process Pants runs itself has its environment stored once a remote cache is on, even
+        # uncached: the credentials go through passthrough.py. (The interactive publish below is
+        # run outside the process runners and stores nothing.)
+        await Get(PassthroughWritten, PassthroughRequest())
         result = await Get(
             FallibleProcessResult,
             Process,
-            replace(process, cache_scope=ProcessCacheScope.PER_SESSION),
+            replace(
+                process,
+                env=FrozenDict(process_env()),
+                append_only_caches=FrozenDict({**process.append_only_caches, **APPEND_ONLY_CACHES}),
+                cache_scope=ProcessCacheScope.PER_SESSION,
+            ),
         )
         output = (result.stdout + result.stderr).decode(errors="replace").strip()
         return PublishProcesses([dry_run_packages(artifacts, result.exit_code, output)])

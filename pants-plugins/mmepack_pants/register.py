@@ -8,6 +8,7 @@ from mmepack_pants import (
     lint,
     lock,
     package,
+    passthrough,
     publish,
     tailor,
 )
@@ -25,6 +26,7 @@ def rules():
         *dependencies.rules(),
         *environment.rules(),
         *package.rules(),
+        *passthrough.rules(),
         *lint.rules(),
         *lock.rules(),
         *publish.rules(),

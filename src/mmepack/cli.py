@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmepack import __version__
+from mmepack import __version__, passthrough
 from mmepack.artifact.env_layout import EnvLayout, check_layout_name
 from mmepack.build import package_model
 from mmepack.capacity.command import add_capacity_command
@@ -531,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # Under Pants, the machine's variables come from a file, not the environment.
+        passthrough.apply()
         code: int = args.run(args)
         return code
     except MmepackError as exc:

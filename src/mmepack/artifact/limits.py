@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from mmepack.errors import MmepackError
 
 # Absolute ceiling on the bytes the tar inside the gzip may hold (headers and padding included).
-MAX_UNPACKED_BYTES = 32 * 1024**3
-# Unpacked bytes may be at most this many times the artifact's file size, plus EXPANSION_SLACK:
-# a gzip bomb expands ~1,000-fold, real artifacts a few times.
-MAX_EXPANSION_RATIO = 100
+DEFAULT_MAX_UNPACKED_BYTES = 32 * 1024**3
+# Unpacked bytes may be at most this many times the artifact's file size, plus
+# DEFAULT_EXPANSION_SLACK: a gzip bomb expands ~1,000-fold, real artifacts a few times.
+DEFAULT_MAX_EXPANSION_RATIO = 100
 # Small artifacts (a config and a model.py) are mostly tar headers and padding, which compress
 # very well; this much unpacked data is always allowed whatever the ratio.
-EXPANSION_SLACK = 64 * 1024**2
+DEFAULT_EXPANSION_SLACK = 64 * 1024**2
 # Tar members (files and folders) in one artifact; mmepack's own hold a few dozen.
-MAX_MEMBERS = 50_000
+DEFAULT_MAX_MEMBERS = 50_000
 
 UNPACKED_VARIABLE = "MMEPACK_MAX_UNPACKED_BYTES"
 RATIO_VARIABLE = "MMEPACK_MAX_EXPANSION_RATIO"
@@ -38,24 +38,24 @@ MEMBERS_VARIABLE = "MMEPACK_MAX_MEMBERS"
 class ArtifactLimits:
     """Bounds on one artifact's unpacked size and member count (see the module's doc)."""
 
-    max_unpacked_bytes: int = MAX_UNPACKED_BYTES
-    max_expansion_ratio: int = MAX_EXPANSION_RATIO
-    max_members: int = MAX_MEMBERS
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+    max_expansion_ratio: int = DEFAULT_MAX_EXPANSION_RATIO
+    max_members: int = DEFAULT_MAX_MEMBERS
 
     def unpacked_limit(self, compressed_size: int | None) -> int:
         """The most bytes a file of `compressed_size` bytes may unpack to (None: unknown)."""
         if compressed_size is None:
             return self.max_unpacked_bytes
-        by_ratio = compressed_size * self.max_expansion_ratio + EXPANSION_SLACK
+        by_ratio = compressed_size * self.max_expansion_ratio + DEFAULT_EXPANSION_SLACK
         return min(self.max_unpacked_bytes, by_ratio)
 
     @staticmethod
     def from_environment() -> ArtifactLimits:
         """The defaults above, each overridden by its MMEPACK_MAX_* variable when set."""
         return ArtifactLimits(
-            _positive(UNPACKED_VARIABLE, MAX_UNPACKED_BYTES),
-            _positive(RATIO_VARIABLE, MAX_EXPANSION_RATIO),
-            _positive(MEMBERS_VARIABLE, MAX_MEMBERS),
+            _positive(UNPACKED_VARIABLE, DEFAULT_MAX_UNPACKED_BYTES),
+            _positive(RATIO_VARIABLE, DEFAULT_MAX_EXPANSION_RATIO),
+            _positive(MEMBERS_VARIABLE, DEFAULT_MAX_MEMBERS),
         )
 
 

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmepack import passthrough
 from mmepack.environment.build import build_environment
 from mmepack.environment.builders import BUILDER_KINDS
 from mmepack.environment.cache import EnvCache
@@ -57,7 +58,9 @@ def add_env_options(parser: argparse.ArgumentParser) -> None:
         help=f"folder of 3.X/{STUB_NAME} built by the target release (default: nvidia-pytriton's)",
     )
     parser.add_argument(
-        "--cache-dir", type=Path, help="environment cache (default: $MMEPACK_ENV_CACHE or ~/.cache)"
+        "--cache-dir",
+        type=Path,
+        help="environment cache (default: $MMEPACK_ENV_CACHE or ~/.cache/mmepack/envs)",
     )
 
 
@@ -105,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_build_env_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        # Under Pants, the machine's variables come from a file, not the environment.
+        passthrough.apply()
         return run_build_env(args)
     except MmepackError as exc:
         print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)

@@ -39,6 +39,7 @@ from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
 from mmepack.model.version import parse_artifact_name
 from mmepack.names import CONFIG_FILE
 from mmepack.testing.slots import server_slot
+from mmepack.triton.local_backends import refuse_unavailable_backends
 from mmepack.triton.server import TritonServer
 
 ARTIFACT_DIR_VARIABLE = "MMEPACK_ARTIFACT_DIR"
@@ -120,6 +121,7 @@ def unpack_like_mme(artifact: Path, destination: Path) -> tuple[Path, str]:
             f"{artifact}: cannot unpack it as a gzip tar ({type(exc).__name__}: {exc}); it may be "
             "truncated or damaged: package it again"
         ) from None
+    refuse_unavailable_backends(folder, artifact.name)
     if (folder / CONFIG_FILE).is_file():
         repository = destination / "repository"
         repository.mkdir()
