@@ -10,10 +10,10 @@ from typing import Any
 
 from mmepack.errors import MmepackError
 
-# SageMaker fails an InvokeEndpoint that takes longer than 60 s, and a cold model's first
-# request must load it inside that time: the default leaves a 15 s margin for a slower instance
-# and the download SageMaker does before the load.
 INVOKE_LIMIT_S = 60.0
+# Cold load to first answer, in seconds: SageMaker fails an InvokeEndpoint that takes longer
+# than 60 s and a cold model's first request must load it inside that time, so this leaves a
+# 15 s margin for a slower instance and the download SageMaker does before the load.
 DEFAULT_COLD_LOAD_S = 45.0
 
 MB = 1024 * 1024

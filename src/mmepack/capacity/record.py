@@ -18,6 +18,8 @@ from mmepack import __version__
 from mmepack.files import atomic_path, file_hexdigest
 
 CAPACITY_SUFFIX = ".capacity.json"
+# Where a publish looks for capacity records besides the artifact's own folder: the build
+# output, where `./pants test` writes them (dist/test/<target>/).
 DEFAULT_RECORD_DIRS = (Path("dist"),)
 
 
