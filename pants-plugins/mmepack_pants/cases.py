@@ -7,7 +7,9 @@ every `triton_model`, and for one with case files
 2. the package rule builds the artifact (answered from Pants' cache when unchanged);
 3. `mmepack test-cases` serves it on the local multi-model endpoint and runs one pytest item
    per case, writing JUnit XML that `[test].report` collects and a record of the run with the
-   artifact's sha256, which Pants writes under dist/test/ and a production publish requires.
+   artifact's sha256, which Pants writes under dist/test/ and a production publish requires,
+   and measures what the model costs an endpoint (`<artifact>.capacity.json`, written there
+   too), failing the run when it is over the target's `capacity_budget`.
 A model without case files reports "no tests". All behaviour is the library's; this rule only
 gathers files and runs the case runner PEX.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 from pants.backend.python.subsystems.pytest import PyTest
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
@@ -46,6 +48,7 @@ from mmepack_pants.passthrough import (
 from mmepack_pants.subsystem import ModelCasesSubsystem
 from mmepack_pants.target_types import (
     DEFAULT_CASES_GLOB,
+    TritonModelCapacityBudgetField,
     TritonModelCasesField,
     TritonModelOutputDirField,
     TritonModelPythonVersionField,
@@ -66,6 +69,7 @@ class TritonModelTestFieldSet(TestFieldSet):
     timeout: TritonModelTestTimeoutField
     python_version: TritonModelPythonVersionField
     output_dir: TritonModelOutputDirField
+    capacity_budget: TritonModelCapacityBudgetField
 
 
 class ModelCasesRequest(TestRequest):
@@ -92,6 +96,16 @@ TEST_RECORD_SUFFIX = ".tested.json"
 def record_path_of(artifact: str) -> str:
     """Where `mmepack test-cases` writes the record of a run on `artifact`."""
     return artifact + TEST_RECORD_SUFFIX
+
+
+# The library's suffix of a run's capacity record (mmepack.capacity.record.CAPACITY_SUFFIX);
+# stated here because the plugin does not import the library.
+CAPACITY_SUFFIX = ".capacity.json"
+
+
+def budget_args(budget: Optional[Mapping[str, str]]) -> Tuple[str, ...]:
+    """`--budget KEY=VALUE` for each key of the BUILD field; the library checks them."""
+    return tuple(f"--budget={key}={value}" for key, value in sorted((budget or {}).items()))
 
 
 def _timeout(field_set: TritonModelTestFieldSet, test: TestSubsystem) -> Optional[int]:
@@ -170,6 +184,7 @@ async def run_model_cases(
     # it; as the test's extra output Pants writes it under dist/test/<target>/, from its cache
     # too, where a production publish looks for it.
     record = record_path_of(artifacts[0])
+    capacity = artifacts[0] + CAPACITY_SUFFIX
     result = await Get(
         FallibleProcessResult,
         VenvPexProcess(
@@ -180,10 +195,11 @@ async def run_model_cases(
                 model_dir,
                 f"--cases={pattern}",
                 f"--junit-xml={report}",
+                *budget_args(field_set.capacity_budget.value),
             ],
             description=f"Run the test cases of {address} on the local endpoint",
             input_digest=await Get(Digest, MergeDigests([cases_input, built.digest])),
-            output_files=(report, record),
+            output_files=(report, record, capacity),
             extra_env=env,
             append_only_caches=APPEND_ONLY_CACHES,
             timeout_seconds=_timeout(field_set, test_subsystem),
@@ -201,13 +217,15 @@ async def run_model_cases(
     )
     xml, records = await MultiGet(
         Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([report]))),
-        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([record]))),
+        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([record, capacity]))),
     )
     return TestResult.from_fallible_process_result(
         result,
         address,
         test_subsystem.output,
         xml_results=xml if xml.files else None,
+        # Written under dist/test/, from the cache too, where `publish` and `mmepack capacity`
+        # find them.
         extra_output=records if records.files else None,
         log_extra_output=True,
     )

@@ -154,7 +154,13 @@ def publish_argv(
         argv.append("--dry-run")
     if options.untested:
         argv.append(f"--untested={options.untested}")
-    argv.extend([f"--test-records={_RECORDS_DIR}", f"--report={_REPORT_FILE}"])
+    argv.extend(
+        [
+            f"--test-records={_RECORDS_DIR}",
+            f"--capacity-records={_RECORDS_DIR}",
+            f"--report={_REPORT_FILE}",
+        ]
+    )
     return argv
 
 
@@ -162,24 +168,28 @@ _RECORDS_DIR = "__mmepack_test_records"
 _REPORT_FILE = "__mmepack_publish_report.json"
 # The library's suffix of a test run's record (mmepack.publish.tested.RECORD_SUFFIX).
 _RECORD_SUFFIX = ".tested.json"
+# The library's capacity record beside it (mmepack.capacity.record.CAPACITY_SUFFIX): the
+# manifest's `capacity` block comes from the one of the same bytes.
+_CAPACITY_SUFFIX = ".capacity.json"
 
 
 def find_test_records(build_root: str, dist: str, artifacts: Sequence[str]) -> List[FileContent]:
-    """The test records `./pants test` (under dist/test/) and `mmepack test-cases` (beside the
-    artifact) left for these artifacts, as files for the upload's sandbox; the library decides
+    """The test and capacity records `./pants test` (under dist/test/) and `mmepack test-cases`
+    (beside the artifact) left for these artifacts, as files for the upload's sandbox; the library decides
     which, if any, passed on the exact bytes. Read from the build root as plain files: dist/ is
     not a source Pants can glob."""
     found: List[FileContent] = []
     root = Path(build_root) / dist
     for artifact in artifacts:
-        name = os.path.basename(artifact) + _RECORD_SUFFIX
-        paths = [root / (artifact + _RECORD_SUFFIX), *sorted((root / "test").glob(f"**/{name}"))]
-        for path in paths:
-            try:
-                content = path.read_bytes()
-            except OSError:
-                continue
-            found.append(FileContent(f"{_RECORDS_DIR}/{len(found)}/{name}", content))
+        for suffix in (_RECORD_SUFFIX, _CAPACITY_SUFFIX):
+            name = os.path.basename(artifact) + suffix
+            paths = [root / (artifact + suffix), *sorted((root / "test").glob(f"**/{name}"))]
+            for path in paths:
+                try:
+                    content = path.read_bytes()
+                except OSError:
+                    continue
+                found.append(FileContent(f"{_RECORDS_DIR}/{len(found)}/{name}", content))
     return found
 
 

@@ -162,3 +162,18 @@ def test_production_publish_is_given_the_test_records_and_a_report(tmp_path: Pat
         "__mmepack_test_records/0/m_1.tar.gz.tested.json",
         "__mmepack_test_records/1/m_1.tar.gz.tested.json",
     ]
+
+
+def test_the_upload_is_given_the_capacity_records_of_its_artifacts(tmp_path: Path) -> None:
+    argv = publish_argv(["mme/m_1.tar.gz"], "models", _options(), {}, "main", "c")
+    assert any(a.startswith("--capacity-records=") for a in argv)
+    (tmp_path / "dist/test/models.m.m/mme").mkdir(parents=True)
+    (tmp_path / "dist/test/models.m.m/mme/m_1.tar.gz.tested.json").write_text("{}")
+    (tmp_path / "dist/test/models.m.m/mme/m_1.tar.gz.capacity.json").write_text("{}")
+    (tmp_path / "dist/test/models.o.o/mme").mkdir(parents=True)
+    (tmp_path / "dist/test/models.o.o/mme/o_1.tar.gz.capacity.json").write_text("{}")
+    records = find_test_records(str(tmp_path), "dist", ["mme/m_1.tar.gz"])
+    assert sorted(r.path.split("/", 2)[2] for r in records) == [
+        "m_1.tar.gz.capacity.json",
+        "m_1.tar.gz.tested.json",
+    ]

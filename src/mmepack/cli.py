@@ -17,6 +17,7 @@ from pathlib import Path
 from mmepack import __version__, passthrough
 from mmepack.artifact.env_layout import EnvLayout, check_layout_name
 from mmepack.build import package_model
+from mmepack.capacity.command import add_capacity_command
 from mmepack.cases.command import add_cases_commands
 from mmepack.dev.command import add_dev_command
 from mmepack.endpoint.cli import add_endpoint_command
@@ -295,6 +296,7 @@ def _write_report(path: Path | None, entries: list[dict[str, object]]) -> None:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
+    from mmepack.capacity.record import capacity_block
     from mmepack.model.version import parse_artifact_name
     from mmepack.publish.provenance import build_provenance, git_commit
     from mmepack.publish.revision import branch_name
@@ -323,6 +325,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
             dirty=dirty,
         )
         sha256 = str(provenance["sha256"])
+        capacity = capacity_block(artifact, sha256, args.capacity_records)
+        if capacity is not None:
+            provenance["capacity"] = capacity
         if production:
             # Every artifact is judged before any is sent: a refusal uploads nothing.
             provenance["tested"] = tested_entry(
@@ -594,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_endpoint_command(commands)
     add_loadtest_command(commands)
     add_cases_commands(commands)
+    add_capacity_command(commands)
     add_dev_command(commands)
 
     validate = commands.add_parser(
@@ -639,6 +645,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where to look (recursively) for <artifact>.tested.json test records besides the "
         "artifact's own folder; repeatable (default: dist, where `./pants test` writes them)",
+    )
+    publish.add_argument(
+        "--capacity-records",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="where to look for the test runs' <artifact>.capacity.json, whose figures for the "
+        "same bytes go into the manifest's capacity block (repeat; default: beside the "
+        "artifact and under dist/)",
     )
     _add_s3_options(publish)
     publish.set_defaults(run=_cmd_publish)

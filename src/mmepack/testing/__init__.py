@@ -166,6 +166,8 @@ class ServedArtifact:
     target_model: str = ""
     route: str = REPOSITORY
     endpoint: LocalEndpoint | None = None
+    # What the load cost (mmepack.capacity.measure.LoadMeasurement); endpoint route only.
+    capacity: Any = None
 
 
 def python_stub_files(server_pid: int) -> dict[str, set[str]]:
@@ -214,12 +216,18 @@ def ensemble_of(model_dir: Path, artifact: Path) -> str:
 
 @contextmanager
 def serve_artifact(
-    artifact: Path, *, startup_timeout: float = 300.0, route: str = ENDPOINT
+    artifact: Path,
+    *,
+    startup_timeout: float = 300.0,
+    route: str = ENDPOINT,
+    capacity_loads: int = 1,
 ) -> Iterator[ServedArtifact]:
     """Serve `artifact` for a test; stop the server (and its stubs) on exit, even on failure.
 
     `route` "endpoint" (default): loaded by TargetModel on a local SageMaker-style multi-model
     endpoint. "repository": the unpacked tar as a plain model repository.
+    On the endpoint route the load is measured (`served.capacity`, `mmepack.capacity`);
+    `capacity_loads` > 1 loads it that many times for the spread of the cold load.
     Each server first takes one of the machine's test-server slots (`mmepack.testing.slots`,
     `MMEPACK_TEST_SERVERS`), so many model tests at once never start more servers than fit.
     """
@@ -227,7 +235,7 @@ def serve_artifact(
         raise ValueError(f"route must be {ENDPOINT!r} or {REPOSITORY!r}, got {route!r}")
     with server_slot(artifact.name):
         if route == ENDPOINT:
-            with _serve_on_endpoint(artifact, startup_timeout) as served:
+            with _serve_on_endpoint(artifact, startup_timeout, capacity_loads) as served:
                 yield served
         else:
             with _serve_repository(artifact, startup_timeout) as served:
@@ -235,7 +243,10 @@ def serve_artifact(
 
 
 @contextmanager
-def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[ServedArtifact]:
+def _serve_on_endpoint(
+    artifact: Path, startup_timeout: float, capacity_loads: int = 1
+) -> Iterator[ServedArtifact]:
+    from mmepack.capacity.measure import LoadMeasurement
     from mmepack.testing.endpoint_client import EndpointClient
 
     if not artifact.is_file():
@@ -248,8 +259,9 @@ def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[Serve
             file=sys.stderr,
             flush=True,
         )
+        measurement = LoadMeasurement(endpoint, target_model, artifact, capacity_loads)
         try:
-            endpoint.load(target_model, wait=startup_timeout)
+            measurement.load(wait=startup_timeout)
         except LoadFailed as failure:
             # Namespacing prefixes every model with its repository; drop it for reading.
             repository = endpoint.models_root / model_hash(target_model) / "model"
@@ -278,6 +290,7 @@ def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[Serve
                 target_model=target_model,
                 route=ENDPOINT,
                 endpoint=endpoint,
+                capacity=measurement,
             )
         finally:
             client.close()
