@@ -251,3 +251,24 @@ def test_a_deleted_or_loosened_file_is_written_again(tmp_path: Path) -> None:
     path.unlink()
     write_passthrough_file(tmp_path, {})
     assert json.loads(path.read_text()) == {}
+
+
+def test_the_publish_uploads_variables_join_the_file(tmp_path: Path) -> None:
+    # The upload asks for [mmepack-publish].env_passthrough on top of [mmepack]'s: both reach
+    # the file, and a variable neither list names does not.
+    mmepack, _ = _subsystems()
+    machine = {**_machine(3), "GITHUB_SHA": "c0ffee", "UNLISTED": "never"}
+    run_rule_with_mocks(
+        write_passthrough,
+        rule_args=[
+            PassthroughRequest(("GITHUB_SHA", "AWS_SESSION_TOKEN")),
+            RunId(3),
+            mmepack,
+            NamedCachesDirOption(tmp_path),
+        ],
+        mock_gets=[MockGet(EnvironmentVars, (EnvironmentVarsRequest,), _environment_vars(machine))],
+    )
+    assert json.loads(passthrough_file(tmp_path).read_text()) == {
+        **_machine(3),
+        "GITHUB_SHA": "c0ffee",
+    }
