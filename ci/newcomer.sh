@@ -6,4 +6,6 @@
 # (the CLI PEX's Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The publish phase runs a moto S3 server on loopback (the version 3rdparty/python's lock pins).
+python3.11 -c 'import moto.server' 2>/dev/null || python3.11 -m pip install --quiet 'moto[server]==5.2.5'
 python3.11 tests/e2e_newcomer_clone.py

@@ -11,7 +11,10 @@ change the page and this test runs the new commands.
 Further phases follow the page's, each in its own function, on the same clone:
 
 - the CLI (`dist/src.mmepack/cli.pex package`) and `./pants package` write the same bytes;
-- a `./pants package` that fails leaves no earlier artifact of the model in `dist/`.
+- a `./pants package` that fails leaves no earlier artifact of the model in `dist/`;
+- issue 27 (`drift_and_tested_publish`): a weight rewritten without recording it is reported by
+  `lint` and `package`; recorded, the test fails readably; `./pants publish` on main refuses
+  the untested artifact and uploads the tested one once (a moto S3 server on loopback).
 
 Cost: minutes (Pants runs in a fresh build root), so it is not part of `./pants test ::`;
 `ci/newcomer.sh` runs it on every CI run. It keeps to the machine's named caches
@@ -34,10 +37,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -321,12 +327,158 @@ def newcomer_path(workdir: Path) -> Steps:
     )
     cli_and_pants_agree(steps, model, workdir)
     failed_package_leaves_nothing(steps, model)
+    drift_and_tested_publish(steps, workdir, model)
     return steps
 
 
+# --------------------------------------------------------------------------- issue 27's phase
+# Self-contained after the flow above: it needs only the clone, the model and the CLI PEX.
+
+_BUMP_WEIGHT = """
+import sys, onnx
+from onnx import numpy_helper
+model = onnx.load(sys.argv[1])
+first = model.graph.initializer[0]
+first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) + 1.0, first.name))
+onnx.save(model, sys.argv[1])
+"""
+_CONFTEST = (
+    '"""Reports the served artifact and records the run (see mmepack.testing.pytest_plugin)."""\n'
+    "\nfrom mmepack.testing.pytest_plugin import pytest_terminal_summary  # noqa: F401\n"
+)
+
+
+def _start_moto(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A moto S3 server on loopback, from this interpreter (ci/newcomer.sh installs it)."""
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        raise AssertionError(
+            f"the publish phase needs moto[server] for {sys.executable}; ci/newcomer.sh "
+            "installs it"
+        ) from None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (workdir / "moto.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
+            return process, url
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "moto did not start"
+            time.sleep(0.3)
+
+
+def _s3(url: str, method: str, path: str) -> int:
+    """An unsigned request to moto (which accepts it for creating a bucket)."""
+    request = urllib.request.Request(f"{url}/{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _puts(workdir: Path, key: str) -> int:
+    """How many uploads of `key` moto stored, from its request log (reading an object back
+    would need signed requests)."""
+    log = (workdir / "moto.log").read_text(errors="replace")
+    return sum(1 for line in log.splitlines() if f'"PUT /{key} HTTP' in line and '" 200 ' in line)
+
+
+def drift_and_tested_publish(steps: Steps, workdir: Path, name: str) -> None:
+    """Issue 27: a weight changed without recording it is reported by lint and package; once
+    recorded, the model's test fails readably; production refuses the untested artifact and
+    takes the tested one, once ("unchanged" the second time, never "published")."""
+    clone = steps.clone
+    model = clone / "models" / name
+    # The flow above ends with a broken config; put every model name back.
+    for config in model.glob("*/config.pbtxt"):
+        text = config.read_text()
+        config.write_text(text.replace('name: "wrong"', f'name: "{config.parent.name}"'))
+    tests = model / "tests"
+    if not (tests / "conftest.py").exists():
+        # What the example's tests have (its hook writes the test record publishing needs).
+        (tests / "conftest.py").write_text(_CONFTEST)
+        with (tests / "BUILD").open("a") as build:
+            build.write('\npython_test_utils(name="test_utils")\n')
+    [onnx] = [p for p in model.glob("*/1/model.onnx") if p.with_name("model.onnx.dvc").is_file()]
+    relative = onnx.relative_to(clone)
+    original = onnx.read_bytes()
+    cli = [_python311(), CLI_PEX]
+
+    # A weight rewritten without recording it: lint and package say which file and how.
+    steps.run(
+        "rewrite weight",
+        [_python311(), CLI_PEX, "-c", _BUMP_WEIGHT, str(relative)],
+        env={**steps.env, "PEX_INTERPRETER": "1"},
+    )
+    assert onnx.read_bytes() != original
+    linted = steps.pants("lint (drift)", "lint", f"models/{name}::", ok=False)
+    assert f"{relative} differs from its DVC record" in linted, linted[-4000:]
+    assert f"mmepack add-weights {relative}" in linted, linted[-4000:]
+    packaged = steps.pants("package (drift)", "package", f"models/{name}:{name}", ok=False)
+    assert f"{relative} differs from its DVC record" in packaged, packaged[-4000:]
+
+    # Recorded (with mmepack alone, no dvc): the model's test now fails, readably.
+    steps.run("add-weights", [*cli, "add-weights", str(relative)])
+    steps.run("push-weights", [*cli, "push-weights", f"models/{name}"])
+    failed = steps.pants("test (new weight)", "test", f"models/{name}::", ok=False)
+    assert re.search(r"Mismatched elements|<- differs", failed), failed[-4000:]
+
+    moto, url = _start_moto(workdir)
+    try:
+        for bucket in ("newcomer-staging", "newcomer-production"):
+            assert _s3(url, "PUT", bucket) == 200
+        publish = [
+            "publish",
+            f"models/{name}:{name}",
+            "--mmepack-publish-branch=main",
+            "--mmepack-publish-staging-bucket=newcomer-staging",
+            "--mmepack-publish-production-bucket=newcomer-production",
+        ]
+        s3_env = {
+            **steps.env,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": url,
+        }
+        key = f"newcomer-production/{name}_1.tar.gz"
+
+        # Its last test run failed: production refuses these bytes and says how to test them.
+        refused = steps.run(
+            "publish (untested)", ["./pants", "--no-pantsd", *publish], ok=False, env=s3_env
+        )
+        assert "refusing to publish to production: " in refused, refused[-4000:]
+        assert _puts(workdir, key) == 0
+
+        # The original weight again, recorded; its test passes and records these bytes.
+        onnx.write_bytes(original)
+        steps.run("add-weights (original)", [*cli, "add-weights", str(relative)])
+        tested = steps.pants("test (original weight)", "test", f"models/{name}::")
+        assert _passed(tested) > 0, tested[-4000:]
+        accepted = steps.run("publish (tested)", ["./pants", "--no-pantsd", *publish], env=s3_env)
+        assert f"s3://{key} (uploaded)" in accepted, accepted[-4000:]
+        assert _puts(workdir, key) == 1
+        again = steps.run("publish (again)", ["./pants", "--no-pantsd", *publish], env=s3_env)
+        assert "unchanged" in again and not re.search(r"published\.", again), again[-4000:]
+        assert _puts(workdir, key) == 1
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+
+
 def test_newcomer_model_passes_every_goal_in_a_clean_clone(tmp_path: Path) -> None:
-    steps = newcomer_path(tmp_path)
-    print(steps.report())
+    print(newcomer_path(tmp_path).report())
 
 
 if __name__ == "__main__":

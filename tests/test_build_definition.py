@@ -73,3 +73,40 @@ def test_artifact_bytes_do_not_depend_on_source_permissions(tmp_path: Path) -> N
         result = write_artifact(directory, "1", out, env, [], stub)
         digests.append(hashlib.sha256(result.path.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_no_target_names_the_local_dvc_remote_folder() -> None:
+    # A team that moves its weights to S3 deletes dvc-remote/ (README's team setup); a target
+    # whose sources glob into it then warns "Unmatched glob" on every package.
+    for build in (REPO / "BUILD", REPO / "tests" / "BUILD", *REPO.glob("models/*/BUILD")):
+        text = build.read_text()
+        assert '"dvc-remote/' not in text, f"{build} names files under dvc-remote/"
+
+
+def test_lock_without_python_takes_the_build_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `./pants lock-envs` on a target without python_version passes no --python (issue 27):
+    # the CLI then takes what package takes, never the text "None".
+    from types import SimpleNamespace
+
+    import mmepack.environment.lock as lock
+
+    asked: list[str] = []
+
+    def fake_lock(model_dir: Path, python: str, **_: object) -> SimpleNamespace:
+        asked.append(python)
+        return SimpleNamespace(
+            path=model_dir / "requirements.lock", python=python, platform="p", pins=[]
+        )
+
+    monkeypatch.setattr(lock, "lock_model", fake_lock)
+    model = tmp_path / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "requirements.txt").write_text("numpy<2\n")
+    (model / "BUILD").write_text('triton_model(name="m", python_version="3.12")\n')
+    assert main(["lock", str(model)]) == 0
+    (model / "BUILD").write_text('triton_model(name="m")\n')
+    (tmp_path / "pants.toml").write_text('[mmepack]\npython_version = "3.10"\n')
+    assert main(["lock", str(model)]) == 0
+    assert asked == ["3.12", "3.10"]

@@ -79,7 +79,9 @@ def test_two_cases_and_no_test_code_pass(
     assert "doubler_cases.py::test_case[single] PASSED" in out
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite is not None and suite.get("name") == "doubler"
-    assert suite.get("tests") == "2" and suite.get("failures") == "0"
+    # Two cases and the capacity budgets' item (mmepack.capacity).
+    assert suite.get("tests") == "3" and suite.get("failures") == "0"
+    assert "doubler_cases.py::test_capacity PASSED" in out
 
 
 def test_wrong_expected_value_fails_readably(
@@ -156,7 +158,7 @@ def test_record_then_test_passes_and_changes_need_accept(
     }
 
     assert main(["test-cases", str(artifact), str(model_dir), *STARTUP]) == 0
-    assert "2 passed" in capsys.readouterr().out
+    assert "3 passed" in capsys.readouterr().out  # two cases and the capacity budgets
 
 
 def test_misspelt_input_fails_before_a_server_starts(

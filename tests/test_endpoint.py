@@ -47,6 +47,13 @@ from tests.demo_models import write_ensemble_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = "screen_detector"
+# The second example (models/risk_score), a tabular model loaded beside the first.
+TABULAR = "risk_score"
+SAFE_RECORD = '{"amount": 42.5, "account_age_days": 900, "country_mismatch": false}'
+RISKY_RECORD = (
+    '{"amount": 4200, "account_age_days": 3, "failed_logins_24h": 4, "txn_count_1h": 9, '
+    '"country_mismatch": true, "credit_utilization": 0.95}'
+)
 THRESHOLD_LINE = b'value: { string_value: "0.5" }'
 
 
@@ -56,7 +63,7 @@ THRESHOLD_LINE = b'value: { string_value: "0.5" }'
 def repository_artifacts() -> list[Path]:
     """The packaged artifact of every model directory of the repository."""
     models = sorted(p.parent.name for p in (REPO_ROOT / "models").glob("*/model_version.txt"))
-    assert EXAMPLE in models, f"model files not in the sandbox: {models}"
+    assert EXAMPLE in models and TABULAR in models, f"model files not in the sandbox: {models}"
     return [find_artifact(model) for model in models]
 
 
@@ -95,6 +102,15 @@ def image_request(images: list[bytes], outputs: list[str]) -> tuple[bytes, str]:
     tensor.set_data_from_numpy(np.array(images, dtype=np.object_).reshape(-1, 1))
     body, size = httpclient.InferenceServerClient.generate_request_body(
         [tensor], outputs=[httpclient.InferRequestedOutput(o) for o in outputs]
+    )
+    return body, f"{BINARY_JSON};json-header-size={size}"
+
+
+def risk_request(records: list[str]) -> tuple[bytes, str]:
+    tensor = httpclient.InferInput("FEATURES_JSON", [len(records), 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([r.encode() for r in records], np.object_).reshape(-1, 1))
+    body, size = httpclient.InferenceServerClient.generate_request_body(
+        [tensor], outputs=[httpclient.InferRequestedOutput(o) for o in ("DECISION", "REASON_CODES")]
     )
     return body, f"{BINARY_JSON};json-header-size={size}"
 
@@ -180,11 +196,25 @@ def test_every_artifact_and_two_versions_answer_on_one_endpoint(
     for target in sorted(artifacts):
         if target.startswith("broken_"):
             continue
+        if target.startswith(f"{TABULAR}_"):
+            # The tabular example beside the vision one: JSON in, decision and reasons out.
+            result = invoke(runtime, endpoint, target, *risk_request([RISKY_RECORD]))
+            assert bytes(result.as_numpy("DECISION")[0, 0]) == b"decline", target
+            assert bytes(result.as_numpy("REASON_CODES")[0, 0]) == b"COUNTRY_MISMATCH"
+            assert result.headers["x-mmepack-modelcachehit"] == "0", target
+            continue
         assert target.startswith(f"{EXAMPLE}_"), f"add a request for {target} to this test"
         body, ctype = image_request([paper], ["LABEL", "SCREEN_PROBABILITY"])
         result = invoke(runtime, endpoint, target, body, ctype)
         labels[target] = bytes(result.as_numpy("LABEL")[0, 0]).decode()
         assert result.headers["x-mmepack-modelcachehit"] == "0", target  # loaded on first invoke
+    # Both examples stay loaded together (co-residence) and each still answers.
+    tabular = next(t for t in artifacts if t.startswith(f"{TABULAR}_"))
+    assert tabular in endpoint.loaded(), endpoint.loaded()
+    again = invoke(runtime, endpoint, tabular, *risk_request([SAFE_RECORD, RISKY_RECORD]))
+    assert again.headers["x-mmepack-modelcachehit"] == "1"
+    decisions = [bytes(d).decode() for d in again.as_numpy("DECISION")[:, 0]]
+    assert decisions == ["approve", "decline"], decisions
     v1 = next(t for t in labels if t != f"{EXAMPLE}_2000.tar.gz")
     # Each version ran its own postprocess step: namespacing kept them apart.
     assert labels[v1] == "document" and labels[f"{EXAMPLE}_2000.tar.gz"] == "screen", labels

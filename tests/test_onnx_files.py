@@ -95,3 +95,65 @@ def test_validate_command_fails_on_it(tmp_path: Path, capsys: pytest.CaptureFixt
     root = _model_dir(tmp_path, _add_model(None, 21))
     assert main(["validate", str(root)]) == 1
     assert "ir_version" in capsys.readouterr().out
+
+
+def _tree_model(ml_opset: int) -> onnx.ModelProto:
+    """A one-leaf tree ensemble (ONNX-ML, as skl2onnx writes tree models), importing the
+    ai.onnx.ml domain at `ml_opset`."""
+    features = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])
+    score = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])
+    tree = helper.make_node(
+        "TreeEnsembleRegressor",
+        ["X"],
+        ["Y"],
+        domain="ai.onnx.ml",
+        n_targets=1,
+        nodes_featureids=[0],
+        nodes_modes=["LEAF"],
+        nodes_nodeids=[0],
+        nodes_treeids=[0],
+        nodes_values=[0.0],
+        nodes_truenodeids=[0],
+        nodes_falsenodeids=[0],
+        target_ids=[0],
+        target_nodeids=[0],
+        target_treeids=[0],
+        target_weights=[0.25],
+    )
+    graph = helper.make_graph([tree], "trees", [features], [score])
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", ml_opset)],
+    )
+    model.ir_version = 8
+    return model
+
+
+def test_tree_model_within_the_runtimes_ml_opset_passes(tmp_path: Path) -> None:
+    root = _model_dir(tmp_path, _tree_model(3))
+    assert validate_model_directory(root) == []
+
+
+def test_ml_opset_above_the_runtime_is_refused_at_lint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # ai.onnx.ml opset 5 (ONNX 1.16, the TreeEnsemble operator): ONNX Runtime 1.19.2 in Triton
+    # 2.51.0 implements ai.onnx.ml up to opset 4.
+    root = _model_dir(tmp_path, _tree_model(5))
+    problems = [p for p in validate_model_directory(root) if p.field == "opset_import"]
+    assert len(problems) == 1
+    message = str(problems[0])
+    assert "adder/1/model.onnx" in message
+    assert "opset 5 of the ai.onnx.ml domain" in message
+    assert "ONNX Runtime 1.19.2 implements up to ai.onnx.ml opset 4" in message
+    assert "target_opset={'': 21, 'ai.onnx.ml': 4}" in message
+    assert main(["validate", str(root)]) == 1
+    assert "ai.onnx.ml" in capsys.readouterr().out
+
+
+def test_the_default_domains_check_leaves_ai_onnx_ml_alone(tmp_path: Path) -> None:
+    """ml opset 4 is above nothing and below the default domain's limit: no finding for it."""
+    path = tmp_path / "trees.onnx"
+    onnx.save(_tree_model(4), str(path))
+    assert check_onnx_file(path, TargetServer()) == []
+    assert [p.field for p in check_onnx_file(path, TargetServer(triton_version="2.45.0"))] == []

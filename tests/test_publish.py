@@ -27,6 +27,7 @@ from mmepack.cli import main
 from mmepack.errors import MmepackError
 from mmepack.publish.provenance import build_provenance, git_dirty, weights_md5s
 from mmepack.publish.s3 import choose_bucket, current_branch, make_client, promote, publish_artifact
+from mmepack.publish.tested import write_test_record
 from tests.demo_models import write_ensemble_model, write_env_archive
 
 ACCESS_KEY = "AKIAMMEPACKTESTKEY01"
@@ -190,11 +191,14 @@ def _keys(s3: Any, bucket: str) -> list[str]:
 
 
 def _publish(path: Path, bucket: str, *, protect: bool = False, **kwargs: Any) -> Any:
+    provenance = build_provenance(path, commit="0123abc")
+    # What the CLI adds after a passing test run of these bytes; `promote` requires it.
+    provenance["tested"] = {"passed": True, "sha256": provenance["sha256"], "cases": ["c"]}
     return publish_artifact(
         path,
         bucket,
         "mme",
-        provenance=build_provenance(path, commit="0123abc"),
+        provenance=provenance,
         protect_existing=protect,
         multipart_threshold=THRESHOLD,
         **kwargs,
@@ -571,6 +575,8 @@ def test_cli_publish_and_promote(
     models_root = str(model_dir.parent)
 
     argv = ["publish", str(artifact), "--branch", "feature", "--models-root", models_root]
+    # A passing test run of these bytes (what `mmepack test-cases` writes), for `promote`.
+    write_test_record(artifact, passed=True, cases=["c"], exit_code=0)
     assert main([*argv, "--dry-run"]) == 0
     assert _keys(s3, staging) == []
     # What `./pants publish` passes from its build root (its sandbox has no git): the flag wins
@@ -649,3 +655,127 @@ def test_manifest_records_git_dirty(tmp_path: Path) -> None:
     path = _artifact(tmp_path, b"v1")
     assert build_provenance(path, commit="c", dirty=True)["git_dirty"] is True
     assert build_provenance(path, commit="c", dirty=False)["git_dirty"] is False
+
+
+# --------------------------------------------------------------------------- tested bytes only
+
+
+def _main_publish(artifact: Path, production: str, *extra: str) -> list[str]:
+    return [
+        "publish",
+        str(artifact),
+        "--branch=main",
+        f"--production-bucket={production}",
+        "--prefix=mme/",
+        "--commit=c0ffee",
+        "--git-dirty=false",
+        f"--test-records={artifact.parent / 'no-records-here'}",
+        *extra,
+    ]
+
+
+def test_production_refuses_bytes_without_a_passing_test_record(
+    s3: Any, buckets: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, production = buckets
+    artifact = _artifact(tmp_path / "a", b"v1", size=10_000)
+    assert main(_main_publish(artifact, production)) == 1
+    err = capsys.readouterr().err
+    assert f"{artifact}: refusing to publish to production: no passing test run" in err
+    assert f"`mmepack test-cases {artifact} <model dir>`" in err and "--untested=" in err
+    assert _keys(s3, production) == []
+
+    # A failed run, or a passing run of other bytes, is no record of these.
+    write_test_record(artifact, passed=False, cases=["c"], exit_code=1)
+    assert main(_main_publish(artifact, production)) == 1
+    other = _artifact(tmp_path / "b", b"v1-other", size=10_000)
+    write_test_record(other, passed=True, cases=["c"], exit_code=0)
+    (tmp_path / "b" / "demo_1.tar.gz.tested.json").replace(
+        tmp_path / "a" / "demo_1.tar.gz.tested.json"
+    )
+    assert main(_main_publish(artifact, production)) == 1
+    assert _keys(s3, production) == []
+    capsys.readouterr()
+
+    # The passing record of these exact bytes lets them through, and the manifest says so.
+    write_test_record(artifact, passed=True, cases=["c"], exit_code=0)
+    report = tmp_path / "report.json"
+    assert main(_main_publish(artifact, production, f"--report={report}")) == 0
+    manifest = json.loads(_get(s3, production, "mme/demo_1.tar.gz.manifest.json"))
+    assert manifest["tested"]["passed"] is True
+    assert manifest["tested"]["sha256"] == _sha(artifact.read_bytes())
+    assert json.loads(report.read_text())["results"][0]["status"] == "uploaded"
+
+    # Publishing the same bytes again: the report says "unchanged", which `./pants publish` shows.
+    assert main(_main_publish(artifact, production, f"--report={report}")) == 0
+    assert json.loads(report.read_text())["results"][0]["status"] == "unchanged"
+
+
+def test_untested_override_is_loud_and_written_into_the_manifest(
+    s3: Any, buckets: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, production = buckets
+    artifact = _artifact(tmp_path, b"v1", size=10_000)
+    assert main(_main_publish(artifact, production, "--untested=hotfix INC-42")) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "NO passing test run" in err and "hotfix INC-42" in err
+    manifest = json.loads(_get(s3, production, "mme/demo_1.tar.gz.manifest.json"))
+    assert manifest["tested"] == {
+        "passed": False,
+        "override": True,
+        "reason": "hotfix INC-42",
+        "sha256": _sha(artifact.read_bytes()),
+    }
+
+
+def test_promote_refuses_untested_staging_bytes_unless_overridden(
+    s3: Any, buckets: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    staging, production = buckets
+    artifact = _artifact(tmp_path, b"v1", size=10_000)
+    argv = ["publish", str(artifact), "--branch=feature", f"--staging-bucket={staging}"]
+    assert main([*argv, "--prefix=mme/", f"--test-records={tmp_path / 'none'}"]) == 0
+    promote_argv = [
+        "promote",
+        "demo",
+        "1",
+        f"--staging-bucket={staging}",
+        f"--production-bucket={production}",
+        "--prefix=mme/",
+    ]
+    assert main(promote_argv) == 1
+    assert "records no passing test run of these bytes" in capsys.readouterr().err
+    assert _keys(s3, production) == []
+
+    # Tested since: publishing the same bytes to staging again carries the record to the
+    # manifest (the object itself is unchanged), and promote accepts it.
+    write_test_record(artifact, passed=True, cases=["c"], exit_code=0)
+    assert main([*argv, "--prefix=mme/"]) == 0
+    assert "unchanged" in capsys.readouterr().out
+    assert main(promote_argv) == 0
+    manifest = json.loads(_get(s3, production, "mme/demo_1.tar.gz.manifest.json"))
+    assert manifest["tested"]["passed"] is True
+
+
+def test_promote_override_is_recorded_in_the_production_manifest(
+    s3: Any, buckets: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    staging, production = buckets
+    artifact = _artifact(tmp_path, b"v1", size=10_000)
+    argv = ["publish", str(artifact), "--branch=feature", f"--staging-bucket={staging}"]
+    assert main([*argv, "--prefix=mme/", f"--test-records={tmp_path / 'none'}"]) == 0
+    code = main(
+        [
+            "promote",
+            "demo",
+            "1",
+            f"--staging-bucket={staging}",
+            f"--production-bucket={production}",
+            "--prefix=mme/",
+            "--untested=rollback",
+        ]
+    )
+    assert code == 0
+    assert "WARNING" in capsys.readouterr().err
+    manifest = json.loads(_get(s3, production, "mme/demo_1.tar.gz.manifest.json"))
+    assert manifest["tested"]["override"] is True and manifest["tested"]["reason"] == "rollback"

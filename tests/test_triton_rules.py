@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mmepack.model.repository import read_triton_model
 from mmepack.validate import Problem, validate_model_directory
+from mmepack.validate.triton_rules import custom_backend_of, inferred_platform_backend
 from tests.test_validate import (
     ENS,
     IDENTITY,
@@ -414,6 +416,12 @@ SOLO_CASES = [
         refused("instance_group.gpus", "has kind KIND_MODEL but specifies", "gpus"),
     ),
     case(
+        "negative_gpu_id",
+        Replace(S, "    kind: KIND_CPU\n", "    kind: KIND_GPU\n    gpus: [ -1 ]\n"),
+        refused("instance_group.gpus", "specifies invalid or unsupported gpu id -1", "gpus"),
+        Expect(S, "instance_group", "KIND_GPU needs a GPU host", "KIND_GPU", "warning"),
+    ),
+    case(
         "profile_not_tensorrt",
         Replace(S, "    kind: KIND_CPU\n", '    kind: KIND_CPU\n    profile: [ "0" ]\n'),
         refused("instance_group.profile", "only supported for TensorRT", "profile"),
@@ -519,6 +527,51 @@ def test_steps_take_their_backend_from_the_model_file(tmp_path: Path) -> None:
     apply(root, Replace(NET_CFG, 'backend: "onnxruntime"\n', ""))
     apply(root, Replace(POST_CFG, 'backend: "python"\n', ""))
     assert validate_model_directory(root) == []
+
+
+def test_step_whose_backend_comes_from_its_folder_name_is_accepted(tmp_path: Path) -> None:
+    """Triton's custom-backend fallback: a step `<name>.<backend>` with no platform, backend or
+    model file runs on that backend (core r24.10 AutoCompleteBackendFields), as Triton's QA
+    model-config suites load such models. Accepted, packaged under that folder name."""
+    root = write_good(tmp_path / "d")
+    post = root / "demo_post"
+    post.rename(root / "demo_post.identity")
+    apply(root, Replace("demo_post.identity/config.pbtxt", 'backend: "python"\n', ""))
+    apply(root, Replace("demo_post.identity/config.pbtxt", '"demo_post"', '"demo_post.identity"'))
+    apply(root, Remove("demo_post.identity/1/model.py"))
+    (root / "demo_post.identity" / "1" / "model.identity").write_text("weights\n")
+    apply(root, Replace(ENS, 'model_name: "demo_post"', 'model_name: "demo_post.identity"'))
+    problems = validate_model_directory(root)
+    assert [p for p in problems if p.severity == "error"] == [], _describe(problems)
+    model = read_triton_model(root / "demo_post.identity")
+    assert inferred_platform_backend(model) == ("", "identity")
+    # A suffix that names a backend with a usual file: without that file Triton's fallback
+    # sets default_model_filename model.<backend>, which must then be there.
+    (root / "demo_post.identity").rename(root / "demo_post.python")
+    apply(
+        root, Replace("demo_post.python/config.pbtxt", '"demo_post.identity"', '"demo_post.python"')
+    )
+    apply(root, Replace(ENS, 'model_name: "demo_post.identity"', 'model_name: "demo_post.python"'))
+    missing = [p for p in validate_model_directory(root) if p.severity == "error"]
+    assert len(missing) == 1 and "1/model.python is missing" in missing[0].message, missing
+    (root / "demo_post.python").rename(root / "demo_post.identity")
+    apply(
+        root,
+        Replace("demo_post.identity/config.pbtxt", '"demo_post.python"', '"demo_post.identity"'),
+    )
+    apply(root, Replace(ENS, 'model_name: "demo_post.python"', 'model_name: "demo_post.identity"'))
+    # Without the suffix Triton cannot tell: still refused, and the fix names the suffix form.
+    (root / "demo_post.identity").rename(root / "demo_post")
+    apply(root, Replace(ENS, 'model_name: "demo_post.identity"', 'model_name: "demo_post"'))
+    apply(root, Replace(POST_CFG, '"demo_post.identity"', '"demo_post"'))
+    refusals = [p for p in validate_model_directory(root) if p.field == "backend"]
+    assert len(refusals) == 1 and "name the folder <name>.<backend>" in refusals[0].message
+
+
+def test_custom_backend_name_is_the_text_after_the_first_dot() -> None:
+    assert custom_backend_of("scale.identity") == "identity"
+    assert custom_backend_of("a.b.c") == "b.c"
+    assert custom_backend_of("plain") is None and custom_backend_of("trailing.") is None
 
 
 def _identity(root: Path, name: str, extra: str = "") -> None:

@@ -29,6 +29,7 @@ SAMPLE = (
     "preserve_ordering_with_delay",
     "sequence_control_without_values",
     "kind_cpu_with_gpus",
+    "negative_gpu_id",
     "model_metrics_not_in_2_51",
 )
 QUOTED = re.compile(r'refuses to load it: "(.*?)"')
@@ -69,4 +70,25 @@ def test_server_loads_what_validation_accepts(tmp_path: Path) -> None:
     assert validate_model_directory(root) == []
     for ensemble in ("outer", "inner"):
         (root / ensemble / "1").mkdir()  # the packager adds these; git cannot hold them
+    assert _server_error(root, tmp_path) is None
+
+
+def test_server_loads_a_step_in_a_backend_named_folder(tmp_path: Path) -> None:
+    # A step folder `step_b.python` (Triton's custom-backend form) that sets no platform or
+    # backend: validation accepts the dotted name, and Triton loads the step. Its 1/model.py
+    # names the backend first; without it Triton would fall back to the name's suffix and the
+    # Python backend would refuse the file that implies ("Python model file name must end
+    # with '.py'. Model name is "model.python"", seen on 2.51).
+    root = _nested(tmp_path, NESTED)
+    step = root / "step_b"
+    config = step / "config.pbtxt"
+    config.write_text(
+        config.read_text().replace('backend: "python"\n', "").replace('"step_b"', '"step_b.python"')
+    )
+    step.rename(root / "step_b.python")
+    outer = root / "outer" / "config.pbtxt"
+    outer.write_text(outer.read_text().replace('"step_b"', '"step_b.python"'))
+    assert validate_model_directory(root) == []
+    for ensemble in ("outer", "inner"):
+        (root / ensemble / "1").mkdir()
     assert _server_error(root, tmp_path) is None

@@ -868,6 +868,13 @@ def test_real_screen_detector_has_no_errors() -> None:
     assert [p for p in problems if p.severity == "error"] == [], _describe(problems)
 
 
+def test_real_risk_score_has_no_errors() -> None:
+    """The tabular example (its ONNX file is DVC-tracked, so not pulled here: the configs)."""
+    model = REPO_ROOT / "models" / "risk_score"
+    assert (model / "risk_score" / "config.pbtxt").is_file(), "model files not in sandbox"
+    assert validate_model_directory(model) == []
+
+
 def test_cli_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = write_good(tmp_path / "models" / "good")
     assert main(["validate", str(good)]) == 0

@@ -204,7 +204,7 @@ def test_local_copy_that_differs_from_its_record_is_reported_as_such(
     assert code == 1
     message = _only_error(err)
     assert f"{clone / WEIGHT} differs from its DVC record" in message
-    assert "`dvc add` the file, `dvc push`" in message
+    assert f"`mmepack add-weights {clone / WEIGHT}` (or `dvc add" in message
     assert (clone / WEIGHT).read_bytes() == b"edited by hand"  # never overwritten
     assert remote.moto.object_gets(BUCKET) == gets
 

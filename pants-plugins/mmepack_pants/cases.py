@@ -6,7 +6,10 @@ every `triton_model`, and for one with case files
    fails in seconds, before anything is packaged or served;
 2. the package rule builds the artifact (answered from Pants' cache when unchanged);
 3. `mmepack test-cases` serves it on the local multi-model endpoint and runs one pytest item
-   per case, writing JUnit XML that `[test].report` collects.
+   per case, writing JUnit XML that `[test].report` collects and a record of the run with the
+   artifact's sha256, which Pants writes under dist/test/ and a production publish requires,
+   and measures what the model costs an endpoint (`<artifact>.capacity.json`, written there
+   too), failing the run when it is over the target's `capacity_budget`.
 A model without case files reports "no tests". All behaviour is the library's; this rule only
 gathers files and runs the case runner PEX.
 """
@@ -15,14 +18,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 from pants.backend.python.subsystems.pytest import PyTest
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.test import TestExtraEnv, TestFieldSet, TestRequest, TestResult, TestSubsystem
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     Digest,
     DigestSubset,
@@ -37,9 +39,16 @@ from pants.util.logging import LogLevel
 
 from mmepack_pants.cli import CasesRunnerRequest
 from mmepack_pants.package import TritonModelPackageFieldSet
-from mmepack_pants.subsystem import MmepackSubsystem, ModelCasesSubsystem
+from mmepack_pants.passthrough import (
+    APPEND_ONLY_CACHES,
+    PassthroughRequest,
+    PassthroughWritten,
+    process_env,
+)
+from mmepack_pants.subsystem import ModelCasesSubsystem
 from mmepack_pants.target_types import (
     DEFAULT_CASES_GLOB,
+    TritonModelCapacityBudgetField,
     TritonModelCasesField,
     TritonModelOutputDirField,
     TritonModelPythonVersionField,
@@ -60,6 +69,7 @@ class TritonModelTestFieldSet(TestFieldSet):
     timeout: TritonModelTestTimeoutField
     python_version: TritonModelPythonVersionField
     output_dir: TritonModelOutputDirField
+    capacity_budget: TritonModelCapacityBudgetField
 
 
 class ModelCasesRequest(TestRequest):
@@ -78,6 +88,26 @@ def data_globs(case_files: Tuple[str, ...]) -> Tuple[str, ...]:
     return tuple(sorted({f"{os.path.dirname(path)}/**" for path in case_files}))
 
 
+# The library's name for a test run's record (mmepack.publish.tested.RECORD_SUFFIX); stated
+# here because the plugin does not import the library.
+TEST_RECORD_SUFFIX = ".tested.json"
+
+
+def record_path_of(artifact: str) -> str:
+    """Where `mmepack test-cases` writes the record of a run on `artifact`."""
+    return artifact + TEST_RECORD_SUFFIX
+
+
+# The library's suffix of a run's capacity record (mmepack.capacity.record.CAPACITY_SUFFIX);
+# stated here because the plugin does not import the library.
+CAPACITY_SUFFIX = ".capacity.json"
+
+
+def budget_args(budget: Optional[Mapping[str, str]]) -> Tuple[str, ...]:
+    """`--budget KEY=VALUE` for each key of the BUILD field; the library checks them."""
+    return tuple(f"--budget={key}={value}" for key, value in sorted((budget or {}).items()))
+
+
 def _timeout(field_set: TritonModelTestFieldSet, test: TestSubsystem) -> Optional[int]:
     if not test.timeouts:
         return None
@@ -88,7 +118,6 @@ def _timeout(field_set: TritonModelTestFieldSet, test: TestSubsystem) -> Optiona
 async def run_model_cases(
     batch: ModelCasesRequest.Batch[TritonModelTestFieldSet, Any],
     test_subsystem: TestSubsystem,
-    mmepack: MmepackSubsystem,
     extra_env: TestExtraEnv,
     pytest: PyTest,
 ) -> TestResult:
@@ -106,11 +135,11 @@ async def run_model_cases(
     if not case_files.files:
         return TestResult.no_tests_found(address, test_subsystem.output)
 
-    data, model_files, runner, env_vars = await MultiGet(
+    data, model_files, runner, _ = await MultiGet(
         Get(Snapshot, PathGlobs(data_globs(case_files.files))),
         Get(SourceFiles, SourceFilesRequest([field_set.sources])),
         Get(VenvPex, CasesRunnerRequest()),
-        Get(EnvironmentVars, EnvironmentVarsRequest(mmepack.env_passthrough)),
+        Get(PassthroughWritten, PassthroughRequest()),
     )
     # The runner reads only the config files (for shapes and types), never the weights.
     configs = await Get(
@@ -120,7 +149,8 @@ async def run_model_cases(
         ),
     )
     cases_input = await Get(Digest, MergeDigests([data.digest, configs]))
-    env = {**dict(env_vars), **dict(extra_env.env)}
+    # The machine's variables reach the runner outside its cache key (passthrough.py).
+    env = process_env(extra_env.env)
     check = await Get(
         FallibleProcessResult,
         VenvPexProcess(
@@ -129,6 +159,7 @@ async def run_model_cases(
             description=f"Check the test cases of {address}",
             input_digest=cases_input,
             extra_env=env,
+            append_only_caches=APPEND_ONLY_CACHES,
             level=LogLevel.DEBUG,
         ),
     )
@@ -149,6 +180,11 @@ async def run_model_cases(
     if len(artifacts) != 1:
         raise ValueError(f"{address}: packaging gave {artifacts}, expected one .tar.gz")
     report = f"{address.path_safe_spec}.cases.xml"
+    # `mmepack test-cases` records the run (passed or not) with the artifact's sha256 beside
+    # it; as the test's extra output Pants writes it under dist/test/<target>/, from its cache
+    # too, where a production publish looks for it.
+    record = record_path_of(artifacts[0])
+    capacity = artifacts[0] + CAPACITY_SUFFIX
     result = await Get(
         FallibleProcessResult,
         VenvPexProcess(
@@ -159,11 +195,13 @@ async def run_model_cases(
                 model_dir,
                 f"--cases={pattern}",
                 f"--junit-xml={report}",
+                *budget_args(field_set.capacity_budget.value),
             ],
             description=f"Run the test cases of {address} on the local endpoint",
             input_digest=await Get(Digest, MergeDigests([cases_input, built.digest])),
-            output_files=(report,),
+            output_files=(report, record, capacity),
             extra_env=env,
+            append_only_caches=APPEND_ONLY_CACHES,
             timeout_seconds=_timeout(field_set, test_subsystem),
             # The slot number pytest test processes get (`[pytest].execution_slot_var`), so
             # a bound on concurrent test servers counts case runs too.
@@ -177,9 +215,19 @@ async def run_model_cases(
             level=LogLevel.DEBUG,
         ),
     )
-    xml = await Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([report])))
+    xml, records = await MultiGet(
+        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([report]))),
+        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([record, capacity]))),
+    )
     return TestResult.from_fallible_process_result(
-        result, address, test_subsystem.output, xml_results=xml if xml.files else None
+        result,
+        address,
+        test_subsystem.output,
+        xml_results=xml if xml.files else None,
+        # Written under dist/test/, from the cache too, where `publish` and `mmepack capacity`
+        # find them.
+        extra_output=records if records.files else None,
+        log_extra_output=True,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmepack_pants.cases import case_globs, data_globs
+from mmepack_pants.cases import budget_args, case_globs, data_globs
 from mmepack_pants.target_types import DEFAULT_CASES_GLOB, TritonModelTarget
 
 
@@ -23,4 +23,12 @@ def test_data_files_come_from_every_folder_holding_a_case() -> None:
 
 def test_triton_model_has_the_cases_and_timeout_fields() -> None:
     aliases = {field.alias for field in TritonModelTarget.core_fields}
-    assert {"cases", "timeout"} <= aliases
+    assert {"cases", "timeout", "capacity_budget"} <= aliases
+
+
+def test_capacity_budget_becomes_the_library_flags() -> None:
+    assert budget_args({"host_memory_mb": "800", "cold_load_s": "30"}) == (
+        "--budget=cold_load_s=30",
+        "--budget=host_memory_mb=800",
+    )
+    assert budget_args(None) == ()

@@ -35,6 +35,7 @@ from pants.util.logging import LogLevel
 
 from mmepack_pants.cli import EnvBuilderRequest
 from mmepack_pants.env_report import REPORT_FILE, EnvReport, EnvReportError
+from mmepack_pants.passthrough import APPEND_ONLY_CACHES, process_env
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 
 # File names inside the builder's sandbox; the library's defaults are the same names, but the
@@ -46,6 +47,8 @@ LOCK_FILE = "requirements.lock"
 _PIP_CACHE = ".cache/mmepack-pip"
 # The library's progress log, in its environment cache folder (mmepack.names.PROGRESS_LOG).
 PROGRESS_LOG = "progress.log"
+# What `progress_log_path` reads: no credential among them.
+PROGRESS_LOG_VARIABLES = ("MMEPACK_ENV_CACHE", "XDG_CACHE_HOME", "HOME")
 
 
 class MmepackBuildError(Exception):
@@ -179,7 +182,8 @@ async def build_python_env(
         Get(Digest, RemovePrefix(requirements_only, request.model_dir)),
         Get(Digest, PathGlobs(stub_dir_globs(target_server))),
         Get(VenvPex, EnvBuilderRequest()),
-        Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
+        # Only for the description, which is in no cache key: where the progress log is.
+        Get(EnvironmentVars, EnvironmentVarsRequest(PROGRESS_LOG_VARIABLES)),
     )
     builder_input = await Get(Digest, MergeDigests([requirements, stubs]))
     result = await Get(
@@ -199,14 +203,18 @@ async def build_python_env(
             ),
             input_digest=builder_input,
             output_files=[ENV_FILE, STUB_FILE, REPORT_FILE],
-            extra_env={
-                **env_vars,
-                "PIP_CACHE_DIR": _PIP_CACHE,
-                # Pants points pip at /dev/null for its own resolves; the environment is
-                # installed the way this machine's pip is configured (index, certificates).
-                "PIP_CONFIG_FILE": env_vars.get("PIP_CONFIG_FILE", ""),
-            },
-            append_only_caches={"mmepack_pip": _PIP_CACHE},
+            # The machine's variables (pip's index, proxies, PATH, HOME) reach the builder
+            # outside its cache key (passthrough.py); these constants are all the key holds.
+            extra_env=process_env(
+                {
+                    "PIP_CACHE_DIR": _PIP_CACHE,
+                    # Pants points pip at /dev/null for its own resolves; the environment is
+                    # installed the way this machine's pip is configured (index, certificates),
+                    # or with the passed-through PIP_CONFIG_FILE, which wins over this.
+                    "PIP_CONFIG_FILE": "",
+                }
+            ),
+            append_only_caches={"mmepack_pip": _PIP_CACHE, **APPEND_ONLY_CACHES},
             level=LogLevel.INFO,
         ),
     )

@@ -1,21 +1,22 @@
 """`./pants lock-envs ::`: write every triton_model's requirements.lock, like generate-lockfiles.
 
 Thin by design: for each model with a requirements.txt the rule runs `mmepack lock <dir>
---python <the target's python_version>` (and `--triton-version` when [triton-server].version is
-set, so the lock honours that server's numpy cap as the build does) in a sandbox holding the
-model's files, and writes the lock it produced into the workspace. Resolution needs the index, so it reruns every time
-(never answered from Pants' cache).
+--python <the target's python_version>` (none when unset: the library's default; and
+`--triton-version` when [triton-server].version is set, so the lock honours that server's numpy
+cap as the build does) in a sandbox holding the model's files, and writes the lock it produced
+into the workspace. Resolution needs the index, so it reruns every time (never answered from
+Pants' cache).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import List, Optional
 
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.console import Console
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import Digest, MergeDigests, Workspace
 from pants.engine.goal import Goal, GoalSubsystem
 from pants.engine.process import FallibleProcessResult, ProcessCacheScope
@@ -24,6 +25,12 @@ from pants.engine.target import FieldSet, Targets
 from pants.util.logging import LogLevel
 
 from mmepack_pants.cli import MmepackCliRequest
+from mmepack_pants.passthrough import (
+    APPEND_ONLY_CACHES,
+    PassthroughRequest,
+    PassthroughWritten,
+    process_env,
+)
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 from mmepack_pants.target_types import TritonModelPythonVersionField, TritonModelSourcesField
 
@@ -52,6 +59,17 @@ class _LockFieldSet(FieldSet):
     python_version: TritonModelPythonVersionField
 
 
+def lock_argv(model_dir: str, python: Optional[str]) -> List[str]:
+    """`mmepack lock` arguments: `--python` only when the target or `[mmepack].python_version`
+    says it, so an unset version (a BUILD `./pants tailor` wrote) takes the library's default
+    rather than the text "None"."""
+    return ["lock", model_dir, *([f"--python={python}"] if python else [])]
+
+
+def lock_description(address: str, python: Optional[str]) -> str:
+    return f"Lock {address} (Python {python})" if python else f"Lock {address} (mmepack's Python)"
+
+
 @goal_rule(desc="Lock the Python environments of Triton models")
 async def lock_envs(
     targets: Targets,
@@ -61,9 +79,8 @@ async def lock_envs(
     console: Console,
 ) -> LockEnvs:
     field_sets = [_LockFieldSet.create(t) for t in targets if _LockFieldSet.is_applicable(t)]
-    cli, env_vars = await MultiGet(
-        Get(VenvPex, MmepackCliRequest()),
-        Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
+    cli, _ = await MultiGet(
+        Get(VenvPex, MmepackCliRequest()), Get(PassthroughWritten, PassthroughRequest())
     )
     all_sources = await MultiGet(
         Get(SourceFiles, SourceFilesRequest([fs.sources])) for fs in field_sets
@@ -79,13 +96,16 @@ async def lock_envs(
         processes.append(
             VenvPexProcess(
                 cli,
-                argv=["lock", model_dir, f"--python={python}", *server],
-                description=f"Lock {field_set.address} (Python {python})",
+                argv=[*lock_argv(model_dir, python), *server],
+                description=lock_description(str(field_set.address), python),
                 input_digest=sources.snapshot.digest,
                 output_files=[os.path.join(model_dir, _LOCK_FILE)],
                 # The environment build resolves with this machine's pip configuration; so does
-                # the lock (Pants points pip at /dev/null for its own resolves).
-                extra_env={**env_vars, "PIP_CONFIG_FILE": env_vars.get("PIP_CONFIG_FILE", "")},
+                # the lock (Pants points pip at /dev/null for its own resolves). pip's index and
+                # its token come through passthrough.py: even an uncached process's environment
+                # is stored when a remote cache is on.
+                extra_env=process_env({"PIP_CONFIG_FILE": ""}),
+                append_only_caches=APPEND_ONLY_CACHES,
                 cache_scope=ProcessCacheScope.PER_SESSION,
                 level=LogLevel.INFO,
             )

@@ -5,13 +5,16 @@
    requirements.txt and the build options, so editing a config or model.py never rebuilds it.
 2. `mmepack package --pull`: pull the DVC weights, verify their md5s, and write the MME tar.
    Working-tree copies of DVC-tracked files are kept out of its sandbox, so only what the
-   remote holds is packed; the weights pass through mmepack's DVC cache outside the sandbox,
+   remote holds is packed (a copy that differs from its record fails the build first, through
+   `mmepack check-weights`, rather than being silently ignored); the weights pass through mmepack's DVC cache outside the sandbox,
    downloaded once per content. A local-folder remote inside the repository (the example's
    dvc-remote/) is read from the sandbox: the rule copies in the remote's objects that the
    model's `.dvc` files name, by content.
 Nothing in a process depends on where the checkout is (no absolute build-root path in its
-arguments or inputs), so two clones, or two CI runners, make the same cache keys and share one
-remote cache (README "A shared build cache").
+arguments or inputs) nor on the user's environment (credentials, PATH and HOME reach the steps
+through passthrough.py, outside their keys), so two clones, or two CI runners with different
+credentials, make the same cache keys and share one remote cache (README "A shared build
+cache").
 Each step is a Pants process, so unchanged inputs are answered from Pants' cache; behind it,
 mmepack's own content-addressed environment cache serves other runs and other checkouts.
 Both steps run in `build_triton_model`, which does not depend on the run, so pantsd keeps its
@@ -33,7 +36,6 @@ from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, Package
 from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.addresses import Address, Addresses
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     EMPTY_DIGEST,
     AddPrefix,
@@ -64,6 +66,12 @@ from mmepack_pants.environment import (
     failure,
     stub_dir_globs,
     target_args,
+)
+from mmepack_pants.passthrough import (
+    APPEND_ONLY_CACHES,
+    PassthroughRequest,
+    PassthroughWritten,
+    process_env,
 )
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 from mmepack_pants.target_types import (
@@ -137,6 +145,35 @@ async def _local_remote_objects(model: Snapshot) -> Digest:
     return await Get(Digest, MergeDigests([found.digest, more.digest]))
 
 
+# A rule helper: Pants finds its Gets only when it is defined before the rule that awaits it.
+async def _check_working_copies(
+    address: Address, model_dir: str, model: Snapshot, tracked: List[str], cli: VenvPex
+) -> None:
+    """Refuse a build whose DVC-tracked working copy differs from its `.dvc` record: the build
+    packs the recorded bytes, so the user's rewrite would otherwise be silently ignored. Only
+    the present copies and their `.dvc` files are the input: a clean clone (no copies) runs
+    nothing, and Pants answers an unchanged pair from its cache."""
+    present = [path for path in tracked if path in model.files]
+    if not present:
+        return
+    pairs = await Get(
+        Digest,
+        DigestSubset(model.digest, PathGlobs([*present, *(f"{p}.dvc" for p in present)])),
+    )
+    result = await Get(
+        FallibleProcessResult,
+        VenvPexProcess(
+            cli,
+            argv=["check-weights", model_dir],
+            description=f"Check {address}'s DVC-tracked working copies against their records",
+            input_digest=pairs,
+            level=LogLevel.DEBUG,
+        ),
+    )
+    if result.exit_code != 0:
+        raise failure(address, "the weights check", result)
+
+
 @dataclass(frozen=True)
 class PackagedModel:
     """What `build_triton_model` made: the artifact, the packaging process's result (whose
@@ -163,10 +200,9 @@ async def _build(
     address = field_set.address
     model_dir = address.spec_path
     toolchain = await Get(Addresses, ToolchainRequest())
-    transitive, toolchain_closure, env_vars, cli = await MultiGet(
+    transitive, toolchain_closure, cli = await MultiGet(
         Get(TransitiveTargets, TransitiveTargetsRequest([address])),
         Get(TransitiveTargets, TransitiveTargetsRequest(toolchain)),
-        Get(EnvironmentVars, EnvironmentVarsRequest(subsystem.env_passthrough)),
         Get(VenvPex, MmepackCliRequest()),
     )
     # The toolchain (dependencies.py) reaches the build through the CLI; its files are no input.
@@ -189,6 +225,7 @@ async def _build(
                 PathGlobs(["**", *(f"!{p}" for p in tracked), *(f"!{p}/**" for p in tracked)]),
             ),
         )
+    await _check_working_copies(address, model_dir, sources.snapshot, tracked, cli)
     remote_objects = await _local_remote_objects(sources.snapshot)
     stubs = await Get(Digest, PathGlobs(stub_dir_globs(target_server)))
     inputs = [model_files, remote_objects, stubs]
@@ -218,7 +255,9 @@ async def _build(
             description=f"Package {address} for SageMaker MME",
             input_digest=package_input,
             output_directories=[_OUT_DIR],
-            extra_env=dict(env_vars),
+            # Credentials and the machine's paths reach it outside its cache key.
+            extra_env=process_env(),
+            append_only_caches=APPEND_ONLY_CACHES,
             level=LogLevel.INFO,
         ),
     )
@@ -261,6 +300,8 @@ async def package_triton_model(
     short rules, not every model's packaging and environment rules (README "Scale benchmark").
     """
     address = field_set.address
+    # Before any step can run: the variables it needs, which are in none of their cache keys.
+    await Get(PassthroughWritten, PassthroughRequest())
     try:
         packaged = await Get(PackagedModel, TritonModelPackageFieldSet, field_set)
         if packaged.error is not None:

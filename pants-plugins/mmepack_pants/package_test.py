@@ -26,6 +26,7 @@ from mmepack_pants.package import (
     package_triton_model,
     remove_stale_artifacts,
 )
+from mmepack_pants.passthrough import PassthroughRequest, PassthroughWritten
 from mmepack_pants.target_types import TritonModelTarget
 
 ADDRESS = Address("models/foreign", target_name="foreign")
@@ -107,10 +108,13 @@ def test_build_error_from_the_work_rule_removes_the_earlier_artifact(tmp_path: P
             rule_args=[field_set, RunId(1), DistDir(relpath=Path("dist")), BuildRoot()],
             mock_gets=[
                 MockGet(
+                    PassthroughWritten, (PassthroughRequest,), lambda _: PassthroughWritten(())
+                ),
+                MockGet(
                     output_type=PackagedModel,
                     input_types=(TritonModelPackageFieldSet,),
                     mock=lambda _: failed,
-                )
+                ),
             ],
         )
     message = str(caught.value)

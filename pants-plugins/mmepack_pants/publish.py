@@ -1,17 +1,28 @@
 """`pants publish` for `triton_model` targets: `mmepack publish` on the packaged artifact.
 
 Pants builds the package first and hands it here; the upload itself (bucket by branch,
-refusal to overwrite production, checksums, provenance) is the library's job. The branch and
-commit come from CI variables or the git worktree, since the upload runs outside the repo.
+refusal to overwrite production, checksums, provenance, the tested-bytes rule) is the library's
+job. The branch and commit come from CI variables or the git worktree, since the upload runs
+outside the repo. The test records `./pants test` wrote under dist/ go into the upload's sandbox,
+so a production publish finds the passing run of the exact bytes it packages.
+
+The upload runs inside this rule and writes a JSON report (`mmepack publish --report`); what
+Pants then prints comes from that report, never from a guess: "published" only for bytes that
+were sent, "skipped (unchanged ...)" when the bucket already held them, "failed" with
+mmepack's own message otherwise. (Pants says "published" for any run process that exits 0, so
+the process handed back to it only shows what already happened.)
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.base.build_root import BuildRoot
 from pants.core.goals.publish import (
     PublishFieldSet,
     PublishOutputData,
@@ -19,10 +30,11 @@ from pants.core.goals.publish import (
     PublishProcesses,
     PublishRequest,
 )
+from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.core.util_rules.system_binaries import GitBinaryException
+from pants.core.util_rules.system_binaries import BashBinary, GitBinaryException
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import Digest, MergeDigests
+from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent, MergeDigests
 from pants.engine.process import (
     FallibleProcessResult,
     InteractiveProcess,
@@ -32,10 +44,17 @@ from pants.engine.process import (
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.option.option_types import BoolOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 from pants.vcs.git import GitWorktree, GitWorktreeRequest, MaybeGitWorktree
 
 from mmepack_pants.cli import MmepackCliRequest
+from mmepack_pants.passthrough import (
+    APPEND_ONLY_CACHES,
+    PassthroughRequest,
+    PassthroughWritten,
+    process_env,
+)
 from mmepack_pants.target_types import TritonModelSourcesField
 
 
@@ -56,6 +75,11 @@ class MmepackPublish(Subsystem):
         help="Publish as if on this branch (default: the CI's branch variable, else git's).",
     )
     dry_run = BoolOption(default=False, help="Print what would be uploaded; touch nothing.")
+    untested = StrOption(
+        default=None,
+        help="Publish to production bytes that no passing test run covers, for this reason "
+        "(`mmepack publish --untested`): loud, and written into the manifest. Unset: refused.",
+    )
     env_passthrough = StrListOption(
         default=[
             "AWS_PROFILE",
@@ -128,7 +152,94 @@ def publish_argv(
         argv.append(f"--git-dirty={'true' if git_dirty else 'false'}")
     if options.dry_run:
         argv.append("--dry-run")
+    if options.untested:
+        argv.append(f"--untested={options.untested}")
+    argv.extend(
+        [
+            f"--test-records={_RECORDS_DIR}",
+            f"--capacity-records={_RECORDS_DIR}",
+            f"--report={_REPORT_FILE}",
+        ]
+    )
     return argv
+
+
+_RECORDS_DIR = "__mmepack_test_records"
+_REPORT_FILE = "__mmepack_publish_report.json"
+# The library's suffix of a test run's record (mmepack.publish.tested.RECORD_SUFFIX).
+_RECORD_SUFFIX = ".tested.json"
+# The library's capacity record beside it (mmepack.capacity.record.CAPACITY_SUFFIX): the
+# manifest's `capacity` block comes from the one of the same bytes.
+_CAPACITY_SUFFIX = ".capacity.json"
+
+
+def find_test_records(build_root: str, dist: str, artifacts: Sequence[str]) -> List[FileContent]:
+    """The test and capacity records `./pants test` (under dist/test/) and `mmepack test-cases`
+    (beside the artifact) left for these artifacts, as files for the upload's sandbox; the library decides
+    which, if any, passed on the exact bytes. Read from the build root as plain files: dist/ is
+    not a source Pants can glob."""
+    found: List[FileContent] = []
+    root = Path(build_root) / dist
+    for artifact in artifacts:
+        for suffix in (_RECORD_SUFFIX, _CAPACITY_SUFFIX):
+            name = os.path.basename(artifact) + suffix
+            paths = [root / (artifact + suffix), *sorted((root / "test").glob(f"**/{name}"))]
+            for path in paths:
+                try:
+                    content = path.read_bytes()
+                except OSError:
+                    continue
+                found.append(FileContent(f"{_RECORDS_DIR}/{len(found)}/{name}", content))
+    return found
+
+
+def report_packages(
+    artifacts: Sequence[str], exit_code: int, output: str, report: Optional[bytes], bash: str
+) -> List[PublishPackages]:
+    """What Pants prints for each artifact, from the CLI's report of what it did."""
+    said = "\n".join(f"  {line}" for line in output.splitlines())
+
+    def shown(code: int) -> InteractiveProcess:
+        # Shows mmepack's own account (the upload already ran) with its exit status.
+        return InteractiveProcess(
+            argv=(bash, "-c", 'printf "%s\\n" "$1"; exit "$2"', "mmepack", said, str(code))
+        )
+
+    results = {}
+    if report is not None:
+        try:
+            results = {r["artifact"]: r for r in json.loads(report)["results"]}
+        except (ValueError, KeyError, TypeError):
+            results = {}
+    packages = []
+    for artifact in artifacts:
+        result = results.get(artifact)
+        if exit_code != 0 or result is None:
+            packages.append(
+                PublishPackages(
+                    names=(artifact,),
+                    process=shown(exit_code or 1),
+                    description="mmepack publish (see its message above)",
+                )
+            )
+        elif result["status"] == "unchanged":
+            packages.append(
+                PublishPackages(
+                    names=(artifact,),
+                    process=None,
+                    description=f"(unchanged: {result['url']} already holds these bytes, "
+                    "nothing was uploaded)",
+                )
+            )
+        else:
+            packages.append(
+                PublishPackages(
+                    names=(artifact,),
+                    process=shown(0),
+                    description=f"{result['url']} ({result['status']})",
+                )
+            )
+    return packages
 
 
 def worktree_dirty(git: GitWorktree) -> Optional[bool]:
@@ -177,7 +288,11 @@ class PublishTritonModelFieldSet(PublishFieldSet):
 
 @rule(desc="Publish Triton model artifacts to S3")
 async def publish_triton_model(
-    request: PublishTritonModelRequest, options: MmepackPublish
+    request: PublishTritonModelRequest,
+    options: MmepackPublish,
+    build_root: BuildRoot,
+    dist_dir: DistDir,
+    bash: BashBinary,
 ) -> PublishProcesses:
     artifacts = tuple(
         artifact.relpath
@@ -185,16 +300,25 @@ async def publish_triton_model(
         for artifact in package.artifacts
         if artifact.relpath
     )
-    cli, env, worktree, sources = await MultiGet(
+    cli, env, worktree, sources, _ = await MultiGet(
         Get(VenvPex, MmepackCliRequest()),
         Get(EnvironmentVars, EnvironmentVarsRequest(options.env_passthrough)),
         Get(MaybeGitWorktree, GitWorktreeRequest()),
         Get(SourceFiles, SourceFilesRequest([request.field_set.sources])),
+        # The upload runs as a process Pants runs itself, whose Command (environment included)
+        # is stored once a remote cache is on, even uncached: its credentials go through
+        # passthrough.py, like every other step's.
+        Get(PassthroughWritten, PassthroughRequest(tuple(options.env_passthrough))),
+    )
+    records = await Get(
+        Digest, CreateDigest(find_test_records(build_root.path, str(dist_dir.relpath), artifacts))
     )
     # The model's .dvc files ride along so the manifest can record the weights' DVC hashes.
     input_digest = await Get(
         Digest,
-        MergeDigests([sources.snapshot.digest, *(package.digest for package in request.packages)]),
+        MergeDigests(
+            [sources.snapshot.digest, records, *(package.digest for package in request.packages)]
+        ),
     )
     models_root = os.path.dirname(request.field_set.address.spec_path) or "."
     git = worktree.git_worktree
@@ -214,20 +338,20 @@ async def publish_triton_model(
             argv=argv,
             description=f"Publish {', '.join(artifacts)}",
             input_digest=input_digest,
-            extra_env=dict(env),
+            extra_env=process_env(),
+            append_only_caches=APPEND_ONLY_CACHES,
+            output_files=(_REPORT_FILE,),
+            # An upload is an effect: run it every time, never from (or into) a cache.
+            cache_scope=ProcessCacheScope.PER_SESSION,
         ),
     )
+    result = await Get(FallibleProcessResult, Process, process)
+    output = (result.stdout + result.stderr).decode(errors="replace").strip()
     if options.dry_run:
-        result = await Get(
-            FallibleProcessResult,
-            Process,
-            replace(process, cache_scope=ProcessCacheScope.PER_SESSION),
-        )
-        output = (result.stdout + result.stderr).decode(errors="replace").strip()
         return PublishProcesses([dry_run_packages(artifacts, result.exit_code, output)])
-    return PublishProcesses(
-        [PublishPackages(names=artifacts, process=InteractiveProcess.from_process(process))]
-    )
+    contents = await Get(DigestContents, Digest, result.output_digest)
+    report = next((c.content for c in contents if c.path == _REPORT_FILE), None)
+    return PublishProcesses(report_packages(artifacts, result.exit_code, output, report, bash.path))
 
 
 def rules():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +17,9 @@ from mmepack_pants.publish import (
     MmepackDryRunFailed,
     MmepackPublish,
     dry_run_packages,
+    find_test_records,
     publish_argv,
+    report_packages,
     worktree_dirty,
 )
 
@@ -29,6 +32,7 @@ def _options(**values: Any) -> MmepackPublish:
         region=None,
         branch=None,
         dry_run=False,
+        untested=None,
         env_passthrough=[],
     )
     defaults.update(values)
@@ -98,3 +102,78 @@ def test_worktree_dirty_reads_the_real_worktree(tmp_path: Path) -> None:
     assert worktree_dirty(worktree) is True
     broken = GitWorktree(GitBinary(git_path), worktree=tmp_path / "no-such")
     assert worktree_dirty(broken) is None
+
+
+def _report(status: str) -> bytes:
+    url = "s3://prod/mme/m_1.tar.gz"
+    return json.dumps(
+        {"results": [{"artifact": "mme/m_1.tar.gz", "status": status, "url": url}]}
+    ).encode()
+
+
+def test_unchanged_is_never_reported_as_published() -> None:
+    [package] = report_packages(
+        ["mme/m_1.tar.gz"],
+        0,
+        "mmepack: s3://prod/mme/m_1.tar.gz unchanged",
+        _report("unchanged"),
+        "/bin/bash",
+    )
+    # No process: Pants prints "skipped", with this description, instead of "published".
+    assert package.process is None
+    assert package.description is not None
+    assert "unchanged" in package.description and "nothing was uploaded" in package.description
+
+
+def test_uploaded_is_published_with_its_url() -> None:
+    [package] = report_packages(
+        ["mme/m_1.tar.gz"], 0, "mmepack: uploaded", _report("uploaded"), "/bin/bash"
+    )
+    assert package.process is not None
+    assert package.description == "s3://prod/mme/m_1.tar.gz (uploaded)"
+    assert package.process.process.argv[-1] == "0"
+
+
+def test_refusal_is_a_failure_with_mmepack_message() -> None:
+    [package] = report_packages(
+        ["mme/m_1.tar.gz"],
+        1,
+        "mmepack: error: refusing to publish to production",
+        None,
+        "/bin/bash",
+    )
+    assert package.process is not None
+    argv = package.process.process.argv
+    assert argv[-1] == "1" and "refusing to publish to production" in argv[-2]
+
+
+def test_production_publish_is_given_the_test_records_and_a_report(tmp_path: Path) -> None:
+    argv = publish_argv(["mme/m_1.tar.gz"], "models", _options(untested="hotfix"), {}, "main", "c")
+    assert "--untested=hotfix" in argv
+    assert any(a.startswith("--test-records=") for a in argv)
+    assert any(a.startswith("--report=") for a in argv)
+    (tmp_path / "dist/test/models.m.m/mme").mkdir(parents=True)
+    (tmp_path / "dist/test/models.m.m/mme/m_1.tar.gz.tested.json").write_text("{}")
+    (tmp_path / "dist/mme").mkdir(parents=True)
+    (tmp_path / "dist/mme/m_1.tar.gz.tested.json").write_text("{}")
+    (tmp_path / "dist/mme/other_1.tar.gz.tested.json").write_text("{}")
+    records = find_test_records(str(tmp_path), "dist", ["mme/m_1.tar.gz"])
+    assert sorted(r.path for r in records) == [
+        "__mmepack_test_records/0/m_1.tar.gz.tested.json",
+        "__mmepack_test_records/1/m_1.tar.gz.tested.json",
+    ]
+
+
+def test_the_upload_is_given_the_capacity_records_of_its_artifacts(tmp_path: Path) -> None:
+    argv = publish_argv(["mme/m_1.tar.gz"], "models", _options(), {}, "main", "c")
+    assert any(a.startswith("--capacity-records=") for a in argv)
+    (tmp_path / "dist/test/models.m.m/mme").mkdir(parents=True)
+    (tmp_path / "dist/test/models.m.m/mme/m_1.tar.gz.tested.json").write_text("{}")
+    (tmp_path / "dist/test/models.m.m/mme/m_1.tar.gz.capacity.json").write_text("{}")
+    (tmp_path / "dist/test/models.o.o/mme").mkdir(parents=True)
+    (tmp_path / "dist/test/models.o.o/mme/o_1.tar.gz.capacity.json").write_text("{}")
+    records = find_test_records(str(tmp_path), "dist", ["mme/m_1.tar.gz"])
+    assert sorted(r.path.split("/", 2)[2] for r in records) == [
+        "m_1.tar.gz.capacity.json",
+        "m_1.tar.gz.tested.json",
+    ]

@@ -9,6 +9,7 @@ from mmepack_pants import (
     lint,
     lock,
     package,
+    passthrough,
     publish,
     tailor,
 )
@@ -27,6 +28,7 @@ def rules():
         *dist_version.rules(),
         *environment.rules(),
         *package.rules(),
+        *passthrough.rules(),
         *lint.rules(),
         *lock.rules(),
         *publish.rules(),

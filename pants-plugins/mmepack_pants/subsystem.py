@@ -135,9 +135,13 @@ class MmepackSubsystem(Subsystem):
             "AWS_CONTAINER_AUTHORIZATION_TOKEN",
             "AWS_EC2_METADATA_DISABLED",
         ],
-        help=(
-            "Environment variables handed to the build processes: where to find a base Python, "
-            "pip's index and proxies, and credentials for an S3 DVC remote."
+        help=softwrap(
+            """
+            Environment variables handed to mmepack's build steps: where to find a base Python,
+            pip's index and proxies, and credentials for an S3 DVC remote. They are given
+            through a private file in the named cache `mmepack_passthrough`, never as the
+            processes' environment, so no value is in a cache key or sent to a remote cache.
+            """
         ),
         advanced=True,
     )

@@ -10,6 +10,7 @@ from pants.core.goals.test import TestTimeoutField
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     Dependencies,
+    DictStringToStringField,
     MultipleSourcesField,
     StringField,
     Target,
@@ -74,6 +75,17 @@ class TritonModelTestTimeoutField(TestTimeoutField):
     )
 
 
+class TritonModelCapacityBudgetField(DictStringToStringField):
+    alias = "capacity_budget"
+    help = (
+        "What the model may cost an endpoint, checked by `test` on the local endpoint: "
+        '`{"cold_load_s": "30", "host_memory_mb": "800"}`; keys cold_load_s, host_memory_mb, '
+        "gpu_memory_mb, shm_mb, disk_mb (an empty value unsets one). Unset keys take mmepack's "
+        "defaults (cold_load_s 45, under SageMaker's 60 s InvokeEndpoint limit; the rest "
+        "unset). A model over budget fails its test with the measured numbers."
+    )
+
+
 class TritonModelTarget(Target):
     alias = "triton_model"
     core_fields = (
@@ -84,6 +96,7 @@ class TritonModelTarget(Target):
         TritonModelOutputDirField,
         TritonModelCasesField,
         TritonModelTestTimeoutField,
+        TritonModelCapacityBudgetField,
     )
     help = (
         "A deployable Triton model repository (an ensemble and its steps, or one model). "

@@ -14,9 +14,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmepack import __version__
+from mmepack import __version__, passthrough
 from mmepack.artifact.env_layout import EnvLayout, check_layout_name
 from mmepack.build import package_model
+from mmepack.capacity.command import add_capacity_command
 from mmepack.cases.command import add_cases_commands
 from mmepack.dev.command import add_dev_command
 from mmepack.endpoint.cli import add_endpoint_command
@@ -102,9 +103,41 @@ def _cmd_pull_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_add_weights(args: argparse.Namespace) -> int:
+    from mmepack.model.dvc_commands import add_weights
+
+    for line in add_weights(args.paths, args.repo_root):
+        print(f"mmepack: {line}")
+    return 0
+
+
+def _cmd_push_weights(args: argparse.Namespace) -> int:
+    from mmepack.model.dvc_commands import push_weights
+
+    print(f"mmepack: {push_weights(args.model_dirs, args.repo_root)}")
+    return 0
+
+
+def _cmd_check_weights(args: argparse.Namespace) -> int:
+    """Fail when a DVC-tracked working copy differs from its record (what package and lint
+    report), so a rewritten weight is never silently replaced by the recorded one."""
+    from mmepack.model.drift import find_drift
+
+    files = tracked_files(args.model_dir)
+    drifted = find_drift(files)
+    if drifted:
+        raise MmepackError(
+            f"{args.model_dir}: {len(drifted)} DVC-tracked file(s) differ from their record:\n  "
+            + "\n  ".join(d.describe() for d in drifted)
+        )
+    print(f"mmepack: {len(files)} DVC-tracked file(s) of {args.model_dir}: no working copy differs")
+    return 0
+
+
 def _cmd_lock(args: argparse.Namespace) -> int:
     """Lock every given model directory (or every model under a given tree)."""
     from mmepack.environment.lock import lock_model, lock_path, read_lock
+    from mmepack.model.build_file import build_file_python, pants_toml_python
 
     targets: list[Path] = []
     for path in args.paths:
@@ -125,9 +158,15 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         )
     for model_dir in targets:
         existing = lock_path(model_dir / REQUIREMENTS_FILE)
-        python = args.python or (read_lock(existing).python if existing.is_file() else None)
-        if python is None:
-            python = DEFAULT_PYTHON
+        # The Python package builds with: the flag, the BUILD file's python_version or
+        # pants.toml's, then the existing lock's, then the library's default.
+        python = (
+            args.python
+            or build_file_python(model_dir)
+            or pants_toml_python(model_dir)
+            or (read_lock(existing).python if existing.is_file() else None)
+            or DEFAULT_PYTHON
+        )
         lock = lock_model(
             model_dir,
             python,
@@ -245,11 +284,26 @@ def _check_artifacts_exist(artifacts: Sequence[Path]) -> None:
         )
 
 
+def _write_report(path: Path | None, entries: list[dict[str, object]]) -> None:
+    """The machine-readable account of what a publish or promote did (`--report`), which the
+    Pants plugin reads instead of scraping the printed lines."""
+    if path is None:
+        return
+    import json
+
+    from mmepack.files import atomic_path
+
+    with atomic_path(path) as partial:
+        partial.write_text(json.dumps({"results": entries}, indent=2) + "\n", encoding="utf-8")
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
+    from mmepack.capacity.record import capacity_block
     from mmepack.model.version import parse_artifact_name
     from mmepack.publish.provenance import build_provenance, git_commit
     from mmepack.publish.revision import branch_name
     from mmepack.publish.s3 import choose_bucket, publish_artifact
+    from mmepack.publish.tested import DEFAULT_RECORD_DIRS, tested_entry
 
     branch = branch_name(args.branch)
     _check_artifacts_exist(args.artifacts)
@@ -261,6 +315,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     )
     commit = args.commit or git_commit()
     dirty = None if args.git_dirty is None else args.git_dirty == "true"
+    record_dirs = args.test_records or list(DEFAULT_RECORD_DIRS)
+    planned = []
     for artifact in args.artifacts:
         model, _ = parse_artifact_name(artifact)
         model_dir = args.models_root / model
@@ -270,15 +326,50 @@ def _cmd_publish(args: argparse.Namespace) -> int:
             commit=commit,
             dirty=dirty,
         )
-        publish_artifact(
-            artifact,
-            bucket,
-            args.prefix,
-            provenance=provenance,
-            protect_existing=production,
-            region=args.region,
-            dry_run=args.dry_run,
-        )
+        sha256 = str(provenance["sha256"])
+        capacity = capacity_block(artifact, sha256, args.capacity_records)
+        if capacity is not None:
+            provenance["capacity"] = capacity
+        if production:
+            # Every artifact is judged before any is sent: a refusal uploads nothing.
+            provenance["tested"] = tested_entry(
+                artifact, sha256, record_dirs, untested=args.untested, where="production"
+            )
+        else:
+            from mmepack.publish.tested import find_passing_record
+
+            # Staging takes untested bytes; a record found travels on, for `promote`.
+            record = find_passing_record(artifact, sha256, record_dirs)
+            provenance["tested"] = (
+                {"passed": True, "sha256": sha256, "cases": record.get("cases", [])}
+                if record is not None
+                else {"passed": False, "sha256": sha256}
+            )
+        planned.append((artifact, provenance))
+    entries: list[dict[str, object]] = []
+    try:
+        for artifact, provenance in planned:
+            result = publish_artifact(
+                artifact,
+                bucket,
+                args.prefix,
+                provenance=provenance,
+                protect_existing=production,
+                region=args.region,
+                dry_run=args.dry_run,
+            )
+            entries.append(
+                {
+                    "artifact": str(artifact),
+                    "status": result.status,
+                    "url": result.url,
+                    "sha256": result.sha256,
+                    "production": production,
+                    "tested": provenance["tested"],
+                }
+            )
+    finally:
+        _write_report(args.report, entries)
     return 0
 
 
@@ -291,7 +382,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     ):
         if not value:
             raise MmepackError(f"promote needs {name} (or its MMEPACK_*_BUCKET variable)")
-    promote(
+    result = promote(
         args.model,
         args.version,
         args.staging_bucket,
@@ -299,6 +390,11 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         args.prefix,
         region=args.region,
         dry_run=args.dry_run,
+        untested=args.untested,
+    )
+    _write_report(
+        args.report,
+        [{"status": result.status, "url": result.url, "sha256": result.sha256}],
     )
     return 0
 
@@ -321,6 +417,17 @@ def _add_s3_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    parser.add_argument(
+        "--untested",
+        metavar="REASON",
+        help="production only: send bytes that no passing test run covers; loud, and REASON is "
+        "written into the manifest (default: refuse them)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="also write what happened to each artifact (uploaded, unchanged, ...) as JSON here",
+    )
 
 
 def _add_pull_options(parser: argparse.ArgumentParser) -> None:
@@ -411,6 +518,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pull_options(pull)
     pull.set_defaults(run=_cmd_pull_weights)
 
+    add = commands.add_parser(
+        "add-weights",
+        help="record weight files' bytes in .dvc files (DVC's add, run by mmepack: no dvc needed)",
+    )
+    add.add_argument("paths", type=Path, nargs="+", metavar="FILE")
+    add.add_argument("--repo-root", type=Path, default=Path("."))
+    add.set_defaults(run=_cmd_add_weights)
+
+    push = commands.add_parser(
+        "push-weights",
+        help="send recorded weights to the default DVC remote (DVC's push, run by mmepack)",
+    )
+    push.add_argument(
+        "model_dirs",
+        type=Path,
+        nargs="*",
+        metavar="MODEL_DIR",
+        help="push only these models' weights (default: every .dvc file)",
+    )
+    push.add_argument("--repo-root", type=Path, default=Path("."))
+    push.set_defaults(run=_cmd_push_weights)
+
+    check_weights = commands.add_parser(
+        "check-weights",
+        help="fail if a DVC-tracked working copy differs from its .dvc record (not recorded)",
+    )
+    check_weights.add_argument("model_dir", type=Path)
+    check_weights.set_defaults(run=_cmd_check_weights)
+
     env = commands.add_parser(
         "build-env", help=f"conda-pack an environment from {REQUIREMENTS_FILE}"
     )
@@ -426,7 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lock.add_argument(
         "--python",
-        help=f"environment Python, e.g. 3.12 (default: the existing lock's, else {DEFAULT_PYTHON})",
+        help="environment Python, e.g. 3.12 (default: the model's BUILD python_version, else "
+        f"[mmepack].python_version in pants.toml, else the existing lock's, else {DEFAULT_PYTHON})",
     )
     lock.add_argument(
         "--glibc",
@@ -464,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_endpoint_command(commands)
     add_loadtest_command(commands)
     add_cases_commands(commands)
+    add_capacity_command(commands)
     add_dev_command(commands)
 
     validate = commands.add_parser(
@@ -502,6 +640,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("models"),
         help="where <model>/ folders are, to record DVC weight md5s (default: models)",
     )
+    publish.add_argument(
+        "--test-records",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="where to look (recursively) for <artifact>.tested.json test records besides the "
+        "artifact's own folder; repeatable (default: dist, where `./pants test` writes them)",
+    )
+    publish.add_argument(
+        "--capacity-records",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="where to look for the test runs' <artifact>.capacity.json, whose figures for the "
+        "same bytes go into the manifest's capacity block (repeat; default: beside the "
+        "artifact and under dist/)",
+    )
     _add_s3_options(publish)
     publish.set_defaults(run=_cmd_publish)
 
@@ -518,6 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # Under Pants, the machine's variables come from a file, not the environment.
+        passthrough.apply()
         code: int = args.run(args)
         return code
     except MmepackError as exc:

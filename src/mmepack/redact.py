@@ -25,6 +25,8 @@ SECRET_VARIABLES = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
+    # ECS/EKS container credentials: the header value that fetches the role's keys.
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
 )
 # Variables whose value is a URL that may carry a user and password (botocore and the HTTP
 # stack read them); AWS_ENDPOINT_URL_<SERVICE> variables are matched by this prefix.

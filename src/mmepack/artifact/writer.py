@@ -28,7 +28,7 @@ from mmepack.artifact.safe_files import scan_model_folder
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path, open_regular, process_alive
 from mmepack.model.repository import ModelDirectory, TritonModel
-from mmepack.model.version import artifact_name, check_model_name
+from mmepack.model.version import artifact_name, check_folder_name, check_model_name
 from mmepack.model.weights import TrackedFile
 from mmepack.names import (
     CONFIG_FILE,
@@ -133,7 +133,8 @@ def plan_members(
             "present; pull the weights first (`mmepack pull-weights` or `dvc pull`)"
         )
     for model in directory.models:
-        check_model_name(model.name, model.folder / CONFIG_FILE)
+        check = check_folder_name if model.names_its_backend else check_model_name
+        check(model.name, model.folder / CONFIG_FILE)
         members[f"{model.name}/"] = None
         files = _artifact_files(model, directory.root)
         for name, source in files:

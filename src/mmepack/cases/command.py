@@ -56,6 +56,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
         args.cases,
         junit_xml=args.junit_xml,
         startup_timeout=args.startup_timeout,
+        budgets=args.budget,
+        capacity_loads=args.capacity_loads,
     )
 
 
@@ -113,6 +115,22 @@ def add_cases_commands(commands: Any) -> None:
         )
         if name == "test-cases":
             parser.add_argument("--junit-xml", type=Path, help="also write a JUnit XML report")
+            parser.add_argument(
+                "--budget",
+                action="append",
+                metavar="KEY=VALUE",
+                help="a capacity budget over the defaults (cold_load_s=45, the rest unset): "
+                "cold_load_s, host_memory_mb, gpu_memory_mb, shm_mb, disk_mb; repeat; "
+                "`KEY=` unsets one",
+            )
+            parser.add_argument(
+                "--capacity-loads",
+                type=int,
+                default=1,
+                metavar="N",
+                help="load the artifact N times (1 to 10) for the spread of its cold load "
+                "(default: 1, which adds nothing to the test's time)",
+            )
         else:
             parser.add_argument(
                 "--accept",

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mmepack.artifact.freshness import require_fresh
 from mmepack.cases.compare import compare_output
 from mmepack.cases.invoke import invoke
 from mmepack.cases.load import Case, load_cases
@@ -61,6 +62,9 @@ def record_cases(
             f'{model_dir}/tests/cases/first.json holding {{"inputs": {{...}}}}'
         )
     signature = read_signature(model_dir)
+    if artifact.is_file():
+        # Recording from an artifact of older sources would write the old model's answers.
+        require_fresh(artifact, model_dir)
     report = RecordReport()
     with serve_artifact(artifact, startup_timeout=startup_timeout) as served:
         for case in cases:

@@ -34,6 +34,8 @@ from mmepack.endpoint.artifacts import (
 )
 from mmepack.endpoint.metrics import EndpointMetrics, ModelEvent
 from mmepack.endpoint.server import TARGET_MODEL_HEADER, MmeServer
+from mmepack.errors import MmepackError
+from mmepack.triton.local_backends import refuse_unavailable_backends
 
 _HASH_RE = re.compile(r"^[0-9a-f]{1,64}$")
 _LOAD_KEYS = {"model_name", "url"}
@@ -283,6 +285,10 @@ class ModelCache:
                     folder = unpack(
                         artifact, self.models_root, target_model, cancelled=self._closed.is_set
                     )
+                    try:  # before Triton sees it: a backend this server lacks (FIL)
+                        refuse_unavailable_backends(folder, target_model)
+                    except MmepackError as exc:
+                        raise LoadFailed(target_model, 400, str(exc)) from None
                     unpacked = time.monotonic()
                     if self._closed.is_set():
                         remove_unpacked(self.models_root, target_model)

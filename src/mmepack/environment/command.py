@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmepack import passthrough
 from mmepack.environment.build import build_environment
 from mmepack.environment.builders import BUILDER_KINDS
 from mmepack.environment.cache import EnvCache
@@ -107,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_build_env_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        # Under Pants, the machine's variables come from a file, not the environment.
+        passthrough.apply()
         return run_build_env(args)
     except MmepackError as exc:
         print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)

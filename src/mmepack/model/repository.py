@@ -66,6 +66,16 @@ class TritonModel:
         return self.platform == ENSEMBLE_PLATFORM
 
     @property
+    def names_its_backend(self) -> bool:
+        """A step that leaves platform, backend and default_model_filename to Triton, in a
+        folder `<name>.<backend>`: Triton's custom-backend form, where the name must keep its
+        dot (mmepack.validate.triton_rules.inferred_platform_backend)."""
+        config = self.config
+        return "." in self.name and not (
+            config.platform or config.backend or config.default_model_filename
+        )
+
+    @property
     def is_python(self) -> bool:
         return self.backend == "python"
 

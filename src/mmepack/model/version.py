@@ -18,6 +18,9 @@ _VERSION = MODEL_VERSION_PATTERN
 _MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 _VERSION_RE = re.compile(rf"^{_VERSION}$")
 _MODEL_NAME_RE = re.compile(rf"^{_MODEL_NAME}$")
+# A model folder inside the tar is no S3 key: Triton's `<name>.<backend>` form is allowed there
+# (the custom-backend fallback, see mmepack.validate.triton_rules.inferred_platform_backend).
+_FOLDER_NAME_RE = re.compile(rf"^{_MODEL_NAME}(\.[A-Za-z0-9_-]+)?$")
 # Model names may hold '_'; the version after the last one is digits and dots.
 _ARTIFACT_RE = re.compile(rf"^(?P<model>{_MODEL_NAME})_(?P<version>{_VERSION})\.tar\.gz$")
 
@@ -52,6 +55,17 @@ def check_model_name(name: str, where: Path) -> str:
         raise MmepackError(
             f"{where}: model name {name!r} is not valid; use letters, digits, '_' and '-', "
             "starting with a letter or digit"
+        )
+    return name
+
+
+def check_folder_name(name: str, where: Path) -> str:
+    """A Triton model folder inside the artifact: a model name, or `<name>.<backend>`."""
+    if not _FOLDER_NAME_RE.match(name):
+        raise MmepackError(
+            f"{where}: model name {name!r} is not valid; use letters, digits, '_' and '-', "
+            "starting with a letter or digit, optionally followed by .<backend> (Triton's "
+            "custom-backend form)"
         )
     return name
 

@@ -170,18 +170,11 @@ def _missing_objects(cache_dir: Path, files: list[TrackedFile]) -> dict[str, int
 
 
 def modified_local_copies(files: list[TrackedFile]) -> list[str]:
-    """Tracked files present on disk with other bytes than their `.dvc` record."""
-    found: list[str] = []
-    for tracked in files:
-        if tracked.is_directory or not tracked.path.is_file():
-            continue
-        actual = file_md5(tracked.path)
-        if actual != tracked.md5:
-            found.append(
-                f"{tracked.path} differs from its DVC record {tracked.dvc_file} "
-                f"(md5 {actual}, recorded {tracked.md5})"
-            )
-    return found
+    """Tracked files present on disk with other bytes than their `.dvc` record (see
+    `mmepack.model.drift` for how cheaply that is decided)."""
+    from mmepack.model.drift import find_drift
+
+    return [drift.describe() for drift in find_drift(files)]
 
 
 class _Collector(logging.Handler):
@@ -198,7 +191,7 @@ class _Collector(logging.Handler):
 
 
 @contextmanager
-def _dvc_logs() -> Iterator[_Collector]:
+def dvc_logs() -> Iterator[_Collector]:
     collector = _Collector()
     loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data", "dvc_objects")]
     saved = [(logger.handlers[:], logger.propagate) for logger in loggers]
@@ -251,11 +244,7 @@ def pull_weights(
         )
     modified = modified_local_copies(files)
     if modified:
-        raise MmepackError(
-            f"model '{model}': " + "; ".join(modified) + ". The build uses only what the DVC "
-            "remote holds: if the change is intended, `dvc add` the file, `dvc push`, and commit "
-            "the updated .dvc file; otherwise delete the file (or `dvc checkout --force` it)."
-        )
+        raise MmepackError(f"model '{model}': " + "; ".join(modified) + ".")
     cache = (cache_dir or default_dvc_cache()).resolve()
     cache.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -264,7 +253,7 @@ def pull_weights(
 
     targets = sorted({str(f.dvc_file.resolve()) for f in files})
     core = {"no_scm": not (repo_root / ".git").exists()}
-    with tempfile.TemporaryDirectory(prefix="mmepack-dvc-") as scratch, _dvc_logs() as logs:
+    with tempfile.TemporaryDirectory(prefix="mmepack-dvc-") as scratch, dvc_logs() as logs:
         # DVC's per-repository index goes to a scratch folder: a sandbox path is never reused.
         base = {"core": {**core, "site_cache_dir": scratch}, "cache": {"dir": str(cache)}}
         try:

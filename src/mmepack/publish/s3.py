@@ -31,6 +31,7 @@ import base64
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ from mmepack.contract import BRANCH_VARIABLES
 from mmepack.errors import Interrupted, MmepackError
 from mmepack.model.version import VERSION_FILE, artifact_name
 from mmepack.publish.revision import from_ci_or_git
+from mmepack.publish.tested import manifest_tested
 from mmepack.redact import redact
 
 if TYPE_CHECKING:
@@ -508,8 +510,17 @@ def _write_manifest(
     """
     head = _head(s3, bucket, key)
     if head is not None and _stored_sha256(head) == sha256:
-        return
-    if head is not None and protect_existing:
+        if protect_existing or not manifest_tested(record, sha256):
+            return
+        # Staging: a passing test record of these bytes may have arrived since they were first
+        # published; `promote` reads it from this manifest.
+        try:
+            current = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except (ClientError, ValueError):
+            current = {}
+        if isinstance(current, dict) and manifest_tested(current, sha256):
+            return
+    elif head is not None and protect_existing:
         raise MmepackError(
             f"s3://{bucket}/{key} describes other bytes (sha256 {_stored_sha256(head)}) than the "
             f"object it sits beside (sha256 {sha256}); it was written by something other than "
@@ -747,12 +758,16 @@ def promote(
     multipart_threshold: int | None = None,
     client: S3Client | None = None,
     echo: Callable[[str], None] = print,
+    untested: str | None = None,
 ) -> PublishResult:
     """Copy exactly the staging object of `model` `version` (and its manifest) to production.
 
     Server-side, pinned to the staging object's ETag, and only if the production key is absent
     (a racing publish or promote of the same key wins or loses as a whole); refused if
-    production holds different bytes under that key, a no-op if it holds the same.
+    production holds different bytes under that key, a no-op if it holds the same. Refused too
+    when the staging manifest has no passing test record of these bytes
+    (`mmepack.publish.tested`), unless `untested` gives the override's reason, which the
+    production manifest then records.
     """
     name = artifact_name(model, version)
     key = object_key(prefix, name)
@@ -777,6 +792,9 @@ def promote(
                 f"{action}: {source_url} has no {SHA256_METADATA} metadata; it was not "
                 "published by mmepack, re-publish it"
             )
+        manifest_body = _tested_manifest(
+            s3, staging_bucket, manifest_key, sha256, untested, f"{action}: {source_url}"
+        )
         target = _head(s3, production_bucket, key)
         if target is None and dry_run:
             echo(f"mmepack: dry run: would copy {source_url} (sha256 {sha256}) to {url}")
@@ -805,7 +823,7 @@ def promote(
         copied = _head(s3, production_bucket, key)
         if copied is None or _stored_sha256(copied) != sha256:
             raise MmepackError(f"{action}: the copy in production does not carry sha256 {sha256}")
-        _copy_manifest(s3, staging_bucket, production_bucket, manifest_key, sha256)
+        _copy_manifest(s3, staging_bucket, production_bucket, manifest_key, sha256, manifest_body)
     except MmepackError as exc:
         raise MmepackError(scrub(str(exc), s3)) from None
     except (ClientError, BotoCoreError) as exc:
@@ -820,10 +838,52 @@ def promote(
     return PublishResult(status, production_bucket, key, sha256, manifest_key)
 
 
+def _tested_manifest(
+    s3: S3Client,
+    staging_bucket: str,
+    manifest_key: str,
+    sha256: str,
+    untested: str | None,
+    what: str,
+) -> bytes | None:
+    """Refuse to promote bytes whose staging manifest has no passing test record; with the
+    override, the manifest production gets instead (None: copy staging's as it is)."""
+    try:
+        body = s3.get_object(Bucket=staging_bucket, Key=manifest_key)["Body"].read()
+        manifest = json.loads(body)
+    except (ClientError, ValueError):
+        manifest = {}
+    if isinstance(manifest, dict) and manifest_tested(manifest, sha256):
+        return None
+    if untested is None:
+        raise MmepackError(
+            f"{what}: its manifest s3://{staging_bucket}/{manifest_key} records no passing test "
+            f"run of these bytes (sha256 {sha256}); run the model's tests on them "
+            "(`./pants test <model dir>:<model>` or `mmepack test-cases <artifact> <model dir>`) "
+            "and publish to staging again, so the record travels with it; to promote untested "
+            'bytes anyway, pass --untested="<reason>" (written into the manifest)'
+        )
+    print(
+        f"mmepack: WARNING: promoting sha256 {sha256} to production with NO passing test run "
+        f"on these bytes, by override (--untested): {untested!r}; the manifest records it",
+        file=sys.stderr,
+        flush=True,
+    )
+    record = manifest if isinstance(manifest, dict) else {}
+    record["tested"] = {"passed": False, "override": True, "reason": untested, "sha256": sha256}
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def _copy_manifest(
-    s3: S3Client, staging_bucket: str, production_bucket: str, manifest_key: str, sha256: str
+    s3: S3Client,
+    staging_bucket: str,
+    production_bucket: str,
+    manifest_key: str,
+    sha256: str,
+    replacement: bytes | None = None,
 ) -> None:
-    """Copy the staging manifest to production byte for byte, only if none is there yet."""
+    """Copy the staging manifest to production byte for byte (or write `replacement`, the
+    manifest with an override recorded), only if none is there yet."""
     existing = _head(s3, production_bucket, manifest_key)
     if existing is not None and _stored_sha256(existing) == sha256:
         return
@@ -839,11 +899,14 @@ def _copy_manifest(
             f"{_stored_sha256(existing)}) than the object beside it (sha256 {sha256}); delete "
             "it and promote again"
         )
-    body = s3.get_object(Bucket=staging_bucket, Key=manifest_key, IfMatch=str(source["ETag"]))
-    data = body["Body"].read()
+    if replacement is None:
+        body = s3.get_object(Bucket=staging_bucket, Key=manifest_key, IfMatch=str(source["ETag"]))
+        data = body["Body"].read()
+    else:
+        data = replacement
     try:
         _put_manifest_bytes(s3, production_bucket, manifest_key, data, sha256, True)
     except ClientError as exc:
         if not _precondition_failed(exc):
             raise
-        _copy_manifest(s3, staging_bucket, production_bucket, manifest_key, sha256)
+        _copy_manifest(s3, staging_bucket, production_bucket, manifest_key, sha256, replacement)

@@ -39,12 +39,15 @@ from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE
 from mmepack.model.version import parse_artifact_name
 from mmepack.names import CONFIG_FILE
 from mmepack.testing.slots import server_slot
+from mmepack.triton.local_backends import refuse_unavailable_backends
 from mmepack.triton.server import TritonServer
 
 ARTIFACT_DIR_VARIABLE = "MMEPACK_ARTIFACT_DIR"
 
 # One line per server started in this process, for the pytest summary (see pytest_plugin).
 SERVED_REPORTS: list[str] = []
+# Every artifact a server loaded in this process, for the test records (see pytest_plugin).
+SERVED_ARTIFACTS: list[Path] = []
 
 
 def _is_artifact_of(path: Path, model: str) -> bool:
@@ -120,6 +123,7 @@ def unpack_like_mme(artifact: Path, destination: Path) -> tuple[Path, str]:
             f"{artifact}: cannot unpack it as a gzip tar ({type(exc).__name__}: {exc}); it may be "
             "truncated or damaged: package it again"
         ) from None
+    refuse_unavailable_backends(folder, artifact.name)
     if (folder / CONFIG_FILE).is_file():
         repository = destination / "repository"
         repository.mkdir()
@@ -162,6 +166,8 @@ class ServedArtifact:
     target_model: str = ""
     route: str = REPOSITORY
     endpoint: LocalEndpoint | None = None
+    # What the load cost (mmepack.capacity.measure.LoadMeasurement); endpoint route only.
+    capacity: Any = None
 
 
 def python_stub_files(server_pid: int) -> dict[str, set[str]]:
@@ -210,12 +216,18 @@ def ensemble_of(model_dir: Path, artifact: Path) -> str:
 
 @contextmanager
 def serve_artifact(
-    artifact: Path, *, startup_timeout: float = 300.0, route: str = ENDPOINT
+    artifact: Path,
+    *,
+    startup_timeout: float = 300.0,
+    route: str = ENDPOINT,
+    capacity_loads: int = 1,
 ) -> Iterator[ServedArtifact]:
     """Serve `artifact` for a test; stop the server (and its stubs) on exit, even on failure.
 
     `route` "endpoint" (default): loaded by TargetModel on a local SageMaker-style multi-model
     endpoint. "repository": the unpacked tar as a plain model repository.
+    On the endpoint route the load is measured (`served.capacity`, `mmepack.capacity`);
+    `capacity_loads` > 1 loads it that many times for the spread of the cold load.
     Each server first takes one of the machine's test-server slots (`mmepack.testing.slots`,
     `MMEPACK_TEST_SERVERS`), so many model tests at once never start more servers than fit.
     """
@@ -223,7 +235,7 @@ def serve_artifact(
         raise ValueError(f"route must be {ENDPOINT!r} or {REPOSITORY!r}, got {route!r}")
     with server_slot(artifact.name):
         if route == ENDPOINT:
-            with _serve_on_endpoint(artifact, startup_timeout) as served:
+            with _serve_on_endpoint(artifact, startup_timeout, capacity_loads) as served:
                 yield served
         else:
             with _serve_repository(artifact, startup_timeout) as served:
@@ -231,7 +243,10 @@ def serve_artifact(
 
 
 @contextmanager
-def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[ServedArtifact]:
+def _serve_on_endpoint(
+    artifact: Path, startup_timeout: float, capacity_loads: int = 1
+) -> Iterator[ServedArtifact]:
+    from mmepack.capacity.measure import LoadMeasurement
     from mmepack.testing.endpoint_client import EndpointClient
 
     if not artifact.is_file():
@@ -244,8 +259,9 @@ def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[Serve
             file=sys.stderr,
             flush=True,
         )
+        measurement = LoadMeasurement(endpoint, target_model, artifact, capacity_loads)
         try:
-            endpoint.load(target_model, wait=startup_timeout)
+            measurement.load(wait=startup_timeout)
         except LoadFailed as failure:
             # Namespacing prefixes every model with its repository; drop it for reading.
             repository = endpoint.models_root / model_hash(target_model) / "model"
@@ -256,6 +272,7 @@ def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[Serve
             ) from None
         model_dir = endpoint.cache.folder_of(target_model)
         ensemble = ensemble_of(model_dir, artifact)
+        SERVED_ARTIFACTS.append(artifact.resolve())
         SERVED_REPORTS.append(
             f"{artifact.name}: model '{ensemble}' served by a {endpoint.describe()}"
             + (" (no GPU found)" if endpoint.device == "CPU" else "")
@@ -273,6 +290,7 @@ def _serve_on_endpoint(artifact: Path, startup_timeout: float) -> Iterator[Serve
                 target_model=target_model,
                 route=ENDPOINT,
                 endpoint=endpoint,
+                capacity=measurement,
             )
         finally:
             client.close()
@@ -308,6 +326,7 @@ def _served(artifact: Path, workdir: Path, startup_timeout: float) -> Iterator[S
         server.start(timeout=startup_timeout)
         client = tritonclient.http.InferenceServerClient(url=server.url, network_timeout=120.0)
         version = client.get_server_metadata().get("version", "?")
+        SERVED_ARTIFACTS.append(artifact.resolve())
         SERVED_REPORTS.append(
             f"{artifact.name}: model '{name}' served by Triton {version} on {server.device}"
             + (" (no GPU found)" if server.device == "CPU" else "")

@@ -57,6 +57,7 @@ class OnnxRuntimeLimits:
     onnxruntime: str
     max_ir_version: int
     max_opset: int  # of the default ("ai.onnx") domain
+    max_ml_opset: int  # of the "ai.onnx.ml" domain (tree ensembles, scalers, encoders)
 
 
 # ONNX Runtime by Triton release: (first Triton release, NGC container, limits). The runtime
@@ -66,11 +67,15 @@ class OnnxRuntimeLimits:
 # on (ONNX Runtime's compatibility table: 1.17 reads ONNX 1.15, IR 9, opset 20; 1.18 and 1.19
 # read ONNX 1.16, IR 10, opset 21). A model above these fails to load on the endpoint
 # ("Unsupported model IR version"), even when a newer local onnxruntime runs it.
+# The ai.onnx.ml opset is the "ONNX ML opset version" column of ONNX Runtime's version matrix
+# (docs/Versioning.md): 4 for 1.17 through 1.19. ONNX 1.16 defines ai.onnx.ml opset 5 (the
+# TreeEnsemble operator that replaces TreeEnsembleClassifier/Regressor), which these runtimes
+# do not implement: a converter targeting it makes a tree model the endpoint cannot load.
 ONNX_RUNTIME_BY_TRITON: tuple[tuple[str, str, OnnxRuntimeLimits], ...] = (
-    ("2.45.0", "24.04", OnnxRuntimeLimits("1.17.3", 9, 20)),
-    ("2.46.0", "24.05", OnnxRuntimeLimits("1.18.0", 10, 21)),
-    ("2.48.0", "24.07", OnnxRuntimeLimits("1.18.1", 10, 21)),
-    ("2.50.0", "24.09", OnnxRuntimeLimits("1.19.2", 10, 21)),
+    ("2.45.0", "24.04", OnnxRuntimeLimits("1.17.3", 9, 20, 4)),
+    ("2.46.0", "24.05", OnnxRuntimeLimits("1.18.0", 10, 21, 4)),
+    ("2.48.0", "24.07", OnnxRuntimeLimits("1.18.1", 10, 21, 4)),
+    ("2.50.0", "24.09", OnnxRuntimeLimits("1.19.2", 10, 21, 4)),
 )
 # The newest Triton release the table is known to hold for (24.11); later ones are refused
 # rather than guessed, since each new ONNX Runtime reads newer IR versions and opsets.

@@ -33,6 +33,7 @@ from mmepack.names import (
 from mmepack.validate.ensemble import check_ensemble
 from mmepack.validate.ensemble_graph import check_decoupled_branches, check_ensemble_cycles
 from mmepack.validate.ensemble_outputs import ensemble_output_warnings
+from mmepack.validate.fil_config import check_fil_config
 from mmepack.validate.lock import check_lock
 from mmepack.validate.model_checks import check_model
 from mmepack.validate.onnx_files import check_onnx_files
@@ -201,6 +202,7 @@ def validate_model_directory(path: Path) -> list[Problem]:
         versions[model.name], found = check_model(model)
         problems.extend(found)
         problems.extend(check_triton_rules(model))
+        problems.extend(check_fil_config(model))
     problems.extend(packaging_problems(path, models, len(folders)))
     for model in models:
         if model.is_ensemble:

@@ -16,9 +16,15 @@ from pathlib import Path
 from mmepack.errors import MmepackError
 from mmepack.model.config import Problem, instance_kind_name
 from mmepack.model.repository import TritonModel
-from mmepack.model.version import check_model_name
+from mmepack.model.version import check_folder_name, check_model_name
 from mmepack.names import ENV_ARCHIVE, ENV_PATH_PARAMETER, MODEL_DIR_VARIABLE, REQUIREMENTS_FILE
-from mmepack.validate.triton_rules import inferred_platform_backend
+from mmepack.triton.local_backends import FIL_BACKEND
+from mmepack.validate.fil_config import fil_model_file
+from mmepack.validate.triton_rules import (
+    custom_backend_of,
+    inferred_platform_backend,
+    version_folder_contents,
+)
 
 # Sub-folders Triton never treats as versions (model_lifecycle.cc skips them by name).
 _NON_VERSION_FOLDERS = frozenset({"warmup", "initial_state", "configs"})
@@ -47,16 +53,21 @@ _STUB_PROVIDED_MODULES = frozenset({"triton_python_backend_utils", "numpy"})
 
 
 def check_name_is_a_key(model: TritonModel) -> list[Problem]:
-    """The folder name becomes part of an S3 key and SageMaker's TargetModel."""
+    """The folder name becomes part of an S3 key and SageMaker's TargetModel; a step in
+    Triton's custom-backend form `<name>.<backend>` keeps its dot."""
     try:
-        check_model_name(model.name, model.folder)
+        if model.names_its_backend:
+            check_folder_name(model.name, model.folder)
+        else:
+            check_model_name(model.name, model.folder)
     except MmepackError:
         return [
             model.problem(
                 model.positions.line("name"),
                 "name",
                 f"model name {model.name!r} is not valid for an MME artifact; use letters, "
-                "digits, '_' and '-', starting with a letter or digit",
+                "digits, '_' and '-', starting with a letter or digit (a step that sets no "
+                "platform or backend may end in .<backend>, Triton's custom-backend form)",
             )
         ]
     return []
@@ -162,7 +173,15 @@ def expected_model_file(model: TritonModel) -> str | None:
     platform, backend = inferred_platform_backend(model)
     if platform in _PLATFORM_FILES:
         return _PLATFORM_FILES[platform]
-    return _BACKEND_FILES.get(backend)
+    if backend == FIL_BACKEND:
+        return fil_model_file(model.config)
+    standard = _BACKEND_FILES.get(backend)
+    if standard and model.names_its_backend and backend == custom_backend_of(model.name):
+        # Triton's file probe runs first; only without the usual file does the custom-backend
+        # fallback name the backend, and then it reads model.<backend>.
+        _, files, _ = version_folder_contents(model.folder)
+        return standard if standard in files else f"model.{backend}"
+    return standard
 
 
 def _is_present_or_tracked(path: Path) -> bool:

@@ -3,8 +3,9 @@
 The `onnx` package writes the newest IR version it knows by default, and a newer onnxruntime on
 a developer's machine loads it; the endpoint's Triton ships an older ONNX Runtime that refuses
 it at load time ("Unsupported model IR version"), which under SageMaker MME is the first invoke
-of a published artifact. So lint reads each ONNX file's IR version and opsets and compares
-them with what the target release accepts (`mmepack.triton.target.ONNX_RUNTIME_BY_TRITON`).
+of a published artifact. So lint reads each ONNX file's IR version and opsets (the default
+domain's and `ai.onnx.ml`'s, which tree models converted to ONNX-ML use) and compares them with
+what the target release accepts (`mmepack.triton.target.ONNX_RUNTIME_BY_TRITON`).
 
 Only the file's header fields are read (no external data). A file that DVC tracks but that was
 not pulled is skipped: its absence is not a problem here, and `mmepack package` pulls it.
@@ -24,6 +25,7 @@ from mmepack.validate.model_checks import expected_model_file
 _ONNX_PLATFORM = "onnxruntime_onnx"
 _ONNX_BACKEND = "onnxruntime"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+_ML_DOMAIN = "ai.onnx.ml"
 
 
 def _is_onnx(model: TritonModel) -> bool:
@@ -42,6 +44,14 @@ def _fix(limits_ir: int, limits_opset: int) -> str:
         f"{limits_opset})])), or convert the file: model = onnx.version_converter."
         f"convert_version(onnx.load(path), {limits_opset}); model.ir_version = {limits_ir}; "
         "onnx.save(model, path)"
+    )
+
+
+def _ml_fix(limits_opset: int, limits_ml_opset: int) -> str:
+    return (
+        "convert the model again for that opset (skl2onnx: convert_sklearn(..., target_opset="
+        f"{{'': {limits_opset}, '{_ML_DOMAIN}': {limits_ml_opset}}}); onnxmltools converters "
+        "take the same target_opset); onnx.version_converter does not convert this domain"
     )
 
 
@@ -76,6 +86,18 @@ def check_onnx_file(path: Path, target: TargetServer) -> list[Problem]:
                     "opset_import",
                     f"opset {opset.version} of the default domain, but {where} implements up "
                     f"to opset {limits.max_opset}; {fix}",
+                )
+            )
+        if opset.domain == _ML_DOMAIN and opset.version > limits.max_ml_opset:
+            problems.append(
+                Problem(
+                    path,
+                    None,
+                    "opset_import",
+                    f"opset {opset.version} of the {_ML_DOMAIN} domain (tree ensembles and other "
+                    f"classic ML operators), but {where} implements up to {_ML_DOMAIN} opset "
+                    f"{limits.max_ml_opset}, so the endpoint cannot load it; "
+                    f"{_ml_fix(limits.max_opset, limits.max_ml_opset)}",
                 )
             )
     return problems

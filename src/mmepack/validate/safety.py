@@ -1,7 +1,8 @@
 """Validation's view of what the packager refuses to ship, so `validate` and `package` agree.
 
 The rules live in `mmepack.artifact.safe_files` (files of a model folder) and
-`mmepack.model.weights` (where `.dvc` files may point); this step turns their findings into
+`mmepack.model.weights` (where `.dvc` files may point, and `mmepack.model.drift`: whether the
+working copy is what they record); this step turns their findings into
 Problems with the path to fix, next to the config checks.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from mmepack.artifact.safe_files import config_entry_problem, scan_model_folder
 from mmepack.errors import MmepackError
 from mmepack.model.config import Problem
+from mmepack.model.drift import find_drift
 from mmepack.model.repository import TritonModel
 from mmepack.model.rules import env_path_relpath
 from mmepack.model.weights import tracked_files
@@ -34,7 +36,8 @@ def config_entries(root: Path) -> list[Path]:
 
 
 def check_model_files(root: Path) -> list[Problem]:
-    """Unsafe entries in every model folder, unreadable configs, and bad `.dvc` files."""
+    """Unsafe entries in every model folder, unreadable configs, bad `.dvc` files, and
+    DVC-tracked working copies whose bytes differ from their record (`mmepack.model.drift`)."""
     problems: list[Problem] = []
     for folder in config_entries(root):
         config = folder / CONFIG_FILE
@@ -45,9 +48,12 @@ def check_model_files(root: Path) -> list[Problem]:
             if unsafe.path != config:
                 problems.append(Problem(unsafe.path, None, "file", unsafe.reason))
     try:
-        tracked_files(root)
+        tracked = tracked_files(root)
     except MmepackError as exc:
         problems.append(Problem(root, None, "dvc", str(exc)))
+        return problems
+    for drift in find_drift(tracked):
+        problems.append(Problem(drift.tracked.path, None, "dvc", drift.describe()))
     return problems
 
 

@@ -72,7 +72,7 @@ def _refused(
 # --------------------------------------------------------------------------------------------
 
 
-def _version_folder_contents(folder: Path) -> tuple[bool, set[str], set[str]]:
+def version_folder_contents(folder: Path) -> tuple[bool, set[str], set[str]]:
     """Whether a version folder exists, and the file and folder names of the first one.
 
     Triton inspects the first sub-folder in name order. A DVC-tracked file (`model.onnx.dvc`)
@@ -103,10 +103,13 @@ def _version_folder_contents(folder: Path) -> tuple[bool, set[str], set[str]]:
 def inferred_platform_backend(model: TritonModel) -> tuple[str, str]:
     """(platform, backend) after Triton's AutoCompleteBackendFields, from file names only.
 
-    The custom-backend fallback (the text after the model name's first dot) is left out: that
-    name is never a step's folder name here (names are letters, digits, '_' and '-'), and for
-    the model SageMaker loads it would be the TargetModel string, which is why
-    `mmepack.model.rules` requires that model to set platform or backend itself.
+    Last comes Triton's custom-backend fallback: with no platform, no backend and no
+    default_model_filename, and no file that names a backend, a folder named `<name>.<suffix>`
+    runs on the backend named by the whole text after its first dot (`scale.identity` ->
+    "identity", `a.b.c` -> "b.c"), with default_model_filename `model.<suffix>` (core r24.10,
+    model_config_utils.cc); a name without a dot is "Could not determine backend". For the
+    model SageMaker loads, that name is the TargetModel string (`tar.gz` after the dot), which is
+    why `mmepack.model.rules` requires that model to set platform or backend itself.
     """
     config = model.config
     platform, backend = str(config.platform), str(config.backend)
@@ -118,7 +121,7 @@ def inferred_platform_backend(model: TritonModel) -> tuple[str, str]:
         return _PLATFORM_OF_BACKEND[backend], backend
     if backend and backend != "tensorflow":
         return platform, backend
-    has_version, files, dirs = _version_folder_contents(model.folder)
+    has_version, files, dirs = version_folder_contents(model.folder)
     probe = not platform and not filename and has_version
     if not platform and backend in ("", "tensorflow"):
         if filename == "model.savedmodel":
@@ -148,7 +151,16 @@ def inferred_platform_backend(model: TritonModel) -> tuple[str, str]:
             backend = name
         if backend == name:
             return platform, backend
+    if not backend and not platform and not filename:
+        backend = custom_backend_of(model.folder.name) or ""
     return platform, backend
+
+
+def custom_backend_of(folder_name: str) -> str | None:
+    """The backend Triton's custom-backend fallback reads from a model name: the text after the
+    first dot, or None without one."""
+    _, dot, suffix = folder_name.partition(".")
+    return suffix if dot and suffix else None
 
 
 def check_platform_backend(model: TritonModel) -> list[Problem]:
@@ -164,7 +176,8 @@ def check_platform_backend(model: TritonModel) -> list[Problem]:
                 f"Invalid model name: Could not determine backend for model '{model.name}'",
                 'set backend (e.g. backend: "python") or put the model file Triton recognises '
                 "(model.py, model.onnx, model.plan, model.pt, model.savedmodel) in the first "
-                "version folder",
+                "version folder, or name the folder <name>.<backend> as Triton's custom "
+                "backends expect",
             )
         ]
     if platform == _ENSEMBLE and backend:
@@ -755,7 +768,8 @@ def check_ensemble_only_fields(model: TritonModel) -> list[Problem]:
 
 
 def check_instance_gpus(model: TritonModel) -> list[Problem]:
-    """KIND_CPU and KIND_MODEL groups name no GPUs; profiles are for TensorRT only."""
+    """KIND_CPU and KIND_MODEL groups name no GPUs, GPU ids are not negative; profiles are
+    for TensorRT only."""
     if model.is_ensemble:
         return []
     problems: list[Problem] = []
@@ -773,6 +787,20 @@ def check_instance_gpus(model: TritonModel) -> list[Problem]:
                     "instance_group.gpus",
                     f"{label} has kind {kind} but specifies one or more GPUs",
                     "remove gpus, or use kind: KIND_GPU",
+                )
+            )
+        elif any(gpu < 0 for gpu in group.gpus):
+            # No host has a negative device index: Triton's check against the GPUs it finds
+            # (ValidateInstanceGroup) refuses it everywhere, so it is decidable from the file.
+            gpu = next(gpu for gpu in group.gpus if gpu < 0)
+            problems.append(
+                _refused(
+                    model,
+                    line,
+                    "instance_group.gpus",
+                    f"{label} specifies invalid or unsupported gpu id {gpu}",
+                    "GPU ids are device indexes, 0 and up: write e.g. gpus: [ 0 ], or leave gpus "
+                    "out to use every GPU",
                 )
             )
         elif len(group.profile) and str(model.config.platform) != "tensorrt_plan":
