@@ -7,7 +7,8 @@ source ci/remote_cache.sh
 source ci/select.sh
 mmepack_select
 if [[ "${MMEPACK_SCOPE}" == "all" ]]; then
-  # `::` also builds the mmepack CLI PEX (dist/src.mmepack/cli.pex).
+  # `::` also builds the mmepack CLI PEX (dist/src.mmepack/cli.pex) and the two wheels
+  # (dist/mmepack-<version>-py3-none-any.whl, dist/mmepack_pants-<version>-py3-none-any.whl).
   ./pants package ::
 elif ((${#MMEPACK_MODELS[@]} == 0)); then
   echo "mmepack: ci: no model changed since ${MMEPACK_CHANGED_SINCE}: nothing to package" >&2

@@ -351,22 +351,25 @@ def defaults_page() -> str:
         for name, comment in _constants(path, re.compile(r"DEFAULT_[A-Z0-9_]+"), grouped=False):
             value = _value(getattr(loaded, name))
             lines.append(f"| `{name}` | {value} | `{module}` | {md(comment)} |")
-    names = importlib.import_module("mmepack.names")
     lines += [
         "",
         "## File names",
         "",
         "What a model directory holds, what the build writes and what Triton looks for, from "
-        "`mmepack.names` (the one place each is spelled).",
+        "`mmepack.contract` (what the Pants plugin needs as well: names, patterns, CI variables "
+        "and report schemas, with the contract's version) and `mmepack.names` (the rest); each "
+        "is spelled in one place.",
         "",
         "| Name | Value | Why |",
         "|---|---|---|",
     ]
-    assert names.__file__ is not None
-    for name, comment in _constants(
-        Path(names.__file__), re.compile(r"[A-Z][A-Z0-9_]+"), grouped=True
-    ):
-        lines.append(f"| `{name}` | {_value(getattr(names, name))} | {md(comment)} |")
+    for source in ("mmepack.contract", "mmepack.names"):
+        names = importlib.import_module(source)
+        assert names.__file__ is not None
+        for name, comment in _constants(
+            Path(names.__file__), re.compile(r"[A-Z][A-Z0-9_]+"), grouped=True
+        ):
+            lines.append(f"| `{name}` | {_value(getattr(names, name))} | {md(comment)} |")
     lines += [
         "",
         "## Environment variables",

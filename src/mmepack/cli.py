@@ -31,6 +31,7 @@ from mmepack.environment.command import (
 )
 from mmepack.environment.request import DEFAULT_PYTHON
 from mmepack.errors import Interrupted, MmepackError
+from mmepack.extras import require_serve
 from mmepack.loadtest.cli import add_loadtest_command
 from mmepack.model.repository import read_model_directory
 from mmepack.model.weights import describe_pull, pull_weights, tracked_files, verify_weights
@@ -214,6 +215,7 @@ def _cmd_env_cache(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    require_serve("serve", f"./pants run src/mmepack/endpoint/__main__.py -- {args.artifact}")
     try:
         from mmepack.testing import serve_artifact  # pants: no-infer-dep
     except ImportError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 from mmepack.cases.load import load_cases
 from mmepack.errors import MmepackError
+from mmepack.extras import require_serve
 from mmepack.names import CASES_GLOB
 
 
@@ -44,6 +45,7 @@ def _server_import_error(exc: ImportError) -> MmepackError:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
+    require_serve("test-cases", "./pants run src/mmepack/cases/__main__.py -- test-cases ...")
     try:
         from mmepack.cases.run import run_cases  # pants: no-infer-dep
     except ImportError as exc:
@@ -60,6 +62,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
+    require_serve("record-cases", "./pants run src/mmepack/cases/__main__.py -- record-cases ...")
     try:
         from mmepack.cases.record import format_report, record_cases  # pants: no-infer-dep
     except ImportError as exc:

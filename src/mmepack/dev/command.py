@@ -14,10 +14,12 @@ from typing import Any
 
 from mmepack.environment.cache import EnvCache
 from mmepack.errors import MmepackError
+from mmepack.extras import require_serve
 from mmepack.names import CASES_GLOB
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    require_serve("dev", f"./pants run src/mmepack/dev/__main__.py -- {args.model_dir}")
     try:
         from mmepack.dev.loop import DevLoop, stop_on_sigterm  # pants: no-infer-dep
     except ImportError as exc:

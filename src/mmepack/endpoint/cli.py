@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from mmepack.errors import MmepackError
+from mmepack.extras import require_serve
 
 DEFAULT_PORT = 8080
 
 
 def run_endpoint(args: argparse.Namespace) -> int:
+    require_serve("endpoint", "./pants run src/mmepack/endpoint/__main__.py -- ARTIFACT...")
     from mmepack.endpoint import LocalEndpoint
 
     try:

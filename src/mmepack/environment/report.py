@@ -14,11 +14,12 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from mmepack.contract import ENV_REPORT_SCHEMA
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path
 
 # Bump on any change of fields or their meaning, and teach the plugin's reader the same.
-REPORT_SCHEMA = 1
+REPORT_SCHEMA = ENV_REPORT_SCHEMA
 
 
 @dataclass(frozen=True)

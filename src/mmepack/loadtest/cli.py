@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mmepack.errors import MmepackError
+from mmepack.extras import require_serve
 from mmepack.names import ARTIFACT_SUFFIX
 from mmepack.redact import redact
 
@@ -156,6 +157,11 @@ def run_loadtest(args: argparse.Namespace) -> int:
     from mmepack.loadtest.report import RunInfo, level_line, write_report
     from mmepack.loadtest.stats import cold_loads, summarize
 
+    if args.artifacts:
+        # Artifacts mean a local endpoint; an --endpoint-url or --real run needs no server.
+        require_serve(
+            "loadtest", "./pants run src/mmepack/loadtest/__main__.py -- ARTIFACT... [OPTIONS]"
+        )
     _check_numbers(args)
     artifacts: list[Path] = list(args.artifacts or [])
     if args.real and artifacts:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from mmepack.contract import SAGEMAKER_ENSEMBLE_PATTERN
 from mmepack.model.config import Problem
 from mmepack.names import ENV_ARCHIVE, ENV_PATH_PARAMETER, MODEL_DIR_VARIABLE
 
@@ -24,7 +25,7 @@ ENSEMBLE_PLATFORM = "ensemble"
 
 # SageMaker's Triton front end picks the ensemble of a multi-model tar with this exact pattern
 # over the raw config text, so mmepack applies the same test rather than a parsed comparison.
-SAGEMAKER_ENSEMBLE_RE = re.compile(r'platform:(\s)*"ensemble"')
+SAGEMAKER_ENSEMBLE_RE = re.compile(SAGEMAKER_ENSEMBLE_PATTERN)
 
 _ENV_EXAMPLE = f"'{MODEL_DIR_VARIABLE}{ENV_ARCHIVE}'"
 

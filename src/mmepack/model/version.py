@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mmepack.contract import MODEL_VERSION_PATTERN
 from mmepack.errors import MmepackError
 from mmepack.files import read_text
 
@@ -13,7 +14,7 @@ from mmepack.names import VERSION_FILE as VERSION_FILE
 
 # The version ends up in an S3 key and in the SageMaker `TargetModel` string, where Triton also
 # uses the text after the first dot to guess a backend, so keep it to digits and dots.
-_VERSION = r"[0-9]+(\.[0-9]+){0,2}"
+_VERSION = MODEL_VERSION_PATTERN
 _MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 _VERSION_RE = re.compile(rf"^{_VERSION}$")
 _MODEL_NAME_RE = re.compile(rf"^{_MODEL_NAME}$")

@@ -16,6 +16,7 @@ from typing import Any
 
 from mmepack import __version__
 from mmepack.artifact.check import check_artifact
+from mmepack.contract import COMMIT_VARIABLES
 from mmepack.environment.determinism import RECORD_FILE as ENV_RECORD
 from mmepack.environment.lock import read_lock
 from mmepack.errors import MmepackError
@@ -26,7 +27,7 @@ from mmepack.names import ENV_MEMBER_SUFFIXES, LOCK_FILE
 from mmepack.publish.revision import from_ci_or_git
 
 # CI systems check out a detached HEAD and say which commit in these variables.
-_COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
+_COMMIT_VARIABLES = COMMIT_VARIABLES
 
 
 def file_sha256(path: Path) -> str:

@@ -13,10 +13,9 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+# BRANCH_VARIABLES: the CI variables naming the branch being built, re-exported for callers.
+from mmepack.contract import BRANCH_VARIABLES as BRANCH_VARIABLES
 from mmepack.errors import MmepackError
-
-# GitHub Actions, GitLab CI, Jenkins: the first one set names the branch being built.
-BRANCH_VARIABLES = ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
 
 
 def from_ci_or_git(

@@ -53,6 +53,7 @@ from botocore.exceptions import (
 
 from mmepack.artifact.check import CheckedArtifact, check_artifact
 from mmepack.artifact.diff import describe_difference
+from mmepack.contract import BRANCH_VARIABLES
 from mmepack.errors import Interrupted, MmepackError
 from mmepack.model.version import VERSION_FILE, artifact_name
 from mmepack.publish.revision import from_ci_or_git
@@ -80,8 +81,6 @@ CONNECT_TIMEOUT_VARIABLE = "MMEPACK_S3_CONNECT_TIMEOUT"
 READ_TIMEOUT_VARIABLE = "MMEPACK_S3_READ_TIMEOUT"
 DEFAULT_MULTIPART_THRESHOLD = 64 * 1024 * 1024
 DEFAULT_MULTIPART_CHUNKSIZE = 16 * 1024 * 1024
-# CI systems check out a detached HEAD and name the branch in one of these.
-BRANCH_VARIABLES = ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",

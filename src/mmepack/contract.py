@@ -1,0 +1,55 @@
+"""The contract between the `mmepack` library and the `mmepack-pants` plugin, in one place.
+
+The plugin runs inside Pants' own Python (3.7 to 3.9) and the library in 3.11, from two wheels,
+so the plugin cannot import the library; it can import this one file. It therefore holds only
+plain values and uses the standard library alone (tests/test_contract.py checks both): the file
+names both sides look for, the patterns both sides apply, the CI variables both sides read and
+the schema version of the reports the library writes for the plugin.
+
+`CONTRACT_VERSION` changes whenever a value here changes meaning, so a plugin meeting a library
+of another contract can say which two versions disagree instead of misreading its files.
+"""
+
+# Python 3.7 is the oldest Python Pants 2.17 runs on: keep this file to its syntax.
+
+# The version of this contract: it changes whenever a value here changes meaning.
+CONTRACT_VERSION = 1
+
+# What a model directory holds besides its Triton model folders.
+CONFIG_FILE = "config.pbtxt"
+VERSION_FILE = "model_version.txt"
+REQUIREMENTS_FILE = "requirements.txt"
+
+# Exact versions and sha256 hashes resolved from requirements.txt by `mmepack lock`, committed
+# beside it; the environment is installed from this file alone.
+LOCK_FILE = "requirements.lock"
+
+# What the environment build produces and the artifact carries beside a Python step's config.
+ENV_ARCHIVE = "python_env.tar.gz"
+STUB_NAME = "triton_python_backend_stub"
+
+# In the environment cache's folder: every build's progress lines (pip's included), appended as
+# they come. Pants shows a process's output only when it ends; this file can be followed.
+PROGRESS_LOG = "progress.log"
+
+# Declarative model tests: JSON case files beside a model, relative to its directory (the
+# `cases` field of a `triton_model` target may name another glob).
+CASES_GLOB = "tests/cases/*.json"
+
+# The artifact name SageMaker uses as TargetModel: `<model>_<version>.tar.gz`.
+ARTIFACT_SUFFIX = ".tar.gz"
+
+# A model version: it ends up in an S3 key and in SageMaker's TargetModel string, where Triton
+# guesses a backend from the text after the first dot, so digits and dots only.
+MODEL_VERSION_PATTERN = r"[0-9]+(\.[0-9]+){0,2}"
+
+# How SageMaker's Triton picks the ensemble among several model folders at an artifact's root.
+SAGEMAKER_ENSEMBLE_PATTERN = r'platform:(\s)*"ensemble"'
+
+# GitHub Actions, GitLab CI, Jenkins: the first one set names the branch, or the commit, built.
+BRANCH_VARIABLES = ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
+COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
+
+# Schema of the environment builder's JSON report (mmepack.environment.report), which the
+# plugin reads: bump on any change of its fields or their meaning.
+ENV_REPORT_SCHEMA = 1

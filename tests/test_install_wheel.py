@@ -1,0 +1,209 @@
+"""`pip install 'mmepack[serve]'` from the built wheel, in a fresh venv, serves and load-tests the
+example's artifact (its ONNX step included) on the local endpoint.
+
+This is the installation a team outside this repository gets, so everything runs from the
+venv's own `bin/mmepack`, with a bare PATH (no activated venv, nothing of this checkout on
+sys.path). pip uses the machine's own configuration (its index, find-links and certificates),
+not the `PIP_CONFIG_FILE=/dev/null` Pants gives its subprocesses, and its cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mmepack import __version__
+from mmepack.extras import SERVE_MODULES
+from mmepack.testing import find_artifact
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = "screen_detector"
+PAYLOAD = REPO_ROOT / "models" / EXAMPLE / "tests" / "loadtest_payload.json"
+PIP_SECONDS = 1500
+START_SECONDS = 120
+COMMAND_SECONDS = 300
+MAX_REQUESTS = 4
+BARE_PATH = "/usr/bin:/bin"
+
+
+def _wheel() -> Path:
+    """The `mmepack` wheel: in the sandbox root under Pants (runtime_package_dependencies), else
+    in dist/ after `./pants package src/mmepack:dist`."""
+    for root in (Path.cwd(), REPO_ROOT / "dist"):
+        found = sorted(root.glob("mmepack-*-py3-none-any.whl"))
+        if found:
+            assert len(found) == 1, f"several mmepack wheels in {root}: {found}"
+            return found[0]
+    raise AssertionError("no mmepack wheel: run `./pants package src/mmepack:dist` first")
+
+
+def _base_python() -> Path:
+    """The interpreter under the test's own venv (a venv made from a venv would share it)."""
+    name = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    path = Path(sys.base_prefix) / "bin" / name
+    assert path.is_file(), f"{path}: expected the base interpreter of {sys.executable}"
+    return path
+
+
+def _pip_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PIP_CONFIG_FILE"}
+    env["PATH"] = BARE_PATH
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def _run_env() -> dict[str, str]:
+    keep = ("HOME", "TMPDIR", "LANG", "MMEPACK_TEST_SLOTS_DIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["PATH"] = BARE_PATH
+    return env
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("venv") / "venv"
+    subprocess.run([str(_base_python()), "-m", "venv", str(root)], check=True, timeout=120)
+    started = time.monotonic()
+    pip = subprocess.run(
+        [str(root / "bin" / "pip"), "install", "--quiet", f"{_wheel()}[serve]"],
+        env=_pip_env(),
+        capture_output=True,
+        text=True,
+        timeout=PIP_SECONDS,
+    )
+    assert pip.returncode == 0, pip.stdout[-4000:] + pip.stderr[-4000:]
+    print(f"pip install 'mmepack[serve]' took {time.monotonic() - started:.0f} s")
+    return root
+
+
+def test_wheel_metadata_names_the_serve_extra() -> None:
+    with zipfile.ZipFile(_wheel()) as wheel:
+        (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+        text = wheel.read(metadata).decode("utf-8")
+        entry_points = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        assert entry_points and "mmepack = mmepack.cli:main" in wheel.read(entry_points[0]).decode()
+    assert f"\nVersion: {__version__}\n" in text
+    serve = set(re.findall(r"^Requires-Dist: ([A-Za-z0-9_.\-\[\]]+).*extra == .serve.", text, re.M))
+    base = {
+        line.split()[1] for line in text.splitlines() if line.startswith("Requires-Dist: ")
+    } - serve
+    # Every module the commands check for comes with the extra, and not with every install.
+    assert set(SERVE_MODULES.values()) <= serve
+    assert not {"nvidia-pytriton", "onnxruntime-gpu", "onnxruntime"} & base
+
+
+def test_installed_version_is_the_package_version(venv: Path) -> None:
+    out = subprocess.run(
+        [str(venv / "bin" / "mmepack"), "--version"],
+        env=_run_env(),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS,
+        check=True,
+    )
+    assert out.stdout.strip() == f"mmepack {__version__}"
+    assert _wheel().name.startswith(f"mmepack-{__version__}-")
+
+
+@pytest.fixture()
+def endpoint(venv: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`mmepack endpoint ARTIFACT --port 0` from the venv: (runtime URL, its process)."""
+    artifact = find_artifact(EXAMPLE)
+    err = (tmp_path / "endpoint.err").open("w+")
+    owner = subprocess.Popen(
+        [str(venv / "bin" / "mmepack"), "endpoint", str(artifact), "--port", "0"],
+        env=_run_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        url = None
+        while url is None and time.monotonic() < deadline and owner.poll() is None:
+            time.sleep(0.5)
+            err.seek(0)
+            found = re.search(r" at (http://127\.0\.0\.1:\d+)\n", err.read())
+            url = found.group(1) if found else None
+        err.seek(0)
+        assert url, f"endpoint did not start: {err.read()[-4000:]}"
+        yield url, owner
+    finally:
+        if owner.poll() is None:
+            owner.send_signal(signal.SIGINT)
+            try:
+                owner.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(owner.pid, signal.SIGKILL)
+                owner.wait(timeout=30)
+        err.close()
+
+
+def _loadtest(venv: Path, out: Path, *where: str) -> dict[str, object]:
+    done = subprocess.run(
+        [str(venv / "bin" / "mmepack"), "loadtest", *where]
+        + ["--payload", str(PAYLOAD), "--concurrency", "1", "--seconds", "2"]
+        + ["--max-requests", str(MAX_REQUESTS), "--p99-ms", "60000", "--out", str(out)],
+        env=_run_env(),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    summary: dict[str, object] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def _all_ok(summary: dict[str, object]) -> int:
+    """How many requests the report counts; each must have been answered (the ensemble's ONNX
+    step ran in the stand-in, on the venv's onnxruntime)."""
+    cold = summary["cold_loads"]
+    levels = summary["levels"]
+    assert isinstance(cold, list) and isinstance(levels, list)
+    assert [c["outcome"] for c in cold] == ["ok"]
+    for level in levels:
+        assert 0 < level["requests"] <= MAX_REQUESTS
+        assert level["errors"] == 0
+    return len(cold) + sum(level["requests"] for level in levels)
+
+
+def test_endpoint_serves_the_example_to_a_loadtest(
+    venv: Path, endpoint: tuple[str, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    url, owner = endpoint
+    target = find_artifact(EXAMPLE).name
+    summary = _loadtest(
+        venv,
+        tmp_path / "report",
+        "--endpoint-url",
+        url,
+        "--endpoint-name",
+        "local",
+        "--target-model",
+        target,
+    )
+    sent = _all_ok(summary)
+    # The endpoint itself counted the same invokes, none failed.
+    owner.send_signal(signal.SIGINT)
+    owner.wait(timeout=60)
+    assert owner.returncode == 0
+    log = (tmp_path / "endpoint.err").read_text()
+    served = json.loads(log.split("mmepack: summary ", 1)[1].splitlines()[0])
+    assert served["Invocations"] == sent
+    assert served["Invocation4XXErrors"] == served["Invocation5XXErrors"] == 0
+
+
+def test_loadtest_on_the_artifact_starts_its_own_endpoint(venv: Path, tmp_path: Path) -> None:
+    summary = _loadtest(venv, tmp_path / "report", str(find_artifact(EXAMPLE)))
+    assert _all_ok(summary) >= 2
