@@ -334,12 +334,16 @@ def newcomer_path(workdir: Path) -> Steps:
 # --------------------------------------------------------------------------- issue 27's phase
 # Self-contained after the flow above: it needs only the clone, the model and the CLI PEX.
 
+# The first floating-point weight, plus one, in its own type (an integer initializer such as a
+# reduction's axes must stay as it is, or the graph no longer loads).
 _BUMP_WEIGHT = """
 import sys, onnx
 from onnx import numpy_helper
 model = onnx.load(sys.argv[1])
-first = model.graph.initializer[0]
-first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) + 1.0, first.name))
+floats = [i for i in model.graph.initializer if numpy_helper.to_array(i).dtype.kind == "f"]
+assert floats, sys.argv[1] + ": no floating-point initializer to change"
+array = numpy_helper.to_array(floats[0])
+floats[0].CopyFrom(numpy_helper.from_array((array + 1).astype(array.dtype), floats[0].name))
 onnx.save(model, sys.argv[1])
 """
 _CONFTEST = (
