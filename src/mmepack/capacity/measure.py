@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mmepack.endpoint.server import children_by_scan
+
 # The SageMaker serve script's defaults (SAGEMAKER_TRITON_SHM_DEFAULT_BYTE_SIZE / _GROWTH_).
 SHM_DEFAULT_BYTES = 16 * 1024 * 1024
 SHM_GROWTH_BYTES = 1024 * 1024
@@ -41,17 +43,8 @@ def _children(pid: int) -> list[int]:
             found.extend(int(p) for p in text.split())
         return found
     except (OSError, ValueError):
-        found = []  # a thread ended mid-read: count from a full scan instead
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(proc.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
+        # A thread ended mid-read: count from a full scan instead.
+        return children_by_scan(pid)
 
 
 def descendants(pid: int, depth: int = 4) -> list[int]:
@@ -121,23 +114,11 @@ def tree_bytes(folder: Path) -> int:
 
 def gpu_memory_bytes(pids: list[int]) -> int | None:
     """GPU memory the processes hold (nvidia-smi's per-process figure), None without a GPU."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        done = subprocess.run(
-            [smi, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
+    out = _nvidia_smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
+    if out is None:
         return None
     wanted, total = set(pids), 0
-    for line in done.stdout.splitlines():
+    for line in out.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 2 and parts[0].isdigit() and int(parts[0]) in wanted:
             try:
@@ -174,21 +155,23 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _gpu_name() -> str | None:
+def _nvidia_smi(*query: str) -> str | None:
+    """nvidia-smi's output for `query`, or None where there is no GPU or it fails."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return None
     try:
         done = subprocess.run(
-            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
+            [smi, *query], capture_output=True, text=True, timeout=20, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout else None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _gpu_name() -> str | None:
+    out = _nvidia_smi("--query-gpu=name,memory.total", "--format=csv,noheader")
+    return out.strip().splitlines()[0] if out and out.strip() else None
 
 
 class ServerSnapshot:

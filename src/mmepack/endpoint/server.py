@@ -205,7 +205,8 @@ def private_files_problem() -> str | None:
     return None
 
 
-def _children(pid: int) -> list[int]:
+def children_by_scan(pid: int) -> list[int]:
+    """Host PIDs whose parent is `pid`, from a scan of /proc (works on every kernel)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -225,7 +226,7 @@ def find_descendant(root: int, executable_suffix: str, depth: int = 4) -> int | 
     for _ in range(depth):
         nxt: list[int] = []
         for pid in level:
-            for child in _children(pid):
+            for child in children_by_scan(pid):
                 try:
                     argv0 = (Path("/proc") / str(child) / "cmdline").read_bytes().split(b"\0")[0]
                 except OSError:
@@ -427,7 +428,7 @@ class MmeServer:
             return
         found: set[str] = set()
         try:
-            stubs = _children(self.server_pid)
+            stubs = children_by_scan(self.server_pid)
         except MmepackError:
             return
         for pid in stubs:
