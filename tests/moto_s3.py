@@ -10,11 +10,26 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 ACCESS_KEY = "AKIAMMEPACKDVCTEST01"
 SECRET_KEY = "mmepack-dvc-secret-0123456789abcdefSECRET"
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as the block runs.
+
+    A port merely found free can be taken by another test's server before the test connects
+    (CI once saw a parallel moto answer "access denied" there); a socket bound but never
+    listening keeps the port for us and makes every connect fail with ECONNREFUSED.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 def free_port() -> int:

@@ -29,6 +29,7 @@ from mmepack.publish.provenance import build_provenance, git_dirty, weights_md5s
 from mmepack.publish.s3 import choose_bucket, current_branch, make_client, promote, publish_artifact
 from mmepack.publish.tested import write_test_record
 from tests.demo_models import write_ensemble_model, write_env_archive
+from tests.moto_s3 import refused_port
 
 ACCESS_KEY = "AKIAMMEPACKTESTKEY01"
 SECRET_KEY = "mmepack-test-secret-0123456789abcdefSECRET"
@@ -470,10 +471,10 @@ def test_missing_bucket_is_a_clear_error(s3: Any, buckets: tuple[str, str], tmp_
 def test_unreachable_endpoint_is_a_clear_error(
     s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{_free_port()}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # fail fast; the default is 5
     path = _artifact(tmp_path, b"v1", size=1000)
-    with pytest.raises(MmepackError) as info:
+    with refused_port() as port, pytest.raises(MmepackError) as info:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # fail fast; the default is 5
         _publish(path, "any-bucket")
     assert "cannot reach S3 at http://127.0.0.1:" in str(info.value)
     assert SECRET_KEY not in str(info.value)

@@ -28,7 +28,7 @@ from tests.moto_s3 import (
     Moto,
     aws_env,
     create_bucket,
-    free_port,
+    refused_port,
     start_moto,
     stop,
 )
@@ -254,12 +254,13 @@ def test_endpoint_down_is_one_clear_error(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    down = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", down)
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    cache = tmp_path / "cache"
-    started = time.monotonic()
-    code, _, err = _pull(clone, "alpha", cache, capsys)
+    with refused_port() as port:
+        down = f"http://127.0.0.1:{port}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", down)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        cache = tmp_path / "cache"
+        started = time.monotonic()
+        code, _, err = _pull(clone, "alpha", cache, capsys)
     assert time.monotonic() - started < 90
     assert code == 1
     message = _only_error(err)
