@@ -4,8 +4,8 @@ A model's artifact is made by the mmepack CLI and environment builder (library c
 `src/`), by this plugin, and under `pants.toml` and the lockfiles. None of that is imported by
 a model's files, so without this rule a change there would leave the models out of
 `--changed-since=<base> --changed-dependents=transitive`, and CI would skip the very rebuild the
-change needs. The addresses come from options (`[mmepack].cli`, `[mmepack].env_builder`,
-`[mmepack].toolchain`), so this is the one place that dependency is stated.
+change needs. The addresses come from options (`[mmepack].cli`, `[mmepack].env_builder` with
+`[mmepack].from_sources`, and `[mmepack].toolchain`), so this is the one place that dependency is stated.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from mmepack_pants.target_types import TritonModelDependenciesField, TritonModel
 
 
 def toolchain_specs(subsystem: MmepackSubsystem) -> Tuple[str, ...]:
-    """The addresses every model's build depends on, as the options spell them."""
-    return (subsystem.cli, subsystem.env_builder, *subsystem.toolchain)
+    """The addresses every model's build depends on, as the options spell them. The installed
+    tool is no target: its version is the plugin's, so a new one comes with a changed
+    `[GLOBAL].plugins` line, which `toolchain` can name (the consumer's pants.toml)."""
+    programs = (subsystem.cli, subsystem.env_builder) if subsystem.from_sources else ()
+    return (*programs, *subsystem.toolchain)
 
 
 @dataclass(frozen=True)

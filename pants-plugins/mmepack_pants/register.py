@@ -12,12 +12,15 @@ from mmepack_pants import (
     passthrough,
     publish,
     tailor,
+    tool_lock,
 )
+from mmepack_pants.subsystem import MmepackSubsystem
 from mmepack_pants.target_types import TritonModelTarget
+from mmepack_pants.tool_lock import MmepackToolLockTarget
 
 
 def target_types():
-    return [TritonModelTarget]
+    return [TritonModelTarget, MmepackToolLockTarget]
 
 
 def rules():
@@ -33,4 +36,6 @@ def rules():
         *lock.rules(),
         *publish.rules(),
         *tailor.rules(),
+        *tool_lock.rules(),
+        *MmepackSubsystem.rules(),
     ]

@@ -8,10 +8,28 @@ and are passed to the mmepack command line only when set, so `mmepack ...` run b
 from __future__ import annotations
 
 from enum import Enum
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-from pants.option.option_types import EnumOption, SkipOption, StrListOption, StrOption
+from pants.backend.python.subsystems.python_tool_base import PythonToolBase
+from pants.backend.python.target_types import ConsoleScript
+from pants.option.option_types import BoolOption, EnumOption, SkipOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
+
+from mmepack_pants.dist_version import PLUGIN_DISTRIBUTION, VERSION_FILE, read_version
+from mmepack_pants.tool_lock import LOCK_PACKAGE, LOCK_RESOURCE, tool_requirement
+
+
+def plugin_version() -> str:
+    """The version of this plugin, which is the version of mmepack it installs: the installed
+    `mmepack-pants` distribution's, or in this repository (where the plugin is loaded from
+    source through `[GLOBAL].pythonpath`) the version its wheels would carry."""
+    try:
+        return version(PLUGIN_DISTRIBUTION)
+    except PackageNotFoundError:
+        checkout = Path(__file__).resolve().parents[2] / VERSION_FILE
+        return read_version(checkout.read_text(encoding="utf-8")) if checkout.is_file() else "0"
 
 
 class EnvBuilderKind(Enum):
@@ -20,19 +38,55 @@ class EnvBuilderKind(Enum):
     portable = "portable"
 
 
-class MmepackSubsystem(Subsystem):
+class MmepackSubsystem(PythonToolBase):
     options_scope = "mmepack"
-    help = "How mmepack builds Triton model artifacts."
+    help = softwrap(
+        """
+        How mmepack builds Triton model artifacts, and which mmepack does it.
 
+        mmepack is a Python tool, installed the way Pants installs black: by default the
+        `mmepack[serve]` release of this plugin's own version, from the lockfile inside the
+        plugin's wheel (see the install page of the mmepack docs). Its CLI, environment builder
+        and case runner are entry points of that one install. `from_sources` builds them from
+        targets in this repository instead (the mmepack repository itself).
+        """
+    )
+
+    default_version = tool_requirement(plugin_version())
+    default_main = ConsoleScript("mmepack")
+    register_interpreter_constraints = True
+    # The library's own: src/mmepack:dist's python_requires.
+    default_interpreter_constraints = ["CPython==3.11.*"]
+    default_lockfile_resource = (LOCK_PACKAGE, LOCK_RESOURCE)
+
+    from_sources = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            Build the mmepack programs from this repository's targets (`cli`, `env_builder`,
+            `[model-cases].runner`) instead of installing the `mmepack` tool. For the mmepack
+            repository itself, which builds its examples with the code under review.
+            """
+        ),
+        advanced=True,
+    )
     cli = StrOption(
         default="//src/mmepack:cli",
-        help="Address of the `pex_binary` of the mmepack command line that the rules run.",
+        help=softwrap(
+            """
+            With `from_sources`: address of the `pex_binary` of the mmepack command line that
+            the rules run.
+            """
+        ),
+        advanced=True,
     )
     env_builder = StrOption(
         default="//src/mmepack:env-builder",
-        help=(
-            "Address of the target whose dependencies make mmepack's environment builder PEX "
-            "(entry point `mmepack.environment.command:main`)."
+        help=softwrap(
+            """
+            With `from_sources`: address of the target whose dependencies make mmepack's
+            environment builder PEX (entry point `mmepack.environment.command:main`).
+            """
         ),
         advanced=True,
     )
@@ -68,11 +122,11 @@ class MmepackSubsystem(Subsystem):
         ),
     )
     toolchain = StrListOption(
-        default=["//:toolchain"],
+        default=[],
         help=softwrap(
             """
-            Targets every `triton_model` depends on besides `cli` and `env_builder`: Pants'
-            configuration, the lockfiles and this plugin. Through them a change to any of those
+            Targets every `triton_model` depends on besides (with `from_sources`) `cli` and
+            `env_builder`: e.g. Pants' configuration, the lockfiles and an in-repo plugin. Through them a change to any of those
             selects every model under `--changed-since=<ref> --changed-dependents=transitive`.
             Their files never enter a model's build sandbox.
             """
@@ -199,7 +253,8 @@ class ModelCasesSubsystem(Subsystem):
         default="//src/mmepack:cases",
         help=softwrap(
             """
-            Address of the target whose dependencies make the PEX that runs model cases
+            With `[mmepack].from_sources`: address of the target whose dependencies make the
+            PEX that runs model cases
             (`mmepack.cases.command`): the CLI plus the server packages, which the
             `[mmepack].cli` PEX leaves out.
             """
