@@ -9,6 +9,8 @@ it needs into the model directory's own BUILD file: the `triton_model` with the 
 configuration as a dependency when any `.dvc` file tracks weights (without it the package step
 cannot pull them), and one `python_sources` for the Python steps' `model.py` files with mypy
 skipped, because they import `triton_python_backend_utils`, which exists only inside Triton.
+`skip_mypy` is written only where the mypy backend is enabled: elsewhere the field does not
+exist and the BUILD file would not parse.
 Pants' own Python tailor would instead put a BUILD file in every version folder (one that
 `check` then fails, and that used to land in the artifact); `[tailor].ignore_paths` in
 pants.toml keeps it out of version folders and `weights/`.
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Dict, Tuple, Union
 
 from pants.backend.python.target_types import PythonSourcesGeneratorTarget
+from pants.backend.python.typecheck.mypy.skip_field import SkipMyPyField
 from pants.core.goals.tailor import (
     AllOwnedSources,
     PutativeTarget,
@@ -28,7 +32,7 @@ from pants.core.goals.tailor import (
 )
 from pants.engine.fs import PathGlobs, Paths
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.unions import UnionRule
+from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
 from mmepack_pants.subsystem import MmepackSubsystem
@@ -50,7 +54,12 @@ async def find_putative_triton_models(
     request: PutativeTritonModelTargetsRequest,
     all_owned_sources: AllOwnedSources,
     subsystem: MmepackSubsystem,
+    union_membership: UnionMembership,
 ) -> PutativeTargets:
+    mypy = PythonSourcesGeneratorTarget.class_has_field(SkipMyPyField, union_membership)
+    steps_kwargs: Dict[str, Union[str, int, bool, Tuple[str, ...]]] = {"sources": (STEP_SOURCES,)}
+    if mypy:
+        steps_kwargs["skip_mypy"] = True
     version_files = await Get(Paths, PathGlobs, request.path_globs(VERSION_FILE))
     unowned = sorted(set(version_files.files) - set(all_owned_sources))
     model_dirs = [os.path.dirname(path) for path in unowned]
@@ -88,7 +97,7 @@ async def find_putative_triton_models(
                     path=model_dir,
                     name=STEPS_TARGET,
                     triggering_sources=steps,
-                    kwargs={"sources": (STEP_SOURCES,), "skip_mypy": True},
+                    kwargs=steps_kwargs,
                     comments=(
                         "# The Python steps: black-formatted, not type-checked (Triton supplies",
                         "# triton_python_backend_utils only inside the server).",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, Dict, Tuple, Union
+
 # pytest runs these tests from its own tool resolve; pants-plugins holds no pytest requirement.
 import pytest  # pants: no-infer-dep
 from pants.backend.python.target_types import PythonSourcesGeneratorTarget
+from pants.backend.python.typecheck.mypy import skip_field as mypy_skip_field
+from pants.backend.python.typecheck.mypy.skip_field import SkipMyPyField
 from pants.core.goals.tailor import AllOwnedSources, PutativeTarget, PutativeTargets
 from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
@@ -13,11 +17,13 @@ from mmepack_pants import tailor
 from mmepack_pants.target_types import TritonModelTarget
 
 
-@pytest.fixture
-def rule_runner() -> RuleRunner:
+@pytest.fixture(params=[True, False], ids=["mypy backend", "no mypy backend"])
+def rule_runner(request: Any) -> RuleRunner:
+    # The mypy backend registers `skip_mypy` on python_sources; without it the field is unknown.
     return RuleRunner(
         rules=[
             *tailor.rules(),
+            *(mypy_skip_field.rules() if request.param else ()),
             QueryRule(PutativeTargets, (tailor.PutativeTritonModelTargetsRequest, AllOwnedSources)),
         ],
         target_types=[TritonModelTarget, PythonSourcesGeneratorTarget],
@@ -50,6 +56,11 @@ def test_new_model_folders_get_a_target_and_owned_ones_do_not(rule_runner: RuleR
             AllOwnedSources(["models/owned/model_version.txt"]),
         ],
     )
+    # A BUILD file that names `skip_mypy` does not parse in a repository without mypy.
+    mypy = PythonSourcesGeneratorTarget.class_has_field(SkipMyPyField, rule_runner.union_membership)
+    steps_kwargs: Dict[str, Union[str, int, bool, Tuple[str, ...]]] = {"sources": ("*/*/model.py",)}
+    if mypy:
+        steps_kwargs["skip_mypy"] = True
     assert result == PutativeTargets(
         [
             PutativeTarget.for_target_type(
@@ -64,7 +75,7 @@ def test_new_model_folders_get_a_target_and_owned_ones_do_not(rule_runner: RuleR
                 path="models/new",
                 name="steps",
                 triggering_sources=["new_pre/1/model.py", "new_pre/2/model.py"],
-                kwargs={"sources": ("*/*/model.py",), "skip_mypy": True},
+                kwargs=steps_kwargs,
                 comments=(
                     "# The Python steps: black-formatted, not type-checked (Triton supplies",
                     "# triton_python_backend_utils only inside the server).",
