@@ -2,6 +2,7 @@
 
 from mmepack_pants import (
     cases,
+    check,
     cli,
     dependencies,
     dist_version,
@@ -26,6 +27,7 @@ def target_types():
 def rules():
     return [
         *cases.rules(),
+        *check.rules(),
         *cli.rules(),
         *dependencies.rules(),
         *dist_version.rules(),
