@@ -49,7 +49,7 @@ def test_gitlab_builds_every_python_shared() -> None:
     assert _needed() <= versions, f"missing: {_needed() - versions}"
     script = " ".join(pipeline["default"]["before_script"])
     assert "pyenv install" in script and "$MMEPACK_PYTHONS" in script
-    for job in ("checks", "package", "test", "newcomer", "publish"):
+    for job in ("checks", "package", "test", "newcomer", "consumer", "publish"):
         assert "before_script" not in pipeline[job], f"{job} would skip the Python setup"
 
 
@@ -100,6 +100,16 @@ def test_every_ci_runs_the_newcomer_clean_clone_test() -> None:
     assert "./ci/newcomer.sh" in runs
     pipeline = YAML(typ="safe").load((REPO / "ci" / "gitlab-ci.yml").read_text())
     assert pipeline["newcomer"]["script"] == ["./ci/newcomer.sh"]
+
+
+def test_every_ci_runs_the_consumer_repository_test() -> None:
+    """The wheels adopted by a fresh repository (issue 28): minutes, so its own CI step too."""
+    assert "tests.e2e_consumer_repo" in (REPO / "ci" / "consumer.sh").read_text()
+    workflow = YAML(typ="safe").load((REPO / "ci" / "github-actions.yml").read_text())
+    runs = [s.get("run") for s in workflow["jobs"]["build"]["steps"]]
+    assert "./ci/consumer.sh" in runs
+    pipeline = YAML(typ="safe").load((REPO / "ci" / "gitlab-ci.yml").read_text())
+    assert pipeline["consumer"]["script"] == ["./ci/consumer.sh"]
 
 
 def test_every_ci_builds_the_docs_site_strictly() -> None:
