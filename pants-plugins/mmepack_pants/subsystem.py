@@ -9,27 +9,27 @@ from __future__ import annotations
 
 from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from typing import Optional
 
 from pants.backend.python.subsystems.python_tool_base import PythonToolBase
 from pants.backend.python.target_types import ConsoleScript
 from pants.option.option_types import BoolOption, EnumOption, SkipOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
+from pants.util.meta import classproperty
 from pants.util.strutil import softwrap
 
-from mmepack_pants.dist_version import PLUGIN_DISTRIBUTION, VERSION_FILE, read_version
+from mmepack_pants.dist_version import PLUGIN_DISTRIBUTION
 from mmepack_pants.tool_lock import LOCK_PACKAGE, LOCK_RESOURCE, tool_requirement
 
 
-def plugin_version() -> str:
-    """The version of this plugin, which is the version of mmepack it installs: the installed
-    `mmepack-pants` distribution's, or in this repository (where the plugin is loaded from
-    source through `[GLOBAL].pythonpath`) the version its wheels would carry."""
+def plugin_version() -> Optional[str]:
+    """The version of this plugin, which is the version of mmepack it installs; None where the
+    plugin is not installed as a distribution (this repository loads it from source through
+    `[GLOBAL].pythonpath` and builds mmepack from sources, `[mmepack].from_sources`)."""
     try:
         return version(PLUGIN_DISTRIBUTION)
     except PackageNotFoundError:
-        checkout = Path(__file__).resolve().parents[2] / VERSION_FILE
-        return read_version(checkout.read_text(encoding="utf-8")) if checkout.is_file() else "0"
+        return None
 
 
 class EnvBuilderKind(Enum):
@@ -52,12 +52,19 @@ class MmepackSubsystem(PythonToolBase):
         """
     )
 
+    # `mmepack[serve]==<this plugin's version>`; unpinned only where the plugin is not installed.
     default_version = tool_requirement(plugin_version())
     default_main = ConsoleScript("mmepack")
     register_interpreter_constraints = True
     # The library's own: src/mmepack:dist's python_requires.
     default_interpreter_constraints = ["CPython==3.11.*"]
     default_lockfile_resource = (LOCK_PACKAGE, LOCK_RESOURCE)
+
+    @classproperty
+    def default_lockfile_url(cls) -> str:
+        """Where `help` says the default lockfile is: not in Pants' repository, as the base
+        class assumes, but in this plugin's wheel."""
+        return "the file mmepack_pants/mmepack.lock inside the mmepack-pants wheel"
 
     from_sources = BoolOption(
         default=False,

@@ -25,7 +25,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from email.parser import Parser
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pants.backend.python.subsystems.setuptools import PythonDistributionFieldSet
 from pants.core.goals.package import BuiltPackage
@@ -63,10 +63,10 @@ _METADATA_BEGIN = "// --- BEGIN PANTS LOCKFILE METADATA: DO NOT EDIT OR REMOVE -
 _METADATA_END = "// --- END PANTS LOCKFILE METADATA ---"
 
 
-def tool_requirement(version: str) -> str:
+def tool_requirement(version: Optional[str]) -> str:
     """What the plugin installs by default: the library with the server packages, since the case
     runner (`test`) needs them and all three programs come from one install."""
-    return f"mmepack[serve]=={version}"
+    return f"mmepack[serve]=={version}" if version else "mmepack[serve]"
 
 
 @dataclass(frozen=True)
