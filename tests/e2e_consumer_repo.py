@@ -49,14 +49,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 if str(CHECKOUT) not in sys.path:  # `python3.11 tests/e2e_consumer_repo.py` works as well
     sys.path.insert(0, str(CHECKOUT))
 
-from tests.e2e_newcomer_clone import (  # noqa: E402
-    Steps,
-    _passed,
-    _python311,
-    _s3,
-    _sha256,
-    _start_moto,
-)
+from tests.e2e_newcomer_clone import Steps, _python311, _s3, _sha256, _start_moto  # noqa: E402
 
 PAGE = CHECKOUT / "docs/getting-started/install.md"
 MODEL = "risk_score"
@@ -263,8 +256,8 @@ def first_adoption(steps: Runner) -> None:
     assert "Python None" not in locked, locked[-4000:]
     tested = steps.pants("package test", "package", "test", "::")
     assert artifact(repo).is_file(), tested[-4000:]
-    assert _passed(tested) > 0, tested[-4000:]
-    assert "pricing/discount_test.py" in tested, tested[-4000:]
+    assert f"✓ models/{MODEL}:{MODEL} succeeded" in tested, tested[-4000:]
+    assert "✓ src/pricing/discount_test.py:tests succeeded" in tested, tested[-4000:]
 
 
 def same_bytes_as_sources(steps: Runner) -> None:
@@ -329,7 +322,8 @@ def upgrade(steps: Runner, workdir: Path) -> str:
         shutil.copy2(wheel, repo / WHEELS / wheel.name)
     toml = repo / "pants.toml"
     toml.write_text(_PLUGIN_PIN.sub(f'"mmepack-pants=={new}"', toml.read_text()))
-    steps.pants("package test (new)", "package", "test", f"models/{MODEL}:{MODEL}")
+    tested = steps.pants("package test (new)", "package", "test", f"models/{MODEL}:{MODEL}")
+    assert f"✓ models/{MODEL}:{MODEL} succeeded" in tested, tested[-4000:]
     assert tested_version(repo) == new, f"the test record names {tested_version(repo)}"
     return new
 
