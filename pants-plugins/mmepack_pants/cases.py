@@ -37,6 +37,7 @@ from pants.engine.process import FallibleProcessResult, ProcessCacheScope
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
+from mmepack_contract import ARTIFACT_SUFFIX, CONFIG_FILE
 from mmepack_pants.cli import CasesRunnerRequest
 from mmepack_pants.package import TritonModelPackageFieldSet
 from mmepack_pants.passthrough import (
@@ -145,7 +146,7 @@ async def run_model_cases(
     configs = await Get(
         Digest,
         DigestSubset(
-            model_files.snapshot.digest, PathGlobs([os.path.join(model_dir, "*", "config.pbtxt")])
+            model_files.snapshot.digest, PathGlobs([os.path.join(model_dir, "*", CONFIG_FILE)])
         ),
     )
     cases_input = await Get(Digest, MergeDigests([data.digest, configs]))
@@ -176,9 +177,11 @@ async def run_model_cases(
             output_dir=field_set.output_dir,
         ),
     )
-    artifacts = [a.relpath for a in built.artifacts if a.relpath and a.relpath.endswith(".tar.gz")]
+    artifacts = [
+        a.relpath for a in built.artifacts if a.relpath and a.relpath.endswith(ARTIFACT_SUFFIX)
+    ]
     if len(artifacts) != 1:
-        raise ValueError(f"{address}: packaging gave {artifacts}, expected one .tar.gz")
+        raise ValueError(f"{address}: packaging gave {artifacts}, expected one {ARTIFACT_SUFFIX}")
     report = f"{address.path_safe_spec}.cases.xml"
     # `mmepack test-cases` records the run (passed or not) with the artifact's sha256 beside
     # it; as the test's extra output Pants writes it under dist/test/<target>/, from its cache

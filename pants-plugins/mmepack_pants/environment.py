@@ -5,7 +5,7 @@ so the goal rule stays short. The process runs mmepack's narrow builder PEX on t
 requirements.txt and requirements.lock alone, moved to the sandbox root and with no
 model-specific argument: models with identical requirements make identical processes, which
 Pants runs once and caches across runs. What the builder did comes back in its JSON report
-(`env_report.py`), not from its log; the package rule logs it.
+(`mmepack_contract.reports`), not from its log; the package rule logs it.
 
 Engine calls (Get/MultiGet) are confined to `build_python_env`; everything else here is plain
 functions of option values, so a port to call-by-name touches one function.
@@ -33,22 +33,28 @@ from pants.engine.process import FallibleProcessResult, ProcessResultMetadata
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
+from mmepack_contract import (
+    ENV_ARCHIVE,
+    ENV_CACHE_VARIABLE,
+    LOCK_FILE,
+    PROGRESS_LOG,
+    REQUIREMENTS_FILE,
+    STUB_NAME,
+)
+from mmepack_contract.paths import env_cache_root
+from mmepack_contract.reports import ContractError, EnvReport
 from mmepack_pants.cli import EnvBuilderRequest
-from mmepack_pants.env_report import REPORT_FILE, EnvReport, EnvReportError
+from mmepack_pants.env_report import REPORT_FILE, report_lines
 from mmepack_pants.passthrough import APPEND_ONLY_CACHES, process_env
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 
-# File names inside the builder's sandbox; the library's defaults are the same names, but the
-# plugin states them because it must list a process's output files before it runs.
-ENV_FILE = "python_env.tar.gz"
-STUB_FILE = "triton_python_backend_stub"
-REQUIREMENTS_FILE = "requirements.txt"
-LOCK_FILE = "requirements.lock"
+# Inside the builder's sandbox the files keep the library's names (mmepack_contract), which the
+# plugin must list as a process's output files before it runs.
+ENV_FILE = ENV_ARCHIVE
+STUB_FILE = STUB_NAME
 _PIP_CACHE = ".cache/mmepack-pip"
-# The library's progress log, in its environment cache folder (mmepack.names.PROGRESS_LOG).
-PROGRESS_LOG = "progress.log"
-# What `progress_log_path` reads: no credential among them.
-PROGRESS_LOG_VARIABLES = ("MMEPACK_ENV_CACHE", "XDG_CACHE_HOME", "HOME")
+# What `progress_log_path` reads (mmepack_contract.paths.env_cache_root): no credential.
+PROGRESS_LOG_VARIABLES = (ENV_CACHE_VARIABLE, "XDG_CACHE_HOME", "HOME")
 
 
 class MmepackBuildError(Exception):
@@ -100,14 +106,9 @@ def builder_args(subsystem: MmepackSubsystem) -> Tuple[str, ...]:
 
 
 def progress_log_path(env: Mapping[str, str]) -> str:
-    """Where the builder appends its progress lines: the environment cache folder, found as
-    `mmepack.environment.cache.default_cache_root` finds it, from the process's variables."""
-    if env.get("MMEPACK_ENV_CACHE"):
-        root = env["MMEPACK_ENV_CACHE"]
-    else:
-        base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or "~", ".cache")
-        root = os.path.join(base, "mmepack", "envs")
-    return os.path.join(root, PROGRESS_LOG)
+    """Where the builder appends its progress lines: the environment cache folder, found by
+    the library's own rule (mmepack_contract.paths), from the process's variables."""
+    return os.path.join(env_cache_root(env, env.get("HOME") or "~"), PROGRESS_LOG)
 
 
 def build_description(address: Address, python: Optional[str], env: Mapping[str, str]) -> str:
@@ -146,7 +147,7 @@ class PythonEnv:
 
     digest: Digest
     stub: bool
-    # EnvReport.lines for a builder that ran in this run, and for one answered from Pants' cache.
+    # report_lines for a builder that ran in this run, and for one answered from Pants' cache.
     lines_if_ran: Tuple[str, ...]
     lines_if_cached: Tuple[str, ...]
     # Not part of equality, as in Pants' own ProcessResult: it names the run that made it.
@@ -228,8 +229,8 @@ async def build_python_env(
     return PythonEnv(
         env,
         stub=report.stub is not None,
-        lines_if_ran=tuple(report.lines(from_pants_cache=False)),
-        lines_if_cached=tuple(report.lines(from_pants_cache=True)),
+        lines_if_ran=tuple(report_lines(report, from_pants_cache=False)),
+        lines_if_cached=tuple(report_lines(report, from_pants_cache=True)),
         metadata=result.metadata,
     )
 
@@ -245,8 +246,8 @@ def _read_report(address: Address, contents: DigestContents) -> EnvReport:
     if len(contents) != 1:
         raise MmepackBuildError(f"{address}: the environment builder wrote no {REPORT_FILE}")
     try:
-        return EnvReport.from_json(contents[0].content.decode())
-    except EnvReportError as exc:
+        return EnvReport.from_json(contents[0].content.decode(), REPORT_FILE)
+    except ContractError as exc:
         raise MmepackBuildError(f"{address}: {exc}") from None
 
 

@@ -24,6 +24,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, goal_rule
 from pants.engine.target import FieldSet, Targets
 from pants.util.logging import LogLevel
 
+from mmepack_contract import LOCK_FILE, REQUIREMENTS_FILE
 from mmepack_pants.cli import MmepackCliRequest
 from mmepack_pants.passthrough import (
     APPEND_ONLY_CACHES,
@@ -33,9 +34,6 @@ from mmepack_pants.passthrough import (
 )
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 from mmepack_pants.target_types import TritonModelPythonVersionField, TritonModelSourcesField
-
-_LOCK_FILE = "requirements.lock"
-_REQUIREMENTS_FILE = "requirements.txt"
 
 
 class LockEnvsSubsystem(GoalSubsystem):
@@ -90,7 +88,7 @@ async def lock_envs(
     processes = []
     for field_set, sources in zip(field_sets, all_sources):
         model_dir = field_set.address.spec_path
-        if os.path.join(model_dir, _REQUIREMENTS_FILE) not in sources.snapshot.files:
+        if os.path.join(model_dir, REQUIREMENTS_FILE) not in sources.snapshot.files:
             continue
         python = field_set.python_version.value or subsystem.python_version
         processes.append(
@@ -99,7 +97,7 @@ async def lock_envs(
                 argv=[*lock_argv(model_dir, python), *server],
                 description=lock_description(str(field_set.address), python),
                 input_digest=sources.snapshot.digest,
-                output_files=[os.path.join(model_dir, _LOCK_FILE)],
+                output_files=[os.path.join(model_dir, LOCK_FILE)],
                 # The environment build resolves with this machine's pip configuration; so does
                 # the lock (Pants points pip at /dev/null for its own resolves). pip's index and
                 # its token come through passthrough.py: even an uncached process's environment
@@ -121,7 +119,7 @@ async def lock_envs(
     merged = await Get(Digest, MergeDigests(r.output_digest for r in results if r.exit_code == 0))
     workspace.write_digest(merged)
     if not processes:
-        console.print_stderr(f"No triton_model with a {_REQUIREMENTS_FILE} among the targets.")
+        console.print_stderr(f"No triton_model with a {REQUIREMENTS_FILE} among the targets.")
     return LockEnvs(exit_code=1 if failed else 0)
 
 

@@ -54,11 +54,18 @@ from pants.engine.target import SourcesField, TransitiveTargets, TransitiveTarge
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
+from mmepack_contract import (
+    ARTIFACT_SUFFIX,
+    CONFIG_FILE,
+    MODEL_VERSION_PATTERN,
+    REQUIREMENTS_FILE,
+    SAGEMAKER_ENSEMBLE_PATTERN,
+    VERSION_FILE,
+)
 from mmepack_pants.cli import MmepackCliRequest
 from mmepack_pants.dependencies import ToolchainRequest
 from mmepack_pants.environment import (
     ENV_FILE,
-    REQUIREMENTS_FILE,
     STUB_FILE,
     MmepackBuildError,
     PythonEnv,
@@ -89,11 +96,10 @@ _WEIGHTS_LINE = "mmepack: model "
 # mmepack.artifact.size_report's lines (the plugin does not import the library).
 _SIZE_LINE = "mmepack: size of "
 _SIZE_WARNING = "mmepack: warning: "
-# The library's rules for the names of `<model>_<version>.tar.gz` (model_version.txt holds digits
-# with at most two dots; SageMaker loads the folder whose config matches this pattern). Stated
-# here because the plugin must not import the library.
-_VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
-_ENSEMBLE_RE = re.compile(r'platform:(\s)*"ensemble"')
+# The library's rules for the names of `<model>_<version>.tar.gz`: the model version's pattern
+# and the one SageMaker finds the ensemble's folder with (mmepack_contract).
+_VERSION_RE = re.compile(MODEL_VERSION_PATTERN)
+_ENSEMBLE_RE = re.compile(SAGEMAKER_ENSEMBLE_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -344,19 +350,19 @@ def artifact_names(build_root: Path, model_dir: str) -> List[str]:
     """
     root = build_root / model_dir
     try:
-        version = (root / "model_version.txt").read_text(encoding="utf-8").strip()
+        version = (root / VERSION_FILE).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return []
     if not _VERSION_RE.fullmatch(version):
         return []
     models = {root.name}
-    for config in sorted(root.glob("*/config.pbtxt")):
+    for config in sorted(root.glob(f"*/{CONFIG_FILE}")):
         try:
             if _ENSEMBLE_RE.search(config.read_text(encoding="utf-8", errors="replace")):
                 models.add(config.parent.name)
         except OSError:
             continue
-    return sorted(f"{model}_{version}.tar.gz" for model in models)
+    return sorted(f"{model}_{version}{ARTIFACT_SUFFIX}" for model in models)
 
 
 def remove_stale_artifacts(build_root: Path, dist_subdir: Path, model_dir: str) -> List[Path]:

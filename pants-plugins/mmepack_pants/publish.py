@@ -48,6 +48,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 from pants.vcs.git import GitWorktree, GitWorktreeRequest, MaybeGitWorktree
 
+from mmepack_contract import BRANCH_VARIABLES, COMMIT_VARIABLES, S3_PREFIX_VARIABLE
 from mmepack_pants.cli import MmepackCliRequest
 from mmepack_pants.passthrough import (
     APPEND_ONLY_CACHES,
@@ -92,13 +93,9 @@ class MmepackPublish(Subsystem):
             "AWS_ENDPOINT_URL_S3",
             "AWS_CA_BUNDLE",
             "HOME",
-            "GITHUB_REF_NAME",
-            "CI_COMMIT_BRANCH",
-            "BRANCH_NAME",
-            "GITHUB_SHA",
-            "CI_COMMIT_SHA",
-            "GIT_COMMIT",
-            "MMEPACK_S3_PREFIX",
+            *BRANCH_VARIABLES,
+            *COMMIT_VARIABLES,
+            S3_PREFIX_VARIABLE,
         ],
         help=softwrap(
             """
@@ -108,10 +105,6 @@ class MmepackPublish(Subsystem):
         ),
         advanced=True,
     )
-
-
-_BRANCH_VARIABLES = ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
-_COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
 
 
 def publish_argv(
@@ -142,10 +135,10 @@ def publish_argv(
     ):
         if value:
             argv.append(f"{flag}={value}")
-    ci_branch = any(env.get(v) for v in _BRANCH_VARIABLES)
+    ci_branch = any(env.get(v) for v in BRANCH_VARIABLES)
     if git_branch and not options.branch and not ci_branch:
         argv.append(f"--branch={git_branch}")
-    ci_commit = any(env.get(v) for v in _COMMIT_VARIABLES)
+    ci_commit = any(env.get(v) for v in COMMIT_VARIABLES)
     if git_commit and not ci_commit:
         argv.append(f"--commit={git_commit}")
     if git_dirty is not None and not ci_commit:

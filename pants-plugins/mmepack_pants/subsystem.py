@@ -13,6 +13,8 @@ from pants.option.option_types import EnumOption, SkipOption, StrListOption, Str
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
+from mmepack_contract import ENV_CACHE_VARIABLE
+
 
 class EnvBuilderKind(Enum):
     auto = "auto"
@@ -97,7 +99,7 @@ class MmepackSubsystem(Subsystem):
             "MMEPACK_PYTHON_3_11",
             "MMEPACK_PYTHON_3_12",
             "MMEPACK_PYTHON_3_13",
-            "MMEPACK_ENV_CACHE",
+            ENV_CACHE_VARIABLE,
             "MMEPACK_DVC_CACHE",
             "XDG_CACHE_HOME",
             "MMEPACK_CONDA_EXE",

@@ -31,10 +31,10 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
+from mmepack_contract import CONFIG_FILE, VERSION_FILE
 from mmepack_pants.subsystem import MmepackSubsystem
 from mmepack_pants.target_types import TritonModelTarget
 
-VERSION_FILE = "model_version.txt"
 # Triton's Python backend loads `model.py` from each version folder of a step.
 STEP_SOURCES = "*/*/model.py"
 STEPS_TARGET = "steps"
@@ -55,7 +55,7 @@ async def find_putative_triton_models(
     unowned = sorted(set(version_files.files) - set(all_owned_sources))
     model_dirs = [os.path.dirname(path) for path in unowned]
     configs, dvc_files, step_files = await MultiGet(
-        Get(Paths, PathGlobs([os.path.join(d, "*", "config.pbtxt") for d in model_dirs])),
+        Get(Paths, PathGlobs([os.path.join(d, "*", CONFIG_FILE) for d in model_dirs])),
         Get(Paths, PathGlobs([os.path.join(d, "**", "*.dvc") for d in model_dirs])),
         Get(Paths, PathGlobs([os.path.join(d, STEP_SOURCES) for d in model_dirs])),
     )

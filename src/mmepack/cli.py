@@ -46,6 +46,7 @@ from mmepack.validate import (
     validate_model_directory,
     validate_tree,
 )
+from mmepack_contract import S3_PREFIX_VARIABLE
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
@@ -412,7 +413,7 @@ def _add_s3_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--prefix",
-        default=os.environ.get("MMEPACK_S3_PREFIX", ""),
+        default=os.environ.get(S3_PREFIX_VARIABLE, ""),
         help="key prefix, e.g. mme/ (default: $MMEPACK_S3_PREFIX)",
     )
     parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
