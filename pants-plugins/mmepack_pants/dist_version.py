@@ -17,11 +17,13 @@ from __future__ import annotations
 import ast
 
 from pants.backend.python.util_rules.package_dists import SetupKwargs, SetupKwargsRequest
-from pants.engine.fs import DigestContents, GlobMatchErrorBehavior, PathGlobs
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.fs import GlobMatchErrorBehavior, PathGlobs
+from pants.engine.rules import collect_rules, rule
 from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 from pants.version import PANTS_SEMVER
+
+from mmepack_pants import engine
 
 VERSION_FILE = "src/mmepack/__init__.py"
 DISTRIBUTIONS = ("mmepack", "mmepack-pants", "mmepack-contract")
@@ -60,8 +62,7 @@ async def mmepack_setup_kwargs(request: MmepackSetupKwargsRequest) -> SetupKwarg
             f"{request.target.address}: python_artifact(version=...) is set; remove it, the "
             f"version comes from {VERSION_FILE} alone"
         )
-    contents = await Get(
-        DigestContents,
+    contents = await engine.contents_of(
         PathGlobs(
             [VERSION_FILE],
             glob_match_error_behavior=GlobMatchErrorBehavior.error,

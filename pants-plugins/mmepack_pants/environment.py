@@ -7,30 +7,20 @@ model-specific argument: models with identical requirements make identical proce
 Pants runs once and caches across runs. What the builder did comes back in its JSON report
 (`mmepack_contract.reports`), not from its log; the package rule logs it.
 
-Engine calls (Get/MultiGet) are confined to `build_python_env`; everything else here is plain
-functions of option values, so a port to call-by-name touches one function.
+Its engine calls go through `engine.py`; everything else here is plain functions of option
+values.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
-from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.engine.addresses import Address
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import (
-    Digest,
-    DigestContents,
-    DigestSubset,
-    MergeDigests,
-    PathGlobs,
-    RemovePrefix,
-)
-from pants.engine.internals.session import RunId
-from pants.engine.process import FallibleProcessResult, ProcessResultMetadata
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.fs import DigestContents, PathGlobs
+from pants.engine.process import FallibleProcessResult
+from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
 
 from mmepack_contract import (
@@ -43,7 +33,8 @@ from mmepack_contract import (
 )
 from mmepack_contract.paths import env_cache_root
 from mmepack_contract.reports import ContractError, EnvReport
-from mmepack_pants.cli import EnvBuilderRequest
+from mmepack_pants import engine
+from mmepack_pants.engine import PythonEnv, PythonEnvRequest
 from mmepack_pants.env_report import REPORT_FILE, report_lines
 from mmepack_pants.passthrough import APPEND_ONLY_CACHES, process_env
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
@@ -124,71 +115,31 @@ def build_description(address: Address, python: Optional[str], env: Mapping[str,
     )
 
 
-@dataclass(frozen=True)
-class PythonEnvRequest:
-    """Build the environment of the model at `model_dir`, whose files are in `sources`."""
-
-    address: Address
-    model_dir: str
-    sources: Digest
-    # `--python` and the target-server options, from `target_args`.
-    target_args: Tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PythonEnv:
-    """`python_env.tar.gz` and, when the target server needs one, the stub, at the root; with
-    what to tell the user about the build, which the package rule logs (`report`).
-
-    The rule that makes this does not depend on the run's id, so pantsd keeps it across runs
-    instead of re-running it for every model on each `package`; whether the builder ran in the
-    current run is decided where it is logged, from `metadata`.
-    """
-
-    digest: Digest
-    stub: bool
-    # report_lines for a builder that ran in this run, and for one answered from Pants' cache.
-    lines_if_ran: Tuple[str, ...]
-    lines_if_cached: Tuple[str, ...]
-    # Not part of equality, as in Pants' own ProcessResult: it names the run that made it.
-    metadata: ProcessResultMetadata = field(compare=False, hash=False)
-
-    def report(self, run_id: RunId) -> Tuple[str, ...]:
-        """The lines to log in the run `run_id`."""
-        if self.metadata.source(run_id) == ProcessResultMetadata.Source.RAN:
-            return self.lines_if_ran
-        return self.lines_if_cached
-
-
 @rule(desc="Build a Python backend environment", level=LogLevel.DEBUG)
 async def build_python_env(
     request: PythonEnvRequest,
     subsystem: MmepackSubsystem,
     target_server: TritonServerSubsystem,
 ) -> PythonEnv:
-    requirements_only = await Get(
-        Digest,
-        DigestSubset(
-            request.sources,
-            PathGlobs(
-                [
-                    os.path.join(request.model_dir, REQUIREMENTS_FILE),
-                    # The pinned versions and hashes the environment is installed from.
-                    os.path.join(request.model_dir, LOCK_FILE),
-                ]
-            ),
+    requirements_only = await engine.subset(
+        request.sources,
+        PathGlobs(
+            [
+                os.path.join(request.model_dir, REQUIREMENTS_FILE),
+                # The pinned versions and hashes the environment is installed from.
+                os.path.join(request.model_dir, LOCK_FILE),
+            ]
         ),
     )
-    requirements, stubs, builder, env_vars = await MultiGet(
-        Get(Digest, RemovePrefix(requirements_only, request.model_dir)),
-        Get(Digest, PathGlobs(stub_dir_globs(target_server))),
-        Get(VenvPex, EnvBuilderRequest()),
+    requirements, stubs, builder, env_vars = await engine.env_builder_inputs(
+        requirements_only,
+        request.model_dir,
+        PathGlobs(stub_dir_globs(target_server)),
         # Only for the description, which is in no cache key: where the progress log is.
-        Get(EnvironmentVars, EnvironmentVarsRequest(PROGRESS_LOG_VARIABLES)),
+        PROGRESS_LOG_VARIABLES,
     )
-    builder_input = await Get(Digest, MergeDigests([requirements, stubs]))
-    result = await Get(
-        FallibleProcessResult,
+    builder_input = await engine.merge([requirements, stubs])
+    result = await engine.run(
         VenvPexProcess(
             builder,
             argv=[
@@ -221,9 +172,8 @@ async def build_python_env(
     )
     if result.exit_code != 0:
         raise failure(request.address, "building the Python environment", result)
-    report_contents, env = await MultiGet(
-        Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([REPORT_FILE]))),
-        Get(Digest, DigestSubset(result.output_digest, PathGlobs([ENV_FILE, STUB_FILE]))),
+    report_contents, env = await engine.env_builder_outputs(
+        result.output_digest, PathGlobs([REPORT_FILE]), PathGlobs([ENV_FILE, STUB_FILE])
     )
     report = _read_report(request.address, report_contents)
     return PythonEnv(

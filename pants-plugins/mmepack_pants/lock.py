@@ -14,24 +14,19 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
-from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.backend.python.util_rules.pex import VenvPexProcess
+from pants.core.util_rules.source_files import SourceFilesRequest
 from pants.engine.console import Console
-from pants.engine.fs import Digest, MergeDigests, Workspace
+from pants.engine.fs import Workspace
 from pants.engine.goal import Goal, GoalSubsystem
-from pants.engine.process import FallibleProcessResult, ProcessCacheScope
-from pants.engine.rules import Get, MultiGet, collect_rules, goal_rule
+from pants.engine.process import ProcessCacheScope
+from pants.engine.rules import collect_rules, goal_rule
 from pants.engine.target import FieldSet, Targets
 from pants.util.logging import LogLevel
 
 from mmepack_contract import LOCK_FILE, REQUIREMENTS_FILE
-from mmepack_pants.cli import MmepackCliRequest
-from mmepack_pants.passthrough import (
-    APPEND_ONLY_CACHES,
-    PassthroughRequest,
-    PassthroughWritten,
-    process_env,
-)
+from mmepack_pants import engine
+from mmepack_pants.passthrough import APPEND_ONLY_CACHES, process_env
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 from mmepack_pants.target_types import TritonModelPythonVersionField, TritonModelSourcesField
 
@@ -77,12 +72,8 @@ async def lock_envs(
     console: Console,
 ) -> LockEnvs:
     field_sets = [_LockFieldSet.create(t) for t in targets if _LockFieldSet.is_applicable(t)]
-    cli, _ = await MultiGet(
-        Get(VenvPex, MmepackCliRequest()), Get(PassthroughWritten, PassthroughRequest())
-    )
-    all_sources = await MultiGet(
-        Get(SourceFiles, SourceFilesRequest([fs.sources])) for fs in field_sets
-    )
+    cli, _ = await engine.lock_inputs()
+    all_sources = await engine.sources_each(SourceFilesRequest([fs.sources]) for fs in field_sets)
     # Only what the user set: the library owns the default server.
     server = [f"--triton-version={target_server.version}"] if target_server.version else []
     processes = []
@@ -108,7 +99,7 @@ async def lock_envs(
                 level=LogLevel.INFO,
             )
         )
-    results = await MultiGet(Get(FallibleProcessResult, VenvPexProcess, p) for p in processes)
+    results = await engine.run_each(processes)
     failed = 0
     for process, result in zip(processes, results):
         if result.exit_code != 0:
@@ -116,7 +107,7 @@ async def lock_envs(
             console.print_stderr(result.stderr.decode(errors="replace").strip())
         else:
             console.print_stdout(result.stdout.decode(errors="replace").strip())
-    merged = await Get(Digest, MergeDigests(r.output_digest for r in results if r.exit_code == 0))
+    merged = await engine.merge(r.output_digest for r in results if r.exit_code == 0)
     workspace.write_digest(merged)
     if not processes:
         console.print_stderr(f"No triton_model with a {REQUIREMENTS_FILE} among the targets.")
