@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import mmepack_contract as contract
-from mmepack import names
-from mmepack.environment import cache, report
-from mmepack.model import rules, version
+from mmepack import names, passthrough
+from mmepack.environment import builders, cache, report
+from mmepack.model import rules, version, weights
 from mmepack.publish import provenance, revision
 
 SOURCE = Path(contract.__file__)
@@ -60,6 +60,9 @@ def test_library_uses_the_contract_values() -> None:
         assert getattr(names, name) is getattr(contract, name), name
     assert report.REPORT_SCHEMA is contract.ENV_REPORT_SCHEMA
     assert cache.CACHE_VARIABLE is contract.ENV_CACHE_VARIABLE
+    assert passthrough.VARIABLE is contract.PASSTHROUGH_VARIABLE
+    assert weights.DVC_CACHE_VARIABLE is contract.DVC_CACHE_VARIABLE
+    assert builders.CONDA_VARIABLE is contract.CONDA_VARIABLE
     assert rules.SAGEMAKER_ENSEMBLE_RE.pattern is contract.SAGEMAKER_ENSEMBLE_PATTERN
     assert revision.BRANCH_VARIABLES is contract.BRANCH_VARIABLES
     assert provenance._COMMIT_VARIABLES is contract.COMMIT_VARIABLES

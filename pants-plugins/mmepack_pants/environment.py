@@ -26,6 +26,7 @@ from pants.util.logging import LogLevel
 from mmepack_contract import (
     ENV_ARCHIVE,
     ENV_CACHE_VARIABLE,
+    ERROR_PREFIX,
     LOCK_FILE,
     PROGRESS_LOG,
     REQUIREMENTS_FILE,
@@ -54,7 +55,7 @@ class MmepackBuildError(Exception):
 
 def failure(address: Address, step: str, result: FallibleProcessResult) -> MmepackBuildError:
     stderr = result.stderr.decode(errors="replace").strip()
-    lines = [line for line in stderr.splitlines() if line.startswith("mmepack: error:")]
+    lines = [line for line in stderr.splitlines() if line.startswith(ERROR_PREFIX)]
     detail = stderr if not lines else stderr[stderr.index(lines[0]) :]
     return MmepackBuildError(f"{address}: {step} failed:\n{detail}")
 

@@ -38,6 +38,7 @@ from pants.option.global_options import NamedCachesDirOption
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
+from mmepack_contract import PASSTHROUGH_VARIABLE
 from mmepack_pants import engine
 from mmepack_pants.engine import PassthroughRequest, PassthroughWritten
 from mmepack_pants.subsystem import MmepackSubsystem
@@ -46,8 +47,8 @@ from mmepack_pants.subsystem import MmepackSubsystem
 CACHE_NAME = "mmepack_passthrough"
 SANDBOX_DIR = ".cache/mmepack-passthrough"
 FILE_NAME = "env.json"
-# mmepack.passthrough.VARIABLE (the plugin does not import the library).
-VARIABLE = "MMEPACK_PASSTHROUGH_FILE"
+# The variable the library's steps read the file's path from.
+VARIABLE = PASSTHROUGH_VARIABLE
 APPEND_ONLY_CACHES: FrozenDict[str, str] = FrozenDict({CACHE_NAME: SANDBOX_DIR})
 
 

@@ -13,7 +13,7 @@ from pants.option.option_types import EnumOption, SkipOption, StrListOption, Str
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
-from mmepack_contract import ENV_CACHE_VARIABLE
+from mmepack_contract import CONDA_VARIABLE, DVC_CACHE_VARIABLE, ENV_CACHE_VARIABLE, PYTHON_VARIABLE
 
 
 class EnvBuilderKind(Enum):
@@ -93,16 +93,11 @@ class MmepackSubsystem(Subsystem):
             "PATH",
             "HOME",
             "PYENV_ROOT",
-            "MMEPACK_PYTHON_3_8",
-            "MMEPACK_PYTHON_3_9",
-            "MMEPACK_PYTHON_3_10",
-            "MMEPACK_PYTHON_3_11",
-            "MMEPACK_PYTHON_3_12",
-            "MMEPACK_PYTHON_3_13",
+            *(f"{PYTHON_VARIABLE}3_{minor}" for minor in range(8, 14)),
             ENV_CACHE_VARIABLE,
-            "MMEPACK_DVC_CACHE",
+            DVC_CACHE_VARIABLE,
             "XDG_CACHE_HOME",
-            "MMEPACK_CONDA_EXE",
+            CONDA_VARIABLE,
             "MAMBA_EXE",
             "CONDA_EXE",
             "HTTP_PROXY",

@@ -63,6 +63,23 @@ ENV_CACHE_FOLDER = "mmepack/envs"
 # The S3 prefix `mmepack publish` uploads under when `--prefix` is not given.
 S3_PREFIX_VARIABLE = "MMEPACK_S3_PREFIX"
 
+# The base interpreter for Python 3.X, when set: `MMEPACK_PYTHON_3_X` (a prefix).
+PYTHON_VARIABLE = "MMEPACK_PYTHON_"
+
+# Where the shared DVC cache lives when --dvc-cache is not given.
+DVC_CACHE_VARIABLE = "MMEPACK_DVC_CACHE"
+
+# The conda-like executable the conda builder runs, when set.
+CONDA_VARIABLE = "MMEPACK_CONDA_EXE"
+
+# The JSON file of the machine's variables (credentials, PATH, HOME) that the plugin writes
+# outside every cache key and the library's steps load first (mmepack.passthrough).
+PASSTHROUGH_VARIABLE = "MMEPACK_PASSTHROUGH_FILE"
+
+# How a library command starts the stderr line that explains its failure; the plugin shows a
+# failed step's output from that line on.
+ERROR_PREFIX = "mmepack: error:"
+
 # Schema of the environment builder's JSON report (reports.EnvReport), which the plugin reads:
 # bump on any change of its fields or their meaning. 2: the report carries `contract`.
 ENV_REPORT_SCHEMA = 2
