@@ -15,18 +15,21 @@ from pants.engine.addresses import Address
 from pants.engine.internals.session import RunId
 from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 
+from mmepack_pants.engine import (
+    PackagedModel,
+    PassthroughRequest,
+    PassthroughWritten,
+    TritonModelPackageFieldSet,
+)
 from mmepack_pants.environment import MmepackBuildError
 from mmepack_pants.package import (
     _MD5,
-    PackagedModel,
-    TritonModelPackageFieldSet,
     _object_globs,
     _require_dvc_config,
     artifact_names,
     package_triton_model,
     remove_stale_artifacts,
 )
-from mmepack_pants.passthrough import PassthroughRequest, PassthroughWritten
 from mmepack_pants.target_types import TritonModelTarget
 
 ADDRESS = Address("models/foreign", target_name="foreign")

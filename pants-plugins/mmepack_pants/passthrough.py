@@ -29,25 +29,26 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping
 
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.internals.session import RunId
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import collect_rules, rule
 from pants.option.global_options import NamedCachesDirOption
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
+from mmepack_contract import PASSTHROUGH_VARIABLE
+from mmepack_pants import engine
+from mmepack_pants.engine import PassthroughRequest, PassthroughWritten
 from mmepack_pants.subsystem import MmepackSubsystem
 
 # Pants' named cache (a folder under `[GLOBAL].named_caches_dir`) and where sandboxes see it.
 CACHE_NAME = "mmepack_passthrough"
 SANDBOX_DIR = ".cache/mmepack-passthrough"
 FILE_NAME = "env.json"
-# mmepack.passthrough.VARIABLE (the plugin does not import the library).
-VARIABLE = "MMEPACK_PASSTHROUGH_FILE"
+# The variable the library's steps read the file's path from.
+VARIABLE = PASSTHROUGH_VARIABLE
 APPEND_ONLY_CACHES: FrozenDict[str, str] = FrozenDict({CACHE_NAME: SANDBOX_DIR})
 
 
@@ -86,21 +87,6 @@ def write_passthrough_file(named_caches_dir: Path, values: Mapping[str, str]) ->
     return path
 
 
-@dataclass(frozen=True)
-class PassthroughRequest:
-    """Write this run's `[mmepack].env_passthrough` values for the steps that may run, plus
-    the variables `extra` names (the publish upload's `[mmepack-publish].env_passthrough`)."""
-
-    extra: Tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PassthroughWritten:
-    """The names written (never the values, which must not enter the engine's graph output)."""
-
-    names: Tuple[str, ...]
-
-
 @rule(desc="Hand the machine's variables to mmepack's steps", level=LogLevel.DEBUG)
 async def write_passthrough(
     request: PassthroughRequest,
@@ -111,7 +97,7 @@ async def write_passthrough(
     """Runs on every run (it depends on the run's id), so the file holds this run's values even
     when another checkout on the machine wrote its own since, or the file was deleted."""
     names = sorted({*subsystem.env_passthrough, *request.extra})
-    env_vars = await Get(EnvironmentVars, EnvironmentVarsRequest(names))
+    env_vars = await engine.env_vars(names)
     write_passthrough_file(Path(named_caches_dir.val), env_vars)
     return PassthroughWritten(tuple(sorted(env_vars)))
 

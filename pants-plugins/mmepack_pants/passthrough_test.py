@@ -39,13 +39,18 @@ from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 from pants.util.ordered_set import FrozenOrderedSet
 
 from mmepack_pants.cli import EnvBuilderRequest, MmepackCliRequest
-from mmepack_pants.dependencies import ToolchainRequest
-from mmepack_pants.environment import PythonEnv, PythonEnvRequest, build_python_env
-from mmepack_pants.package import TritonModelPackageFieldSet, build_triton_model
+from mmepack_pants.engine import (
+    PassthroughRequest,
+    PythonEnv,
+    PythonEnvRequest,
+    ToolchainRequest,
+    TritonModelPackageFieldSet,
+)
+from mmepack_pants.environment import build_python_env
+from mmepack_pants.package import build_triton_model
 from mmepack_pants.passthrough import (
     APPEND_ONLY_CACHES,
     VARIABLE,
-    PassthroughRequest,
     passthrough_file,
     write_passthrough,
     write_passthrough_file,

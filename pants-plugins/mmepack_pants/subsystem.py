@@ -13,6 +13,8 @@ from pants.option.option_types import EnumOption, SkipOption, StrListOption, Str
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
+from mmepack_contract import CONDA_VARIABLE, DVC_CACHE_VARIABLE, ENV_CACHE_VARIABLE, PYTHON_VARIABLE
+
 
 class EnvBuilderKind(Enum):
     auto = "auto"
@@ -91,16 +93,11 @@ class MmepackSubsystem(Subsystem):
             "PATH",
             "HOME",
             "PYENV_ROOT",
-            "MMEPACK_PYTHON_3_8",
-            "MMEPACK_PYTHON_3_9",
-            "MMEPACK_PYTHON_3_10",
-            "MMEPACK_PYTHON_3_11",
-            "MMEPACK_PYTHON_3_12",
-            "MMEPACK_PYTHON_3_13",
-            "MMEPACK_ENV_CACHE",
-            "MMEPACK_DVC_CACHE",
+            *(f"{PYTHON_VARIABLE}3_{minor}" for minor in range(8, 14)),
+            ENV_CACHE_VARIABLE,
+            DVC_CACHE_VARIABLE,
             "XDG_CACHE_HOME",
-            "MMEPACK_CONDA_EXE",
+            CONDA_VARIABLE,
             "MAMBA_EXE",
             "CONDA_EXE",
             "HTTP_PROXY",

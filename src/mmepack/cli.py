@@ -46,6 +46,7 @@ from mmepack.validate import (
     validate_model_directory,
     validate_tree,
 )
+from mmepack_contract import ERROR_PREFIX, S3_PREFIX_VARIABLE
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
@@ -412,7 +413,7 @@ def _add_s3_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--prefix",
-        default=os.environ.get("MMEPACK_S3_PREFIX", ""),
+        default=os.environ.get(S3_PREFIX_VARIABLE, ""),
         help="key prefix, e.g. mme/ (default: $MMEPACK_S3_PREFIX)",
     )
     parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
@@ -678,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
         return code
     except MmepackError as exc:
-        print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)
+        print(f"{ERROR_PREFIX} {redact(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:
         # Bad input reaches the file system in ways no check can foresee (a full disk, a file
@@ -687,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(
             redact(
-                f"mmepack: error: {where}{exc.strerror or exc}; check that the path exists, is "
+                f"{ERROR_PREFIX} {where}{exc.strerror or exc}; check that the path exists, is "
                 "readable and that its disk has space, then run again"
             ),
             file=sys.stderr,

@@ -22,9 +22,10 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from mmepack.errors import MmepackError
+from mmepack_contract import PASSTHROUGH_VARIABLE
 
-# The Pants plugin names the same variable (it does not import the library).
-VARIABLE = "MMEPACK_PASSTHROUGH_FILE"
+# The variable the Pants plugin sets (the contract's name).
+VARIABLE = PASSTHROUGH_VARIABLE
 
 
 def read(path: Path) -> dict[str, str]:

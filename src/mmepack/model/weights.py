@@ -25,9 +25,9 @@ from ruamel.yaml.error import YAMLError
 from mmepack.errors import MmepackError
 from mmepack.files import file_hexdigest, read_text
 from mmepack.model.dvc_remote import bucket_missing, default_remote, explain, require_plugin
+from mmepack_contract import DVC_CACHE_VARIABLE as CONTRACT_DVC_CACHE_VARIABLE
 
-# Where the shared DVC cache lives when --dvc-cache is not given.
-DVC_CACHE_VARIABLE = "MMEPACK_DVC_CACHE"
+DVC_CACHE_VARIABLE = CONTRACT_DVC_CACHE_VARIABLE
 
 
 @dataclass(frozen=True)

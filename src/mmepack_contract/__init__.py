@@ -1,10 +1,14 @@
 """The contract between the `mmepack` library and the `mmepack-pants` plugin, in one place.
 
-The plugin runs inside Pants' own Python (3.7 to 3.9) and the library in 3.11, from two wheels,
-so the plugin cannot import the library; it can import this one file. It therefore holds only
-plain values and uses the standard library alone (tests/test_contract.py checks both): the file
-names both sides look for, the patterns both sides apply, the CI variables both sides read and
-the schema version of the reports the library writes for the plugin.
+The plugin runs inside Pants' own Python (3.7 to 3.9) and the library in 3.11, so the plugin
+cannot import the library. Both import this package instead: it is its own distribution,
+`mmepack-contract` (stdlib only, Python 3.7 and up), which both wheels require at their one
+shared version; in this repository Pants loads it from `src/` beside the plugin's
+`pants-plugins/` (pants.toml `[GLOBAL].pythonpath`), so there is one copy of it in git and none
+in the plugin. This module holds plain values only (tests/test_contract.py checks it): the file
+names both sides look for, the patterns both sides apply, the variables both sides read and the
+schema versions of the reports the library writes for the plugin. `reports` reads those reports
+and `paths` finds the library's caches, for both sides.
 
 `CONTRACT_VERSION` changes whenever a value here changes meaning, so a plugin meeting a library
 of another contract can say which two versions disagree instead of misreading its files.
@@ -50,6 +54,32 @@ SAGEMAKER_ENSEMBLE_PATTERN = r'platform:(\s)*"ensemble"'
 BRANCH_VARIABLES = ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
 COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
 
-# Schema of the environment builder's JSON report (mmepack.environment.report), which the
-# plugin reads: bump on any change of its fields or their meaning.
-ENV_REPORT_SCHEMA = 1
+# Where the environment builder caches built environments, when set (paths.env_cache_root).
+ENV_CACHE_VARIABLE = "MMEPACK_ENV_CACHE"
+
+# Else that cache is this folder under $XDG_CACHE_HOME, or under ~/.cache.
+ENV_CACHE_FOLDER = "mmepack/envs"
+
+# The S3 prefix `mmepack publish` uploads under when `--prefix` is not given.
+S3_PREFIX_VARIABLE = "MMEPACK_S3_PREFIX"
+
+# The base interpreter for Python 3.X, when set: `MMEPACK_PYTHON_3_X` (a prefix).
+PYTHON_VARIABLE = "MMEPACK_PYTHON_"
+
+# Where the shared DVC cache lives when --dvc-cache is not given.
+DVC_CACHE_VARIABLE = "MMEPACK_DVC_CACHE"
+
+# The conda-like executable the conda builder runs, when set.
+CONDA_VARIABLE = "MMEPACK_CONDA_EXE"
+
+# The JSON file of the machine's variables (credentials, PATH, HOME) that the plugin writes
+# outside every cache key and the library's steps load first (mmepack.passthrough).
+PASSTHROUGH_VARIABLE = "MMEPACK_PASSTHROUGH_FILE"
+
+# How a library command starts the stderr line that explains its failure; the plugin shows a
+# failed step's output from that line on.
+ERROR_PREFIX = "mmepack: error:"
+
+# Schema of the environment builder's JSON report (reports.EnvReport), which the plugin reads:
+# bump on any change of its fields or their meaning. 2: the report carries `contract`.
+ENV_REPORT_SCHEMA = 2
