@@ -151,6 +151,8 @@ class PythonEnv:
     lines_if_cached: Tuple[str, ...]
     # Not part of equality, as in Pants' own ProcessResult: it names the run that made it.
     metadata: ProcessResultMetadata = field(compare=False, hash=False)
+    # The environment's Python as its build report states it (e.g. 3.12.1), for the package step.
+    python_version: Optional[str] = None
 
     def report(self, run_id: RunId) -> Tuple[str, ...]:
         """The lines to log in the run `run_id`."""
@@ -231,6 +233,7 @@ async def build_python_env(
         lines_if_ran=tuple(report.lines(from_pants_cache=False)),
         lines_if_cached=tuple(report.lines(from_pants_cache=True)),
         metadata=result.metadata,
+        python_version=report.python_version,
     )
 
 

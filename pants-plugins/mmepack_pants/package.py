@@ -67,6 +67,7 @@ from mmepack_pants.environment import (
     stub_dir_globs,
     target_args,
 )
+from mmepack_pants.package_report import PACKAGE_REPORT_FILE, PackageReport, PackageReportError
 from mmepack_pants.passthrough import (
     APPEND_ONLY_CACHES,
     PassthroughRequest,
@@ -85,10 +86,6 @@ logger = logging.getLogger(__name__)
 _OUT_DIR = "__mmepack_out"
 # `md5: <hex>` in a `.dvc` file and in a `.dir` listing (DVC 2 and 3 write both forms).
 _MD5 = re.compile(r"\bmd5[\"']?\s*:\s*[\"']?([0-9a-f]{32}(?:\.dir)?)\b")
-_WEIGHTS_LINE = "mmepack: model "
-# mmepack.artifact.size_report's lines (the plugin does not import the library).
-_SIZE_LINE = "mmepack: size of "
-_SIZE_WARNING = "mmepack: warning: "
 # The library's rules for the names of `<model>_<version>.tar.gz` (model_version.txt holds digits
 # with at most two dots; SageMaker loads the folder whose config matches this pattern). Stated
 # here because the plugin must not import the library.
@@ -176,9 +173,9 @@ async def _check_working_copies(
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """What `build_triton_model` made: the artifact, the packaging process's result (whose
-    output the user is shown) and the environment it packed, if any; or, for a build that
-    failed, mmepack's explanation (`error`).
+    """What `build_triton_model` made: the artifact, the packaging process's result (whether
+    it ran in this run), its report (what the user is shown) and the environment it packed, if
+    any; or, for a build that failed, mmepack's explanation (`error`).
 
     The explanation is returned, not raised: an exception that crosses a rule boundary reaches
     the awaiting rule wrapped by the engine, and `package_triton_model` must still recognise a
@@ -189,6 +186,7 @@ class PackagedModel:
     result: Optional[FallibleProcessResult]
     env: Optional[PythonEnv]
     error: Optional[str] = None
+    report: Optional[PackageReport] = None
 
 
 # A rule helper: Pants finds its Gets only when it is defined before the rule that awaits it.
@@ -236,7 +234,12 @@ async def _build(
             PythonEnv, PythonEnvRequest(address, model_dir, sources.snapshot.digest, target)
         )
         inputs.append(env.digest)
-        env_args = [f"--env={ENV_FILE}", *([f"--stub={STUB_FILE}"] if env.stub else [])]
+        env_args = [
+            f"--env={ENV_FILE}",
+            # Its build report states its Python: the package step need not open the archive.
+            *([f"--env-python={env.python_version}"] if env.python_version else []),
+            *([f"--stub={STUB_FILE}"] if env.stub else []),
+        ]
 
     package_input = await Get(Digest, MergeDigests(inputs))
     result = await Get(
@@ -249,12 +252,14 @@ async def _build(
                 "--pull",
                 "--repo-root=.",
                 f"--output-dir={_OUT_DIR}",
+                f"--report={PACKAGE_REPORT_FILE}",
                 *target,
                 *env_args,
             ],
             description=f"Package {address} for SageMaker MME",
             input_digest=package_input,
             output_directories=[_OUT_DIR],
+            output_files=[PACKAGE_REPORT_FILE],
             # Credentials and the machine's paths reach it outside its cache key.
             extra_env=process_env(),
             append_only_caches=APPEND_ONLY_CACHES,
@@ -263,13 +268,18 @@ async def _build(
     )
     if result.exit_code != 0:
         raise failure(address, "packaging", result)
-    output = await Get(Digest, RemovePrefix(result.output_digest, _OUT_DIR))
+    artifacts, report_contents = await MultiGet(
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"{_OUT_DIR}/**"]))),
+        Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([PACKAGE_REPORT_FILE]))),
+    )
+    report = read_package_report(address, report_contents)
+    output = await Get(Digest, RemovePrefix(artifacts, _OUT_DIR))
     snapshot = await Get(Snapshot, AddPrefix(output, field_set.output_dir.value or "mme"))
     built = BuiltPackage(
         snapshot.digest,
         tuple(BuiltPackageArtifact(path) for path in snapshot.files),
     )
-    return PackagedModel(built, result, env)
+    return PackagedModel(built, result, env, report=report)
 
 
 @rule(desc="Build a Triton model's MME artifact", level=LogLevel.DEBUG)
@@ -328,10 +338,12 @@ async def package_triton_model(
     if packaged.env is not None:
         for line in packaged.env.report(run_id):
             logger.info(f"{address}: {line}")
-    # Both are set when no error was returned.
+    # All three are set when no error was returned.
     assert packaged.result is not None and packaged.built is not None
-    _relay_weights_line(address, packaged.result, run_id)
-    _relay_size_report(address, packaged.result)
+    assert packaged.report is not None
+    reused = packaged.result.metadata.source(run_id) != ProcessResultMetadata.Source.RAN
+    _relay_weights_line(address, packaged.report, reused)
+    _relay_size_report(address, packaged.report)
     return packaged.built
 
 
@@ -376,24 +388,35 @@ def remove_stale_artifacts(build_root: Path, dist_subdir: Path, model_dir: str) 
     return removed
 
 
-def _relay_weights_line(address: Address, result: FallibleProcessResult, run_id: RunId) -> None:
+def read_package_report(address: Address, contents: DigestContents) -> PackageReport:
+    """The package step's report, or the reason the plugin cannot use it (another contract
+    version, say) as the build's error."""
+    if len(contents) != 1:
+        raise MmepackBuildError(
+            f"{address}: the package step wrote no {PACKAGE_REPORT_FILE}; the mmepack tool is "
+            "older than this plugin, so use the mmepack version that matches the plugin"
+        )
+    try:
+        return PackageReport.from_json(contents[0].content.decode(errors="replace"))
+    except PackageReportError as exc:
+        raise MmepackBuildError(f"{address}: {exc}") from None
+
+
+def _relay_weights_line(address: Address, report: PackageReport, reused: bool) -> None:
     """Log whether the weights were downloaded or came from the DVC cache, which Pants would
-    otherwise swallow for a process that succeeded."""
-    reused = result.metadata.source(run_id) != ProcessResultMetadata.Source.RAN
-    for line in result.stderr.decode(errors="replace").splitlines():
-        if line.startswith(_WEIGHTS_LINE):
-            prefix = "reused from Pants' cache, as first reported: " if reused else ""
-            logger.info(f"{address}: {prefix}{line[len('mmepack: '):]}")
+    otherwise swallow for a process that succeeded; `reused`: the process result came from
+    Pants' cache, not from a run in this one."""
+    if report.weights_message is not None:
+        prefix = "reused from Pants' cache, as first reported: " if reused else ""
+        logger.info(f"{address}: {prefix}{report.weights_message}")
 
 
-def _relay_size_report(address: Address, result: FallibleProcessResult) -> None:
+def _relay_size_report(address: Address, report: PackageReport) -> None:
     """Show the artifact's size by part (environment, weights, stubs, code), and the warning
-    when its environment dominates it, which `mmepack package` prints on stdout."""
-    for line in result.stdout.decode(errors="replace").splitlines():
-        if line.startswith(_SIZE_LINE):
-            logger.info(f"{address}: {line[len('mmepack: '):]}")
-        elif line.startswith(_SIZE_WARNING):
-            logger.warning(f"{address}: {line[len(_SIZE_WARNING):]}")
+    when its environment dominates it."""
+    logger.info(f"{address}: {report.size_message}")
+    for warning in report.warnings:
+        logger.warning(f"{address}: {warning}")
 
 
 def rules():

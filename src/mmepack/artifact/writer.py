@@ -15,21 +15,22 @@ no-op.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from mmepack.artifact.bytecode import add_step_bytecode
+from mmepack.artifact.bytecode import add_step_bytecode, archive_python
 from mmepack.artifact.env_layout import EnvLayout, place_environment
-from mmepack.artifact.gzip_tar import GzipTarWriter
+from mmepack.artifact.gzip_tar import BinarySink, GzipTarWriter
 from mmepack.artifact.safe_files import scan_model_folder
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path, open_regular, process_alive
 from mmepack.model.repository import ModelDirectory, TritonModel
 from mmepack.model.version import artifact_name, check_folder_name, check_model_name
-from mmepack.model.weights import TrackedFile
+from mmepack.model.weights import PullResult, TrackedFile
 from mmepack.names import (
     CONFIG_FILE,
     ENV_PATH_PARAMETER,
@@ -57,6 +58,26 @@ class PackageResult:
     # Requirements no Python step imports nor needs (see artifact.unused_requirements): what
     # the size warning names; filled in by `package_model` when the environment dominates.
     unused_requirements: tuple[str, ...] = ()
+    # The artifact's bytes and their sha256, counted as they were written.
+    size: int = 0
+    sha256: str = ""
+    # The DVC-tracked files packed, and what pulling them cost (`package_model` fills both in).
+    weights: tuple[TrackedFile, ...] = ()
+    pull: PullResult | None = None
+
+
+class _HashingFile:
+    """The artifact's file, hashing and counting what is written to it (no second read)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
 
 
 def _artifact_files(model: TritonModel, model_dir: Path) -> list[tuple[str, Path]]:
@@ -223,8 +244,12 @@ def write_artifact(
     *,
     layout: EnvLayout = EnvLayout.default(),
     compress_level: int = COMPRESS_LEVEL,
+    env_python: str | None = None,
 ) -> PackageResult:
     """Write `<output_dir>/<model>_<version>.tar.gz` atomically: a failure leaves nothing.
+
+    `env_python` is the environment's Python version as its build report states it (the steps'
+    bytecode is compiled for it); without it, it is read from the archive.
 
     `layout` says how the Python environment travels (see `mmepack.artifact.env_layout`);
     `EnvLayout.PER_STEP` writes the layout of earlier releases, one copy per step, recompressed
@@ -232,6 +257,8 @@ def write_artifact(
     """
     name = check_model_name(directory.name, directory.root)
     members = plan_members(directory, env_archive, weights, stub, layout)
+    if env_archive is not None and env_python is None:
+        env_python = archive_python(env_archive)
     final = output_dir / artifact_name(name, version)
     if len(final.name.encode("utf-8")) > _MAX_NAME_BYTES:
         raise MmepackError(
@@ -248,14 +275,15 @@ def write_artifact(
             "--output-dir"
         ) from None
     try:
-        with atomic_path(final) as partial, partial.open("wb") as raw:
+        with atomic_path(final) as partial, partial.open("wb") as file:
+            raw = _HashingFile(file)
             if layout is EnvLayout.PER_STEP:
                 tar = _legacy_writer(raw, compress_level)
             else:
                 tar = GzipTarWriter(raw, compress_level)
             for member in members:
                 _write_member(tar, member)
-            bytecode = add_step_bytecode(tar, directory, env_archive)
+            bytecode = add_step_bytecode(tar, directory, env_python)
             tar.close(PART_CODE)
     except OSError as exc:
         raise MmepackError(
@@ -272,6 +300,8 @@ def write_artifact(
         part_bytes=sizes,
         part_content=content,
         layout=layout,
+        size=raw.size,
+        sha256=raw.hash.hexdigest(),
     )
 
 
@@ -284,7 +314,7 @@ class _LegacyGzipTarWriter(GzipTarWriter):
         super().add_file(info, source, part, store=False)
 
 
-def _legacy_writer(raw: IO[bytes], level: int) -> GzipTarWriter:
+def _legacy_writer(raw: BinarySink, level: int) -> GzipTarWriter:
     return _LegacyGzipTarWriter(raw, level)
 
 
