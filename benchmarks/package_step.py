@@ -6,7 +6,8 @@ files without its DVC-tracked working copies, `.dvc/config`, the repository's lo
 and the built environment. The benchmark makes that sandbox once (the environment from
 mmepack's environment cache, built by this checkout), then times the command in a fresh copy of
 it per run, alternating between this checkout's `src/` and the baseline's on PYTHONPATH, both
-with this interpreter and its packages. The weights come from the warm DVC cache, as for every
+with this interpreter and its packages. Wall and CPU seconds are printed: on a shared machine
+the CPU seconds (the process and the children it waited for) are the steadier figure. The weights come from the warm DVC cache, as for every
 package after the first. Each run is a new process, as in Pants, so imports count.
 
 The baseline is a folder holding a checkout (its `src/` is used) or a git revision of this
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -123,8 +125,14 @@ def _supports(src: Path, flag: str) -> bool:
     return flag in shown.stdout
 
 
-def _package(src: Path, template: Path, run_dir: Path, report: bool) -> tuple[float, str]:
-    """Seconds of one package process in a fresh sandbox, and its artifact's sha256."""
+def _cpu_seconds() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _package(src: Path, template: Path, run_dir: Path, report: bool) -> tuple[float, float, str]:
+    """Wall and CPU seconds of one package process (its own children included) in a fresh
+    sandbox, and its artifact's sha256."""
     shutil.copytree(template, run_dir)
     argv = [
         sys.executable,
@@ -140,15 +148,15 @@ def _package(src: Path, template: Path, run_dir: Path, report: bool) -> tuple[fl
         *([f"--stub={STUB}"] if (template / STUB).is_file() else []),
         *(["--report=package-report.json"] if report else []),
     ]
-    started = time.monotonic()
+    started, cpu = time.monotonic(), _cpu_seconds()
     done = subprocess.run(argv, cwd=run_dir, env=_env(src), capture_output=True, text=True)
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, _cpu_seconds() - cpu
     if done.returncode != 0:
         raise SystemExit(f"package failed with {src}:\n{done.stderr}")
     (artifact,) = (run_dir / OUT).glob("*.tar.gz")
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
     shutil.rmtree(run_dir)
-    return seconds, digest
+    return seconds, cpu, digest
 
 
 def main() -> int:
@@ -169,25 +177,31 @@ def main() -> int:
         sides = {"baseline": base, "this checkout": current}
         report = {name: _supports(src, "--report") for name, src in sides.items()}
         times: dict[str, list[float]] = {name: [] for name in sides}
+        cpus: dict[str, list[float]] = {name: [] for name in sides}
         digests: dict[str, set[str]] = {name: set() for name in sides}
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         for name, src in sides.items():  # one untimed run each: DVC cache and page cache warm
             _package(src, template, scratch / "warm", report[name])
         for run in range(args.runs):
             for name, src in sides.items():
-                seconds, digest = _package(src, template, scratch / f"run-{run}", report[name])
+                seconds, cpu, digest = _package(src, template, scratch / f"run-{run}", report[name])
                 times[name].append(seconds)
+                cpus[name].append(cpu)
                 digests[name].add(digest)
     print(f"{MODEL}: `mmepack package --pull --env ...` in a fresh sandbox, {args.runs} runs each")
-    print(f"baseline: {label}; this checkout: {repo}")
-    print(f"{'':<15}{'median s':>10}{'min':>8}{'max':>8}  artifact sha256")
+    print(f"baseline: {label}; this checkout: {repo}; load average before: {load}")
+    print(f"{'':<15}{'wall s: median':>15}{'min':>7}{'max':>7}{'CPU s: median':>15}{'min':>7}")
     for name in sides:
-        runs = times[name]
+        wall, used = times[name], cpus[name]
         print(
-            f"{name:<15}{statistics.median(runs):>10.2f}{min(runs):>8.2f}{max(runs):>8.2f}"
-            f"  {', '.join(sorted(digests[name]))}"
+            f"{name:<15}{statistics.median(wall):>15.2f}{min(wall):>7.2f}{max(wall):>7.2f}"
+            f"{statistics.median(used):>15.2f}{min(used):>7.2f}"
         )
-    ratio = statistics.median(times["this checkout"]) / statistics.median(times["baseline"])
-    print(f"this checkout / baseline (medians): {ratio:.2f}")
+    for name in sides:
+        print(f"{name} artifact sha256: {', '.join(sorted(digests[name]))}")
+    for what, numbers in (("wall", times), ("CPU", cpus)):
+        ratio = statistics.median(numbers["this checkout"]) / statistics.median(numbers["baseline"])
+        print(f"this checkout / baseline, {what} medians: {ratio:.2f}")
     same = digests["baseline"] == digests["this checkout"] and len(digests["baseline"]) == 1
     print("artifacts: " + ("byte-identical" if same else "DIFFERENT"))
     return 0 if same else 1
