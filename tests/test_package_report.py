@@ -6,9 +6,11 @@ the library's own report, so the two sides cannot drift apart unnoticed."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,12 +19,15 @@ import pytest
 
 from mmepack import contract
 from mmepack.artifact.env_layout import EnvLayout
+from mmepack.artifact.gzip_member import SpliceableGzipWriter, inspect_gzip, inspect_gzip_reading
 from mmepack.artifact.report import package_report
+from mmepack.artifact.unused_requirements import environment_distributions, read_environment
 from mmepack.artifact.writer import PackageResult, read_members
 from mmepack.build import package_model
 from mmepack.cli import main
 from mmepack.model import repository
 from mmepack.model.weights import PullResult, TrackedFile
+from mmepack.triton.target import TargetServer
 from tests.demo_models import write_ensemble_model, write_env_archive
 
 PLUGIN_READER = (
@@ -172,3 +177,52 @@ def test_the_environment_python_comes_from_its_build_report(tmp_path: Path) -> N
     stated = package_model(model, tmp_path / "b", env_archive=env, env_python=f"{RUNNING}.0")
     compiled = [m for m in read_members(stated.path) if m.endswith(".pyc")]
     assert compiled == [f"demo_double/1/__pycache__/model.cpython-{RUNNING.replace('.', '')}.pyc"]
+
+
+def _dist_info(name: str, module: str) -> dict[str, bytes]:
+    info = f"lib/python3.12/site-packages/{name}-1.0.dist-info"
+    return {
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
+        f"{info}/top_level.txt": f"{module}\n".encode(),
+    }
+
+
+def test_one_inflate_checks_the_splice_and_reads_the_environment(tmp_path: Path) -> None:
+    # Before issue 28 the environment was inflated three times per package: for the splice
+    # check, for its Python (bytecode) and for its distributions (the size warning).
+    files = {"lib/python3.12/os.py": b"#\n", "bin/activate": b"#\n", **_dist_info("regex", "regex")}
+    env = write_env_archive(tmp_path / "env.tar.gz", files)
+    facts, contents = inspect_gzip_reading(env, read_environment)
+    assert facts == inspect_gzip(env) and facts.splice is not None
+    assert contents is not None and contents.python == "3.12"
+    assert contents.distributions["regex"].modules == ["regex"]
+    assert contents.distributions == environment_distributions(env)
+    # Not in the splice shape (plain gzip): the caller is told to read it itself.
+    plain = tmp_path / "plain.tar.gz"
+    plain.write_bytes(gzip.compress(gzip.decompress(env.read_bytes())))
+    facts, contents = inspect_gzip_reading(plain, read_environment)
+    assert facts.splice is None and contents is None
+    # Spliceable gzip whose content is no tar: the splice facts still hold, nothing is read.
+    odd = tmp_path / "odd.gz"
+    with odd.open("wb") as out, SpliceableGzipWriter(out, 6) as writer:
+        writer.write(b"not a tar" * 1000)
+    facts, contents = inspect_gzip_reading(odd, read_environment)
+    assert facts == inspect_gzip(odd) and facts.splice is not None and contents is None
+
+
+def test_the_size_warning_reads_what_the_writer_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = write_ensemble_model(tmp_path / "m", env=True)
+    (model / "requirements.txt").write_text("regex\n")
+    files = {"bin/activate": b"#\n", "blob": os.urandom(400_000), **_dist_info("regex", "re")}
+    env = write_env_archive(tmp_path / "env.tar.gz", files)
+
+    def second_pass(_: Path) -> None:
+        raise AssertionError("the environment was decompressed again")
+
+    monkeypatch.setattr("mmepack.build.environment_distributions", second_pass)
+    # The server's own stub Python: no stub ships, so the environment dominates the artifact.
+    python = TargetServer().stub_python
+    result = package_model(model, tmp_path / "dist", env_archive=env, python=python)
+    assert result.unused_requirements == ("regex",)

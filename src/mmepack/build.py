@@ -214,6 +214,8 @@ def _with_unused_requirements(
     only when it dominates the artifact (the only case the warning is for)."""
     if environment_share(result) <= ENV_DOMINATES:
         return result
-    dists = environment_distributions(env_archive)
+    dists = result.env_distributions
+    if dists is None:  # not read while the artifact was written
+        dists = environment_distributions(env_archive)
     unused = unused_requirements(directory, requirements, dists)
     return dataclasses.replace(result, unused_requirements=tuple(unused))

@@ -24,8 +24,10 @@ from typing import IO
 
 from mmepack.artifact.bytecode import add_step_bytecode, archive_python
 from mmepack.artifact.env_layout import EnvLayout, place_environment
+from mmepack.artifact.gzip_member import GzipFacts, inspect_gzip_reading
 from mmepack.artifact.gzip_tar import BinarySink, GzipTarWriter
 from mmepack.artifact.safe_files import scan_model_folder
+from mmepack.artifact.unused_requirements import Distribution, read_environment
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path, open_regular, process_alive
 from mmepack.model.repository import ModelDirectory, TritonModel
@@ -64,6 +66,9 @@ class PackageResult:
     # The DVC-tracked files packed, and what pulling them cost (`package_model` fills both in).
     weights: tuple[TrackedFile, ...] = ()
     pull: PullResult | None = None
+    # The environment's distributions, read while its bytes were checked for splicing (None
+    # when they were not: no environment, or another layout); what the size warning needs.
+    env_distributions: dict[str, Distribution] | None = None
 
 
 class _HashingFile:
@@ -218,7 +223,7 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
     return info
 
 
-def _write_member(tar: GzipTarWriter, member: PlannedMember) -> None:
+def _write_member(tar: GzipTarWriter, member: PlannedMember, env_facts: GzipFacts | None) -> None:
     source = member.source
     if source is None:
         tar.add_dir(_info(member.name.rstrip("/"), tarfile.DIRTYPE), member.part)
@@ -226,7 +231,7 @@ def _write_member(tar: GzipTarWriter, member: PlannedMember) -> None:
         tar.add_bytes(_info(member.name), source, member.part)
     elif member.part == PART_ENVIRONMENT and member.name.endswith(f"/{SHARED_ENV_TAR}"):
         # The plain tar, shipped as the environment build's own deflate bytes (compressed once).
-        tar.add_spliced(_info(member.name), source, member.part)
+        tar.add_spliced(_info(member.name), source, member.part, env_facts)
     else:
         info = _info(member.name)
         info.size = source.stat().st_size
@@ -257,8 +262,12 @@ def write_artifact(
     """
     name = check_model_name(directory.name, directory.root)
     members = plan_members(directory, env_archive, weights, stub, layout)
+    env_facts = contents = None
+    if env_archive is not None and layout is EnvLayout.SHARED_TAR:
+        # One inflate of the environment: the splice check, its Python and its distributions.
+        env_facts, contents = inspect_gzip_reading(env_archive, read_environment)
     if env_archive is not None and env_python is None:
-        env_python = archive_python(env_archive)
+        env_python = contents.python if contents is not None else archive_python(env_archive)
     final = output_dir / artifact_name(name, version)
     if len(final.name.encode("utf-8")) > _MAX_NAME_BYTES:
         raise MmepackError(
@@ -282,7 +291,7 @@ def write_artifact(
             else:
                 tar = GzipTarWriter(raw, compress_level)
             for member in members:
-                _write_member(tar, member)
+                _write_member(tar, member, env_facts)
             bytecode = add_step_bytecode(tar, directory, env_python)
             tar.close(PART_CODE)
     except OSError as exc:
@@ -302,6 +311,7 @@ def write_artifact(
         layout=layout,
         size=raw.size,
         sha256=raw.hash.hexdigest(),
+        env_distributions=None if contents is None else contents.distributions,
     )
 
 
