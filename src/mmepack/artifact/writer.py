@@ -148,16 +148,11 @@ def plan_members(
     stub: Path | None = None,
     layout: EnvLayout = EnvLayout.default(),
 ) -> list[PlannedMember]:
-    """Every tar member in name order."""
+    """Every tar member in name order. `weights` are the model's DVC-tracked files, which the
+    caller has checked are in place (`verify_weights`, as `package_model` does); here they
+    only say which members are weights."""
     members: dict[str, Path | bytes | None] = {}
     parts: dict[str, str] = {}
-    missing_weights = [w for w in weights if not w.path.exists()]
-    if missing_weights:
-        first = missing_weights[0]
-        raise MmepackError(
-            f"model '{directory.name}': {first.path} is tracked by {first.dvc_file} but is not "
-            "present; pull the weights first (`mmepack pull-weights` or `dvc pull`)"
-        )
     for model in directory.models:
         check = check_folder_name if model.names_its_backend else check_model_name
         check(model.name, model.folder / CONFIG_FILE)
@@ -253,6 +248,7 @@ def write_artifact(
 ) -> PackageResult:
     """Write `<output_dir>/<model>_<version>.tar.gz` atomically: a failure leaves nothing.
 
+    `weights` must be in place (`verify_weights`): the writer does not look for them again.
     `env_python` is the environment's Python version as its build report states it (the steps'
     bytecode is compiled for it); without it, it is read from the archive.
 
