@@ -46,6 +46,7 @@ from pants.engine.rules import Get, MultiGet
 from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 from pants.vcs.git import GitWorktreeRequest, MaybeGitWorktree
 
+from mmepack_contract.reports import PackageReport
 from mmepack_pants.cli import CasesRunnerRequest, EnvBuilderRequest, MmepackCliRequest
 from mmepack_pants.target_types import (
     TritonModelOutputDirField,
@@ -104,6 +105,8 @@ class PythonEnv:
     lines_if_cached: Tuple[str, ...]
     # Not part of equality, as in Pants' own ProcessResult: it names the run that made it.
     metadata: ProcessResultMetadata = field(compare=False, hash=False)
+    # The environment's Python as its build report states it (e.g. 3.12.1), for the package step.
+    python_version: Optional[str] = None
 
     def report(self, run_id: RunId) -> Tuple[str, ...]:
         """The lines to log in the run `run_id`."""
@@ -136,6 +139,8 @@ class PackagedModel:
     result: Optional[FallibleProcessResult]
     env: Optional[PythonEnv]
     error: Optional[str] = None
+    # The package step's report: what the user is shown about weights and size.
+    report: Optional[PackageReport] = None
 
 
 # Files and digests.
@@ -172,6 +177,17 @@ async def subset(digest: Digest, globs: PathGlobs) -> Digest:
 
 async def subset_contents(digest: Digest, globs: PathGlobs) -> DigestContents:
     return await Get(DigestContents, DigestSubset(digest, globs))
+
+
+async def package_outputs(
+    digest: Digest, out_dir: str, report_file: str
+) -> Tuple[Digest, DigestContents]:
+    """The package step's artifacts (still under `out_dir`) and its report file's contents."""
+    artifacts, report = await MultiGet(
+        Get(Digest, DigestSubset(digest, PathGlobs([f"{out_dir}/**"]))),
+        Get(DigestContents, DigestSubset(digest, PathGlobs([report_file]))),
+    )
+    return artifacts, report
 
 
 async def subset_snapshots(digest: Digest, globs: Iterable[PathGlobs]) -> Tuple[Snapshot, ...]:

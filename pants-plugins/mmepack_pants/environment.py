@@ -183,6 +183,7 @@ async def build_python_env(
         lines_if_ran=tuple(report_lines(report, from_pants_cache=False)),
         lines_if_cached=tuple(report_lines(report, from_pants_cache=True)),
         metadata=result.metadata,
+        python_version=report.python_version,
     )
 
 

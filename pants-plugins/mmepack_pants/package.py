@@ -35,7 +35,7 @@ from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, Package
 from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.source_files import SourceFilesRequest
 from pants.engine.addresses import Address
-from pants.engine.fs import EMPTY_DIGEST, Digest, PathGlobs, Snapshot
+from pants.engine.fs import EMPTY_DIGEST, Digest, DigestContents, PathGlobs, Snapshot
 from pants.engine.internals.session import RunId
 from pants.engine.process import FallibleProcessResult, ProcessResultMetadata
 from pants.engine.rules import collect_rules, rule
@@ -47,10 +47,12 @@ from mmepack_contract import (
     ARTIFACT_SUFFIX,
     CONFIG_FILE,
     MODEL_VERSION_PATTERN,
+    PACKAGE_REPORT_FILE,
     REQUIREMENTS_FILE,
     SAGEMAKER_ENSEMBLE_PATTERN,
     VERSION_FILE,
 )
+from mmepack_contract.reports import ContractError, PackageReport
 from mmepack_pants import engine
 from mmepack_pants.engine import (
     PackagedModel,
@@ -77,10 +79,6 @@ logger = logging.getLogger(__name__)
 _OUT_DIR = "__mmepack_out"
 # `md5: <hex>` in a `.dvc` file and in a `.dir` listing (DVC 2 and 3 write both forms).
 _MD5 = re.compile(r"\bmd5[\"']?\s*:\s*[\"']?([0-9a-f]{32}(?:\.dir)?)\b")
-_WEIGHTS_LINE = "mmepack: model "
-# mmepack.artifact.size_report's lines (the plugin does not import the library).
-_SIZE_LINE = "mmepack: size of "
-_SIZE_WARNING = "mmepack: warning: "
 # The library's rules for the names of `<model>_<version>.tar.gz`: the model version's pattern
 # and the one SageMaker finds the ensemble's folder with (mmepack_contract).
 _VERSION_RE = re.compile(MODEL_VERSION_PATTERN)
@@ -189,7 +187,12 @@ async def _build(
             PythonEnvRequest(address, model_dir, sources.snapshot.digest, target)
         )
         inputs.append(env.digest)
-        env_args = [f"--env={ENV_FILE}", *([f"--stub={STUB_FILE}"] if env.stub else [])]
+        env_args = [
+            f"--env={ENV_FILE}",
+            # Its build report states its Python: the package step need not open the archive.
+            *([f"--env-python={env.python_version}"] if env.python_version else []),
+            *([f"--stub={STUB_FILE}"] if env.stub else []),
+        ]
 
     package_input = await engine.merge(inputs)
     result = await engine.run(
@@ -201,12 +204,14 @@ async def _build(
                 "--pull",
                 "--repo-root=.",
                 f"--output-dir={_OUT_DIR}",
+                f"--report={PACKAGE_REPORT_FILE}",
                 *target,
                 *env_args,
             ],
             description=f"Package {address} for SageMaker MME",
             input_digest=package_input,
             output_directories=[_OUT_DIR],
+            output_files=[PACKAGE_REPORT_FILE],
             # Credentials and the machine's paths reach it outside its cache key.
             extra_env=process_env(),
             append_only_caches=APPEND_ONLY_CACHES,
@@ -215,13 +220,17 @@ async def _build(
     )
     if result.exit_code != 0:
         raise failure(address, "packaging", result)
-    output = await engine.remove_prefix(result.output_digest, _OUT_DIR)
+    artifacts, report_contents = await engine.package_outputs(
+        result.output_digest, _OUT_DIR, PACKAGE_REPORT_FILE
+    )
+    report = read_package_report(address, report_contents)
+    output = await engine.remove_prefix(artifacts, _OUT_DIR)
     snapshot = await engine.add_prefix(output, field_set.output_dir.value or "mme")
     built = BuiltPackage(
         snapshot.digest,
         tuple(BuiltPackageArtifact(path) for path in snapshot.files),
     )
-    return PackagedModel(built, result, env)
+    return PackagedModel(built, result, env, report=report)
 
 
 @rule(desc="Build a Triton model's MME artifact", level=LogLevel.DEBUG)
@@ -280,10 +289,12 @@ async def package_triton_model(
     if packaged.env is not None:
         for line in packaged.env.report(run_id):
             logger.info(f"{address}: {line}")
-    # Both are set when no error was returned.
+    # All three are set when no error was returned.
     assert packaged.result is not None and packaged.built is not None
-    _relay_weights_line(address, packaged.result, run_id)
-    _relay_size_report(address, packaged.result)
+    assert packaged.report is not None
+    reused = packaged.result.metadata.source(run_id) != ProcessResultMetadata.Source.RAN
+    _relay_weights_line(address, packaged.report, reused)
+    _relay_size_report(address, packaged.report)
     return packaged.built
 
 
@@ -328,24 +339,35 @@ def remove_stale_artifacts(build_root: Path, dist_subdir: Path, model_dir: str) 
     return removed
 
 
-def _relay_weights_line(address: Address, result: FallibleProcessResult, run_id: RunId) -> None:
+def read_package_report(address: Address, contents: DigestContents) -> PackageReport:
+    """The package step's report, or the reason the plugin cannot use it (another contract
+    version, say) as the build's error."""
+    if len(contents) != 1:
+        raise MmepackBuildError(
+            f"{address}: the package step wrote no {PACKAGE_REPORT_FILE}; the mmepack tool is "
+            "older than this plugin, so use the mmepack version that matches the plugin"
+        )
+    try:
+        return PackageReport.from_json(contents[0].content.decode(errors="replace"))
+    except ContractError as exc:
+        raise MmepackBuildError(f"{address}: {exc}") from None
+
+
+def _relay_weights_line(address: Address, report: PackageReport, reused: bool) -> None:
     """Log whether the weights were downloaded or came from the DVC cache, which Pants would
-    otherwise swallow for a process that succeeded."""
-    reused = result.metadata.source(run_id) != ProcessResultMetadata.Source.RAN
-    for line in result.stderr.decode(errors="replace").splitlines():
-        if line.startswith(_WEIGHTS_LINE):
-            prefix = "reused from Pants' cache, as first reported: " if reused else ""
-            logger.info(f"{address}: {prefix}{line[len('mmepack: '):]}")
+    otherwise swallow for a process that succeeded; `reused`: the process result came from
+    Pants' cache, not from a run in this one."""
+    if report.weights_message is not None:
+        prefix = "reused from Pants' cache, as first reported: " if reused else ""
+        logger.info(f"{address}: {prefix}{report.weights_message}")
 
 
-def _relay_size_report(address: Address, result: FallibleProcessResult) -> None:
+def _relay_size_report(address: Address, report: PackageReport) -> None:
     """Show the artifact's size by part (environment, weights, stubs, code), and the warning
-    when its environment dominates it, which `mmepack package` prints on stdout."""
-    for line in result.stdout.decode(errors="replace").splitlines():
-        if line.startswith(_SIZE_LINE):
-            logger.info(f"{address}: {line[len('mmepack: '):]}")
-        elif line.startswith(_SIZE_WARNING):
-            logger.warning(f"{address}: {line[len(_SIZE_WARNING):]}")
+    when its environment dominates it."""
+    logger.info(f"{address}: {report.size_message}")
+    for warning in report.warnings:
+        logger.warning(f"{address}: {warning}")
 
 
 def rules():

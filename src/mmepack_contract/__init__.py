@@ -17,7 +17,8 @@ of another contract can say which two versions disagree instead of misreading it
 # Python 3.7 is the oldest Python Pants 2.17 runs on: keep this file to its syntax.
 
 # The version of this contract: it changes whenever a value here changes meaning.
-CONTRACT_VERSION = 1
+# 2: `mmepack package --report` writes the package report below, which the plugin reads.
+CONTRACT_VERSION = 2
 
 # What a model directory holds besides its Triton model folders.
 CONFIG_FILE = "config.pbtxt"
@@ -83,3 +84,11 @@ ERROR_PREFIX = "mmepack: error:"
 # Schema of the environment builder's JSON report (reports.EnvReport), which the plugin reads:
 # bump on any change of its fields or their meaning. 2: the report carries `contract`.
 ENV_REPORT_SCHEMA = 2
+
+# The package step's JSON report (`mmepack package --report PATH`; mmepack.artifact.report),
+# which the plugin reads instead of the command's output: the weights, the size by part and
+# its warning, the artifacts with their bytes and sha256. Bump on any change of its fields or
+# their meaning.
+PACKAGE_REPORT_SCHEMA = 1
+# Where the plugin has the package step write it: in the sandbox, outside the output folder.
+PACKAGE_REPORT_FILE = "mmepack-package-report.json"

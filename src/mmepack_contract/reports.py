@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, List, Optional, Type, TypeVar
+from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
-from mmepack_contract import CONTRACT_VERSION, ENV_REPORT_SCHEMA
+from mmepack_contract import (
+    CONTRACT_VERSION,
+    ENV_REPORT_SCHEMA,
+    PACKAGE_REPORT_FILE,
+    PACKAGE_REPORT_SCHEMA,
+)
 
 _FIX = (
     "install the mmepack-pants plugin and the mmepack library at the same version (each pins "
@@ -106,3 +111,82 @@ class EnvReport:
                 f"lacks fields {missing}; " + _FIX
             )
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class PackagedArtifact:
+    """One artifact the package step wrote: its path as the step was given it, its name, its
+    size and its sha256."""
+
+    path: str
+    name: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PackageReport:
+    """What the plugin uses of the package step's report (`mmepack package --report`,
+    written by mmepack.artifact.report): the artifacts and the messages it relays as written,
+    so the plugin and the command line say the same."""
+
+    model: str
+    version: str
+    artifacts: Tuple[PackagedArtifact, ...]
+    # None when no pull was asked for; else whether anything came from the remote.
+    weights_pulled: Optional[bool]
+    weights_message: Optional[str]
+    size_message: str
+    warnings: Tuple[str, ...]
+
+    @classmethod
+    def from_json(
+        cls,
+        text: str,
+        source: str = PACKAGE_REPORT_FILE,
+        reader: str = "the mmepack-pants plugin",
+    ) -> "PackageReport":
+        """Parse a report of this contract and schema; anything else is a ContractError."""
+        data = load_report(text, source, PACKAGE_REPORT_SCHEMA, reader)
+        weights = _field(data, "weights", dict, source)
+        size = _field(data, "size", dict, source)
+        return cls(
+            model=_field(data, "model", str, source),
+            version=_field(data, "version", str, source),
+            artifacts=tuple(_artifact(a, source) for a in _field(data, "artifacts", list, source)),
+            weights_pulled=_field(weights, "pulled", (bool, type(None)), source, "weights."),
+            weights_message=_field(weights, "message", (str, type(None)), source, "weights."),
+            size_message=_field(size, "message", str, source, "size."),
+            warnings=tuple(
+                _text(w, source, "warnings[]") for w in _field(data, "warnings", list, source)
+            ),
+        )
+
+
+def _field(data: Dict[str, Any], name: str, kind: Any, source: str, where: str = "") -> Any:
+    if name not in data:
+        raise ContractError(f"{source}: field '{where}{name}' is missing; " + _FIX)
+    value = data[name]
+    if not isinstance(value, kind) or (kind is str and not value):
+        raise ContractError(
+            f"{source}: field '{where}{name}' is {value!r}, not what schema "
+            f"{PACKAGE_REPORT_SCHEMA} says; " + _FIX
+        )
+    return value
+
+
+def _text(value: Any, source: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise ContractError(f"{source}: field '{where}' is {value!r}, expected text; " + _FIX)
+    return value
+
+
+def _artifact(value: Any, source: str) -> PackagedArtifact:
+    if not isinstance(value, dict):
+        raise ContractError(f"{source}: field 'artifacts[]' is {value!r}; " + _FIX)
+    return PackagedArtifact(
+        path=_field(value, "path", str, source, "artifacts[]."),
+        name=_field(value, "name", str, source, "artifacts[]."),
+        bytes=_field(value, "bytes", int, source, "artifacts[]."),
+        sha256=_field(value, "sha256", str, source, "artifacts[]."),
+    )

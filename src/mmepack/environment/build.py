@@ -11,7 +11,7 @@ as possible, and so that only a proven environment is ever stored or returned:
    under a real Triton stub, and only then store it in the cache.
 
 The command line around it is `mmepack.environment.command`; packing is
-`mmepack.environment.pack`.
+`mmepack.environment.determinism.pack_reproducibly`.
 """
 
 from __future__ import annotations
