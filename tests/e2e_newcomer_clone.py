@@ -252,9 +252,7 @@ def shell_path(path: str, pyenv_root: str | None) -> str:
     if not pyenv_root:
         return path
     root = pyenv_root.rstrip("/")
-    added = re.compile(
-        rf"{re.escape(root)}/(?:versions/[^/]+/bin|libexec|plugins/[^/]+/bin)/?"
-    )
+    added = re.compile(rf"{re.escape(root)}/(?:versions/[^/]+/bin|libexec|plugins/[^/]+/bin)/?")
     entries = path.split(os.pathsep)
     while entries and added.fullmatch(entries[0]):
         entries.pop(0)
