@@ -19,9 +19,10 @@ a cache never reads the file, so rotated, wrong or absent credentials change not
 one that runs uses the current run's values.
 
 Rules that start such a step (or a rule that awaits one) await `PassthroughWritten` first.
-One file per named-caches folder: two Pants runs at the same moment on one machine with
-different credentials share it, and the later writer's values serve both (README "A shared
-build cache").
+One file per Pants process (`env-<pid>.json`, mmepack_contract.paths.passthrough_for): two
+Pants runs at the same moment on one machine with different credentials (two CI jobs sharing a
+home folder) each hand their own values to their own steps, which find the file of the Pants
+process among their parents; files of Pants processes that have ended are removed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 from pants.engine.internals.session import RunId
 from pants.engine.rules import collect_rules, rule
@@ -39,6 +40,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from mmepack_contract import PASSTHROUGH_VARIABLE
+from mmepack_contract.paths import passthrough_for
 from mmepack_pants import engine
 from mmepack_pants.engine import PassthroughRequest, PassthroughWritten
 from mmepack_pants.subsystem import MmepackSubsystem
@@ -58,8 +60,29 @@ def process_env(constants: Mapping[str, str] = FrozenDict()) -> Dict[str, str]:
     return {**constants, VARIABLE: f"{SANDBOX_DIR}/{FILE_NAME}"}
 
 
-def passthrough_file(named_caches_dir: Path) -> Path:
-    return named_caches_dir / CACHE_NAME / FILE_NAME
+def passthrough_file(named_caches_dir: Path, pid: Optional[int] = None) -> Path:
+    """The file this Pants process (or `pid`) writes for its steps."""
+    base = named_caches_dir / CACHE_NAME / FILE_NAME
+    return Path(passthrough_for(str(base), os.getpid() if pid is None else pid))
+
+
+def _remove_ended(folder: Path) -> None:
+    """Delete the files of Pants processes that have ended: they hold credentials no step will
+    read again."""
+    stem, suffix = os.path.splitext(FILE_NAME)
+    for path in folder.glob(f"{stem}-*{suffix}"):
+        pid = path.name[len(stem) + 1 : -len(suffix)]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        except OSError:
+            pass  # alive, another user's: not ours to judge
 
 
 def write_passthrough_file(named_caches_dir: Path, values: Mapping[str, str]) -> Path:
@@ -68,6 +91,7 @@ def write_passthrough_file(named_caches_dir: Path, values: Mapping[str, str]) ->
     path = passthrough_file(named_caches_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
+    _remove_ended(path.parent)
     text = json.dumps(dict(values), sort_keys=True)
     try:
         if path.read_text(encoding="utf-8") == text and (path.stat().st_mode & 0o077) == 0:

@@ -18,3 +18,13 @@ def env_cache_root(env: Mapping[str, str], home: str) -> str:
         return env[ENV_CACHE_VARIABLE]
     base = env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
     return os.path.join(base, *ENV_CACHE_FOLDER.split("/"))
+
+
+def passthrough_for(base: str, pid: int) -> str:
+    """The passthrough file that the Pants process `pid` writes, beside `base` (the path
+    $MMEPACK_PASSTHROUGH_FILE names, the same for every run so that it stays out of cache keys):
+    `env.json` -> `env-<pid>.json`. One file per Pants process keeps two runs at once on one
+    machine, with different credentials, from reading each other's; a step finds its own by
+    walking up its parent processes to the Pants process that started it."""
+    stem, suffix = os.path.splitext(base)
+    return f"{stem}-{pid}{suffix}"
