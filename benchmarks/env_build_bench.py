@@ -19,6 +19,7 @@ Run from the repository root, on a machine with pyenv's shared-library CPythons:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -26,10 +27,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import conda_pack
+
 from mmepack.environment.build import build_environment
 from mmepack.environment.builders import PortableBuilder
 from mmepack.environment.cache import EnvCache
-from mmepack.environment.pack import pack_prefix
 from mmepack.environment.request import EnvOptions, EnvRequest
 from mmepack.environment.requirements import mentions_numpy
 
@@ -52,7 +54,15 @@ def baseline_build(requirements: Path, python: str, output: Path) -> None:
         extra = [] if mentions_numpy(text) else ["numpy"]
         PortableBuilder().populate(requirements, extra, python, prefix)
         output.unlink(missing_ok=True)
-        pack_prefix(prefix, output)
+        # Plain conda-pack, every core, as a build without mmepack would pack it.
+        conda_pack.pack(
+            prefix=str(prefix),
+            output=str(output),
+            format="tar.gz",
+            n_threads=os.cpu_count() or 1,
+            compress_level=4,
+            verbose=False,
+        )
 
 
 def mmepack_build(cache: EnvCache, requirements: Path, python: str, output: Path) -> bool:

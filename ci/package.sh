@@ -7,8 +7,9 @@ source ci/remote_cache.sh
 source ci/select.sh
 mmepack_select
 if [[ "${MMEPACK_SCOPE}" == "all" ]]; then
-  # `::` also builds the mmepack CLI PEX (dist/src.mmepack/cli.pex) and the two wheels
-  # (dist/mmepack-<version>-py3-none-any.whl, dist/mmepack_pants-<version>-py3-none-any.whl).
+  # `::` also builds the mmepack CLI PEX (dist/src.mmepack/cli.pex) and the three wheels
+  # (dist/mmepack-<version>-py3-none-any.whl, dist/mmepack_pants-<version>-py3-none-any.whl,
+  # dist/mmepack_contract-<version>-py3-none-any.whl).
   ./pants package ::
 elif ((${#MMEPACK_MODELS[@]} == 0)); then
   echo "mmepack: ci: no model changed since ${MMEPACK_CHANGED_SINCE}: nothing to package" >&2

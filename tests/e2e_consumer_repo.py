@@ -1,7 +1,7 @@
 """mmepack adopted by a repository of its own, from the wheels, as the install page says.
 
-Issue 28. This builds the two wheels of this checkout (`./pants package src/mmepack:dist
-pants-plugins:dist`), then makes a fresh git repository that is not a clone of this one:
+Issue 28. This builds the three wheels of this checkout (`./pants package src/mmepack:dist
+src/mmepack_contract:dist pants-plugins:dist`), then makes a fresh git repository that is not a clone of this one:
 
 - `pants.toml` and the root `BUILD` are the ```` ```toml title="pants.toml" ```` and
   ```` ```text title="BUILD" ```` blocks of `docs/getting-started/install.md`, as written (the
@@ -119,12 +119,13 @@ def build_wheels(root: Path, steps: Runner) -> dict[str, Path]:
         f"build wheels ({checkout_version(root)})",
         "package",
         "src/mmepack:dist",
+        "src/mmepack_contract:dist",
         "pants-plugins:dist",
     )
     version = checkout_version(root)
     wheels = {
         name: root / "dist" / f"{name}-{version}-py3-none-any.whl"
-        for name in ("mmepack", "mmepack_pants")
+        for name in ("mmepack", "mmepack_contract", "mmepack_pants")
     }
     for wheel in wheels.values():
         assert wheel.is_file(), f"{wheel} was not built"

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from mmepack.cases import load
-from mmepack.names import CASES_GLOB
 
 SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "case.schema.json"
 
@@ -36,9 +35,3 @@ def test_input_expected_and_tolerance_keys_match_the_loader() -> None:
     assert sources == load.SOURCE_KEYS
     error = schema()["properties"]["expected_error"]
     assert set(error["properties"]) == load.ERROR_KEYS
-
-
-def test_plugin_default_cases_glob_is_the_library_one() -> None:
-    """The plugin cannot import the library, so it restates the glob; this keeps them equal."""
-    plugin = SCHEMA.parent.parent / "pants-plugins" / "mmepack_pants" / "target_types.py"
-    assert f'DEFAULT_CASES_GLOB = "{CASES_GLOB}"' in plugin.read_text()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests import e2e_newcomer_clone as newcomer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,3 +57,28 @@ def test_the_xtrace_timer_splits_top_level_commands() -> None:
         ("./pants package x", 2.0),
         ("PEX_SCRIPT=dvc python3.11 y", 3.0),
     ]
+
+
+def test_the_page_runs_with_the_shells_path_not_the_pyenv_shims() -> None:
+    root = "/home/u/.pyenv"
+    shell = "/home/u/.pyenv/shims:/home/u/.pyenv/bin:/usr/bin:/bin"
+    shimmed = (
+        "/home/u/.pyenv/versions/3.11.7/bin:/home/u/.pyenv/libexec:"
+        "/home/u/.pyenv/plugins/python-build/bin:/home/u/.pyenv/plugins/pyenv-virtualenv/bin:"
+        + shell
+    )
+    assert newcomer.shell_path(shimmed, root) == shell
+    assert newcomer.shell_path(shimmed, root + "/") == shell
+    # Only the leading run the shim adds: the user's own later entries stay.
+    own = "/usr/bin:/home/u/.pyenv/versions/3.11.7/bin"
+    assert newcomer.shell_path(own, root) == own
+    assert newcomer.shell_path(shimmed, None) == shimmed
+
+
+def test_empty_caches_include_the_pex_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MMEPACK_NEWCOMER_CACHE", str(cache))
+    monkeypatch.setenv("PEX_ROOT", "/somewhere/warm")
+    env = newcomer.newcomer_env(tmp_path)
+    assert env["XDG_CACHE_HOME"] == str(cache.resolve())
+    assert env["PEX_ROOT"] == str(cache.resolve() / "pex")

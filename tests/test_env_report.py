@@ -1,14 +1,11 @@
-"""The builder's JSON report: the library's schema, its strict reader, and the Pants plugin's
-reader of the same file (loaded by path: the plugin cannot import mmepack, nor mmepack it)."""
+"""The builder's JSON report: the library's schema and its strict reader, which is the
+contract's (mmepack_contract.reports), the one the Pants plugin reads the same file with."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,21 +17,12 @@ from mmepack.environment.report import REPORT_SCHEMA, BuildReport
 from mmepack.environment.request import EnvOptions, EnvRequest
 from mmepack.errors import MmepackError
 from mmepack.triton.target import TargetServer
-
-PLUGIN_READER = Path(__file__).resolve().parents[1] / "pants-plugins/mmepack_pants/env_report.py"
-
-
-def _plugin_reader() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mmepack_pants_env_report", PLUGIN_READER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+from mmepack_contract import CONTRACT_VERSION
 
 
 def _report(**changes: Any) -> BuildReport:
     report = BuildReport(
+        contract=CONTRACT_VERSION,
         schema=REPORT_SCHEMA,
         label="demo",
         python_version="3.12.1",
@@ -69,39 +57,18 @@ def test_unknown_or_missing_field_or_other_schema_is_an_error() -> None:
     del data["cache_hit"]
     with pytest.raises(MmepackError, match=r"lacks fields \['cache_hit'\]"):
         BuildReport.from_json(json.dumps(data))
-    with pytest.raises(MmepackError, match=r"field 'schema' is 2, expected 1"):
-        BuildReport.from_json(_report(schema=2).to_json())
+    with pytest.raises(MmepackError, match=rf"field 'schema' is 9, expected {REPORT_SCHEMA}"):
+        BuildReport.from_json(_report(schema=9).to_json())
     with pytest.raises(MmepackError, match=r"r.json:1: not JSON"):
         BuildReport.from_json("{", "r.json")
 
 
-def test_plugin_reader_knows_exactly_the_library_schema() -> None:
-    plugin = _plugin_reader()
-    assert plugin.REPORT_SCHEMA == REPORT_SCHEMA
-    library_fields = {f.name for f in dataclasses.fields(BuildReport)}
-    assert {f.name for f in dataclasses.fields(plugin.EnvReport)} == library_fields
-    parsed = plugin.EnvReport.from_json(_report().to_json())
-    assert dataclasses.asdict(parsed) == dataclasses.asdict(_report())
-    with pytest.raises(plugin.EnvReportError, match=r"unknown fields \['surprise'\]"):
-        plugin.EnvReport.from_json(json.dumps({**dataclasses.asdict(_report()), "surprise": 1}))
-
-
-def test_plugin_lines_say_where_the_environment_came_from() -> None:
-    plugin = _plugin_reader()
-    built = plugin.EnvReport.from_json(_report().to_json())
-    assert built.lines(from_pants_cache=False) == [
-        "slimmed: removed 28.0 MB; largest packages: numpy.libs 38.1 MB, numpy 22.4 MB",
-        "proven: Triton 2.51.0 imported numpy, PIL",
-        "environment ready: python_env.tar.gz (53.2 MB, Python 3.12.1, built now); ships the "
-        "Python 3.12 stub (Triton 2.51.0's own runs 3.10)",
-    ]
-    hit = plugin.EnvReport.from_json(_report(cache_hit=True, stub=None).to_json())
-    assert hit.lines(from_pants_cache=False)[-1].endswith(
-        "(53.2 MB, Python 3.12.1, mmepack's cache d76a742e295c)"
-    )
-    # A warm Pants run replays the process result: it must not claim to have built anything.
-    assert "built now" not in " ".join(built.lines(from_pants_cache=True))
-    assert "Pants' cache" in built.lines(from_pants_cache=True)[-1]
+def test_another_contract_is_an_error_naming_both_versions() -> None:
+    data = json.loads(_report().to_json())
+    with pytest.raises(
+        MmepackError, match=rf"contract version {CONTRACT_VERSION + 1}, this mmepack"
+    ):
+        BuildReport.from_json(json.dumps({**data, "contract": CONTRACT_VERSION + 1}), "r.json")
 
 
 def _fake_conda(tmp_path: Path) -> Path:

@@ -74,8 +74,16 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([str(_base_python()), "-m", "venv", str(root)], check=True, timeout=120)
     started = time.monotonic()
+    # `mmepack-contract==<version>`, which the wheel requires, is built beside it (the plugin's
+    # wheel requires it too); the rest comes from the machine's index.
     pip = subprocess.run(
-        [str(root / "bin" / "pip"), "install", "--quiet", f"{_wheel()}[serve]"],
+        [
+            str(root / "bin" / "pip"),
+            "install",
+            "--quiet",
+            f"--find-links={_wheel().parent}",
+            f"{_wheel()}[serve]",
+        ],
         env=_pip_env(),
         capture_output=True,
         text=True,
@@ -88,11 +96,15 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_metadata_names_the_serve_extra() -> None:
     with zipfile.ZipFile(_wheel()) as wheel:
+        wheel_names = wheel.namelist()
         (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
         text = wheel.read(metadata).decode("utf-8")
         entry_points = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
         assert entry_points and "mmepack = mmepack.cli:main" in wheel.read(entry_points[0]).decode()
     assert f"\nVersion: {__version__}\n" in text
+    # The one contract with the plugin is its own distribution, at the same version, not a copy.
+    assert f"\nRequires-Dist: mmepack-contract (=={__version__})\n" in text
+    assert not [n for n in wheel_names if n.startswith("mmepack_contract/")]
     serve = set(re.findall(r"^Requires-Dist: ([A-Za-z0-9_.\-\[\]]+).*extra == .serve.", text, re.M))
     base = {
         line.split()[1] for line in text.splitlines() if line.startswith("Requires-Dist: ")

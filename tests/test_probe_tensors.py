@@ -10,7 +10,7 @@ import pytest
 
 from mmepack.build import python_tensor_types
 from mmepack.environment.builders import choose_builder
-from mmepack.environment.pack import pack_prefix
+from mmepack.environment.determinism import pack_reproducibly
 from mmepack.environment.probe import _sample_bytes, probe_tensor_types, prove_environment
 from mmepack.environment.requirements import numpy_pin_conflict, with_requirements
 from mmepack.errors import MmepackError
@@ -66,7 +66,7 @@ def _packed_env(tmp_path: Path, numpy: str) -> Path:
     prefix = tmp_path / "env"
     builder.populate(requirements, [], ENV_PYTHON, prefix)
     archive = tmp_path / "python_env.tar.gz"
-    pack_prefix(prefix, archive)
+    pack_reproducibly(prefix, archive)
     return archive
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import mmepack
+import mmepack_contract
 
 PAGES = ("cli", "defaults")
 # Only these variables may be seen while the parsers are built: defaults read from the
@@ -239,12 +240,15 @@ def _value(value: Any) -> str:
 
 
 def _modules() -> list[tuple[str, Path]]:
-    root = Path(mmepack.__file__).resolve().parent
+    """The library's modules and its contract with the plugin's (which names some variables)."""
     found = []
-    for path in sorted(root.rglob("*.py")):
-        relative = path.relative_to(root.parent).with_suffix("")
-        module = ".".join(relative.parts)
-        found.append((module.removesuffix(".__init__"), path))
+    for package in (mmepack, mmepack_contract):
+        assert package.__file__ is not None
+        root = Path(package.__file__).resolve().parent
+        for path in sorted(root.rglob("*.py")):
+            relative = path.relative_to(root.parent).with_suffix("")
+            module = ".".join(relative.parts)
+            found.append((module.removesuffix(".__init__"), path))
     return found
 
 
@@ -356,14 +360,14 @@ def defaults_page() -> str:
         "## File names",
         "",
         "What a model directory holds, what the build writes and what Triton looks for, from "
-        "`mmepack.contract` (what the Pants plugin needs as well: names, patterns, CI variables "
+        "`mmepack_contract` (what the Pants plugin needs as well: names, patterns, variables "
         "and report schemas, with the contract's version) and `mmepack.names` (the rest); each "
         "is spelled in one place.",
         "",
         "| Name | Value | Why |",
         "|---|---|---|",
     ]
-    for source in ("mmepack.contract", "mmepack.names"):
+    for source in ("mmepack_contract", "mmepack.names"):
         names = importlib.import_module(source)
         assert names.__file__ is not None
         for name, comment in _constants(

@@ -21,30 +21,18 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
 from pants.backend.python.subsystems.pytest import PyTest
-from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
-from pants.core.goals.package import BuiltPackage
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.core.goals.test import TestExtraEnv, TestFieldSet, TestRequest, TestResult, TestSubsystem
-from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.engine.fs import (
-    Digest,
-    DigestSubset,
-    GlobMatchErrorBehavior,
-    MergeDigests,
-    PathGlobs,
-    Snapshot,
-)
-from pants.engine.process import FallibleProcessResult, ProcessCacheScope
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.core.util_rules.source_files import SourceFilesRequest
+from pants.engine.fs import GlobMatchErrorBehavior, PathGlobs
+from pants.engine.process import ProcessCacheScope
+from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
 
-from mmepack_pants.cli import CasesRunnerRequest
-from mmepack_pants.package import TritonModelPackageFieldSet
-from mmepack_pants.passthrough import (
-    APPEND_ONLY_CACHES,
-    PassthroughRequest,
-    PassthroughWritten,
-    process_env,
-)
+from mmepack_contract import ARTIFACT_SUFFIX, CONFIG_FILE
+from mmepack_pants import engine
+from mmepack_pants.engine import TritonModelPackageFieldSet
+from mmepack_pants.passthrough import APPEND_ONLY_CACHES, process_env
 from mmepack_pants.subsystem import ModelCasesSubsystem
 from mmepack_pants.target_types import (
     DEFAULT_CASES_GLOB,
@@ -125,8 +113,7 @@ async def run_model_cases(
     address = field_set.address
     model_dir = address.spec_path
     pattern = field_set.cases.value or DEFAULT_CASES_GLOB
-    case_files = await Get(
-        Snapshot,
+    case_files = await engine.snapshot(
         PathGlobs(
             case_globs(model_dir, pattern),
             glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
@@ -135,24 +122,17 @@ async def run_model_cases(
     if not case_files.files:
         return TestResult.no_tests_found(address, test_subsystem.output)
 
-    data, model_files, runner, _ = await MultiGet(
-        Get(Snapshot, PathGlobs(data_globs(case_files.files))),
-        Get(SourceFiles, SourceFilesRequest([field_set.sources])),
-        Get(VenvPex, CasesRunnerRequest()),
-        Get(PassthroughWritten, PassthroughRequest()),
+    data, model_files, runner, _ = await engine.cases_inputs(
+        PathGlobs(data_globs(case_files.files)), SourceFilesRequest([field_set.sources])
     )
     # The runner reads only the config files (for shapes and types), never the weights.
-    configs = await Get(
-        Digest,
-        DigestSubset(
-            model_files.snapshot.digest, PathGlobs([os.path.join(model_dir, "*", "config.pbtxt")])
-        ),
+    configs = await engine.subset(
+        model_files.snapshot.digest, PathGlobs([os.path.join(model_dir, "*", CONFIG_FILE)])
     )
-    cases_input = await Get(Digest, MergeDigests([data.digest, configs]))
+    cases_input = await engine.merge([data.digest, configs])
     # The machine's variables reach the runner outside its cache key (passthrough.py).
     env = process_env(extra_env.env)
-    check = await Get(
-        FallibleProcessResult,
+    check = await engine.run(
         VenvPexProcess(
             runner,
             argv=["check-cases", model_dir, f"--cases={pattern}"],
@@ -166,9 +146,7 @@ async def run_model_cases(
     if check.exit_code != 0:
         return TestResult.from_fallible_process_result(check, address, test_subsystem.output)
 
-    built = await Get(
-        BuiltPackage,
-        TritonModelPackageFieldSet,
+    built = await engine.built_package(
         TritonModelPackageFieldSet(
             address=address,
             sources=field_set.sources,
@@ -176,17 +154,18 @@ async def run_model_cases(
             output_dir=field_set.output_dir,
         ),
     )
-    artifacts = [a.relpath for a in built.artifacts if a.relpath and a.relpath.endswith(".tar.gz")]
+    artifacts = [
+        a.relpath for a in built.artifacts if a.relpath and a.relpath.endswith(ARTIFACT_SUFFIX)
+    ]
     if len(artifacts) != 1:
-        raise ValueError(f"{address}: packaging gave {artifacts}, expected one .tar.gz")
+        raise ValueError(f"{address}: packaging gave {artifacts}, expected one {ARTIFACT_SUFFIX}")
     report = f"{address.path_safe_spec}.cases.xml"
     # `mmepack test-cases` records the run (passed or not) with the artifact's sha256 beside
     # it; as the test's extra output Pants writes it under dist/test/<target>/, from its cache
     # too, where a production publish looks for it.
     record = record_path_of(artifacts[0])
     capacity = artifacts[0] + CAPACITY_SUFFIX
-    result = await Get(
-        FallibleProcessResult,
+    result = await engine.run(
         VenvPexProcess(
             runner,
             argv=[
@@ -198,7 +177,7 @@ async def run_model_cases(
                 *budget_args(field_set.capacity_budget.value),
             ],
             description=f"Run the test cases of {address} on the local endpoint",
-            input_digest=await Get(Digest, MergeDigests([cases_input, built.digest])),
+            input_digest=await engine.merge([cases_input, built.digest]),
             output_files=(report, record, capacity),
             extra_env=env,
             append_only_caches=APPEND_ONLY_CACHES,
@@ -215,9 +194,8 @@ async def run_model_cases(
             level=LogLevel.DEBUG,
         ),
     )
-    xml, records = await MultiGet(
-        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([report]))),
-        Get(Snapshot, DigestSubset(result.output_digest, PathGlobs([record, capacity]))),
+    xml, records = await engine.subset_snapshots(
+        result.output_digest, [PathGlobs([report]), PathGlobs([record, capacity])]
     )
     return TestResult.from_fallible_process_result(
         result,

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from pants.engine.addresses import Addresses, UnparsedAddressInputs
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import collect_rules, rule
 from pants.engine.target import FieldSet, InferDependenciesRequest, InferredDependencies
 from pants.engine.unions import UnionRule
 
+from mmepack_pants import engine
+from mmepack_pants.engine import ToolchainRequest
 from mmepack_pants.subsystem import MmepackSubsystem
 from mmepack_pants.target_types import TritonModelDependenciesField, TritonModelSourcesField
 
@@ -30,15 +32,9 @@ def toolchain_specs(subsystem: MmepackSubsystem) -> Tuple[str, ...]:
     return (*programs, *subsystem.toolchain)
 
 
-@dataclass(frozen=True)
-class ToolchainRequest:
-    """The resolved addresses of `toolchain_specs`."""
-
-
 @rule(desc="Resolve the mmepack toolchain targets")
 async def toolchain_addresses(_: ToolchainRequest, subsystem: MmepackSubsystem) -> Addresses:
-    return await Get(
-        Addresses,
+    return await engine.addresses(
         UnparsedAddressInputs(
             toolchain_specs(subsystem),
             owning_address=None,
@@ -60,7 +56,7 @@ class InferTritonModelToolchain(InferDependenciesRequest):
 
 @rule(desc="Infer a Triton model's toolchain dependencies")
 async def infer_toolchain(_: InferTritonModelToolchain) -> InferredDependencies:
-    return InferredDependencies(await Get(Addresses, ToolchainRequest()))
+    return InferredDependencies(await engine.toolchain())
 
 
 def rules():

@@ -1,9 +1,10 @@
-"""The version of this repository's own distributions, `mmepack` and `mmepack-pants`.
+"""The version of this repository's own distributions, `mmepack`, `mmepack-pants` and
+`mmepack-contract` (what the first two share, which both require at this version).
 
-Both wheels carry one version, and its only source is `__version__` in
+All three wheels carry one version, and its only source is `__version__` in
 `src/mmepack/__init__.py` (the library owns it; `mmepack --version` prints it). The BUILD files'
-`python_artifact(...)` give no `version`, so it cannot drift between the two wheels, the plugin's
-`mmepack==<version>` requirement and the CLI. A consumer repository's own distributions are left
+`python_artifact(...)` give no `version`, so it cannot drift between the wheels, their
+`mmepack-contract==<version>` requirements and the CLI. A consumer repository's own distributions are left
 alone: the hook applies only to targets that provide one of these two names.
 
 The plugin's wheel pins the Pants it was built and tested with (`pantsbuild.pants==<the
@@ -16,14 +17,16 @@ from __future__ import annotations
 import ast
 
 from pants.backend.python.util_rules.package_dists import SetupKwargs, SetupKwargsRequest
-from pants.engine.fs import DigestContents, GlobMatchErrorBehavior, PathGlobs
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.fs import GlobMatchErrorBehavior, PathGlobs
+from pants.engine.rules import collect_rules, rule
 from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 from pants.version import PANTS_SEMVER
 
+from mmepack_pants import engine
+
 VERSION_FILE = "src/mmepack/__init__.py"
-DISTRIBUTIONS = ("mmepack", "mmepack-pants")
+DISTRIBUTIONS = ("mmepack", "mmepack-pants", "mmepack-contract")
 PLUGIN_DISTRIBUTION = "mmepack-pants"
 
 
@@ -39,7 +42,7 @@ def read_version(source: str, path: str = VERSION_FILE) -> str:
             return node.value.value
     raise ValueError(
         f'{path}: expected a line `__version__ = "X.Y.Z"`, the single source of the version of '
-        f"the {' and '.join(DISTRIBUTIONS)} distributions; add it back"
+        f"the {', '.join(DISTRIBUTIONS)} distributions; add it back"
     )
 
 
@@ -59,8 +62,7 @@ async def mmepack_setup_kwargs(request: MmepackSetupKwargsRequest) -> SetupKwarg
             f"{request.target.address}: python_artifact(version=...) is set; remove it, the "
             f"version comes from {VERSION_FILE} alone"
         )
-    contents = await Get(
-        DigestContents,
+    contents = await engine.contents_of(
         PathGlobs(
             [VERSION_FILE],
             glob_match_error_behavior=GlobMatchErrorBehavior.error,

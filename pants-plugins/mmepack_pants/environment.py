@@ -5,50 +5,48 @@ so the goal rule stays short. The process runs mmepack's narrow builder PEX on t
 requirements.txt and requirements.lock alone, moved to the sandbox root and with no
 model-specific argument: models with identical requirements make identical processes, which
 Pants runs once and caches across runs. What the builder did comes back in its JSON report
-(`env_report.py`), not from its log; the package rule logs it.
+(`mmepack_contract.reports`), not from its log; the package rule logs it.
 
-Engine calls (Get/MultiGet) are confined to `build_python_env`; everything else here is plain
-functions of option values, so a port to call-by-name touches one function.
+Its engine calls go through `engine.py`; everything else here is plain functions of option
+values.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
-from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.engine.addresses import Address
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import (
-    Digest,
-    DigestContents,
-    DigestSubset,
-    MergeDigests,
-    PathGlobs,
-    RemovePrefix,
-)
-from pants.engine.internals.session import RunId
-from pants.engine.process import FallibleProcessResult, ProcessResultMetadata
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.fs import DigestContents, PathGlobs
+from pants.engine.process import FallibleProcessResult
+from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
 
-from mmepack_pants.cli import EnvBuilderRequest
-from mmepack_pants.env_report import REPORT_FILE, EnvReport, EnvReportError
+from mmepack_contract import (
+    ENV_ARCHIVE,
+    ENV_CACHE_VARIABLE,
+    ERROR_PREFIX,
+    LOCK_FILE,
+    PROGRESS_LOG,
+    REQUIREMENTS_FILE,
+    STUB_NAME,
+)
+from mmepack_contract.paths import env_cache_root
+from mmepack_contract.reports import ContractError, EnvReport
+from mmepack_pants import engine
+from mmepack_pants.engine import PythonEnv, PythonEnvRequest
+from mmepack_pants.env_report import REPORT_FILE, report_lines
 from mmepack_pants.passthrough import APPEND_ONLY_CACHES, process_env
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 
-# File names inside the builder's sandbox; the library's defaults are the same names, but the
-# plugin states them because it must list a process's output files before it runs.
-ENV_FILE = "python_env.tar.gz"
-STUB_FILE = "triton_python_backend_stub"
-REQUIREMENTS_FILE = "requirements.txt"
-LOCK_FILE = "requirements.lock"
+# Inside the builder's sandbox the files keep the library's names (mmepack_contract), which the
+# plugin must list as a process's output files before it runs.
+ENV_FILE = ENV_ARCHIVE
+STUB_FILE = STUB_NAME
 _PIP_CACHE = ".cache/mmepack-pip"
-# The library's progress log, in its environment cache folder (mmepack.names.PROGRESS_LOG).
-PROGRESS_LOG = "progress.log"
-# What `progress_log_path` reads: no credential among them.
-PROGRESS_LOG_VARIABLES = ("MMEPACK_ENV_CACHE", "XDG_CACHE_HOME", "HOME")
+# What `progress_log_path` reads (mmepack_contract.paths.env_cache_root): no credential.
+PROGRESS_LOG_VARIABLES = (ENV_CACHE_VARIABLE, "XDG_CACHE_HOME", "HOME")
 
 
 class MmepackBuildError(Exception):
@@ -57,7 +55,7 @@ class MmepackBuildError(Exception):
 
 def failure(address: Address, step: str, result: FallibleProcessResult) -> MmepackBuildError:
     stderr = result.stderr.decode(errors="replace").strip()
-    lines = [line for line in stderr.splitlines() if line.startswith("mmepack: error:")]
+    lines = [line for line in stderr.splitlines() if line.startswith(ERROR_PREFIX)]
     detail = stderr if not lines else stderr[stderr.index(lines[0]) :]
     return MmepackBuildError(f"{address}: {step} failed:\n{detail}")
 
@@ -100,14 +98,9 @@ def builder_args(subsystem: MmepackSubsystem) -> Tuple[str, ...]:
 
 
 def progress_log_path(env: Mapping[str, str]) -> str:
-    """Where the builder appends its progress lines: the environment cache folder, found as
-    `mmepack.environment.cache.default_cache_root` finds it, from the process's variables."""
-    if env.get("MMEPACK_ENV_CACHE"):
-        root = env["MMEPACK_ENV_CACHE"]
-    else:
-        base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or "~", ".cache")
-        root = os.path.join(base, "mmepack", "envs")
-    return os.path.join(root, PROGRESS_LOG)
+    """Where the builder appends its progress lines: the environment cache folder, found by
+    the library's own rule (mmepack_contract.paths), from the process's variables."""
+    return os.path.join(env_cache_root(env, env.get("HOME") or "~"), PROGRESS_LOG)
 
 
 def build_description(address: Address, python: Optional[str], env: Mapping[str, str]) -> str:
@@ -123,71 +116,31 @@ def build_description(address: Address, python: Optional[str], env: Mapping[str,
     )
 
 
-@dataclass(frozen=True)
-class PythonEnvRequest:
-    """Build the environment of the model at `model_dir`, whose files are in `sources`."""
-
-    address: Address
-    model_dir: str
-    sources: Digest
-    # `--python` and the target-server options, from `target_args`.
-    target_args: Tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PythonEnv:
-    """`python_env.tar.gz` and, when the target server needs one, the stub, at the root; with
-    what to tell the user about the build, which the package rule logs (`report`).
-
-    The rule that makes this does not depend on the run's id, so pantsd keeps it across runs
-    instead of re-running it for every model on each `package`; whether the builder ran in the
-    current run is decided where it is logged, from `metadata`.
-    """
-
-    digest: Digest
-    stub: bool
-    # EnvReport.lines for a builder that ran in this run, and for one answered from Pants' cache.
-    lines_if_ran: Tuple[str, ...]
-    lines_if_cached: Tuple[str, ...]
-    # Not part of equality, as in Pants' own ProcessResult: it names the run that made it.
-    metadata: ProcessResultMetadata = field(compare=False, hash=False)
-
-    def report(self, run_id: RunId) -> Tuple[str, ...]:
-        """The lines to log in the run `run_id`."""
-        if self.metadata.source(run_id) == ProcessResultMetadata.Source.RAN:
-            return self.lines_if_ran
-        return self.lines_if_cached
-
-
 @rule(desc="Build a Python backend environment", level=LogLevel.DEBUG)
 async def build_python_env(
     request: PythonEnvRequest,
     subsystem: MmepackSubsystem,
     target_server: TritonServerSubsystem,
 ) -> PythonEnv:
-    requirements_only = await Get(
-        Digest,
-        DigestSubset(
-            request.sources,
-            PathGlobs(
-                [
-                    os.path.join(request.model_dir, REQUIREMENTS_FILE),
-                    # The pinned versions and hashes the environment is installed from.
-                    os.path.join(request.model_dir, LOCK_FILE),
-                ]
-            ),
+    requirements_only = await engine.subset(
+        request.sources,
+        PathGlobs(
+            [
+                os.path.join(request.model_dir, REQUIREMENTS_FILE),
+                # The pinned versions and hashes the environment is installed from.
+                os.path.join(request.model_dir, LOCK_FILE),
+            ]
         ),
     )
-    requirements, stubs, builder, env_vars = await MultiGet(
-        Get(Digest, RemovePrefix(requirements_only, request.model_dir)),
-        Get(Digest, PathGlobs(stub_dir_globs(target_server))),
-        Get(VenvPex, EnvBuilderRequest()),
+    requirements, stubs, builder, env_vars = await engine.env_builder_inputs(
+        requirements_only,
+        request.model_dir,
+        PathGlobs(stub_dir_globs(target_server)),
         # Only for the description, which is in no cache key: where the progress log is.
-        Get(EnvironmentVars, EnvironmentVarsRequest(PROGRESS_LOG_VARIABLES)),
+        PROGRESS_LOG_VARIABLES,
     )
-    builder_input = await Get(Digest, MergeDigests([requirements, stubs]))
-    result = await Get(
-        FallibleProcessResult,
+    builder_input = await engine.merge([requirements, stubs])
+    result = await engine.run(
         VenvPexProcess(
             builder,
             argv=[
@@ -220,17 +173,17 @@ async def build_python_env(
     )
     if result.exit_code != 0:
         raise failure(request.address, "building the Python environment", result)
-    report_contents, env = await MultiGet(
-        Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([REPORT_FILE]))),
-        Get(Digest, DigestSubset(result.output_digest, PathGlobs([ENV_FILE, STUB_FILE]))),
+    report_contents, env = await engine.env_builder_outputs(
+        result.output_digest, PathGlobs([REPORT_FILE]), PathGlobs([ENV_FILE, STUB_FILE])
     )
     report = _read_report(request.address, report_contents)
     return PythonEnv(
         env,
         stub=report.stub is not None,
-        lines_if_ran=tuple(report.lines(from_pants_cache=False)),
-        lines_if_cached=tuple(report.lines(from_pants_cache=True)),
+        lines_if_ran=tuple(report_lines(report, from_pants_cache=False)),
+        lines_if_cached=tuple(report_lines(report, from_pants_cache=True)),
         metadata=result.metadata,
+        python_version=report.python_version,
     )
 
 
@@ -245,8 +198,8 @@ def _read_report(address: Address, contents: DigestContents) -> EnvReport:
     if len(contents) != 1:
         raise MmepackBuildError(f"{address}: the environment builder wrote no {REPORT_FILE}")
     try:
-        return EnvReport.from_json(contents[0].content.decode())
-    except EnvReportError as exc:
+        return EnvReport.from_json(contents[0].content.decode(), REPORT_FILE)
+    except ContractError as exc:
         raise MmepackBuildError(f"{address}: {exc}") from None
 
 

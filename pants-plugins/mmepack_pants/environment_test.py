@@ -11,8 +11,8 @@ from pants.engine.internals.session import RunId
 from pants.engine.process import ProcessExecutionEnvironment, ProcessResultMetadata
 from pants.testutil.option_util import create_subsystem
 
+from mmepack_pants.engine import PythonEnv
 from mmepack_pants.environment import (
-    PythonEnv,
     build_description,
     builder_args,
     progress_log_path,

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.core.goals.lint import LintResult, LintTargetsRequest
 from pants.core.util_rules.partitions import PartitionerType, PartitionMetadata
-from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.engine.process import FallibleProcessResult
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.core.util_rules.source_files import SourceFilesRequest
+from pants.engine.rules import collect_rules, rule
 from pants.engine.target import FieldSet
 from pants.option.option_types import SkipOption
 from pants.option.subsystem import Subsystem
 from pants.util.logging import LogLevel
 
-from mmepack_pants.cli import MmepackCliRequest
+from mmepack_pants import engine
 from mmepack_pants.target_types import TritonModelSourcesField
 
 
@@ -49,13 +48,11 @@ class MmepackValidateRequest(LintTargetsRequest):
 async def validate_triton_model(
     request: MmepackValidateRequest.Batch[TritonModelValidateFieldSet, PartitionMetadata],
 ) -> LintResult:
-    sources, cli = await MultiGet(
-        Get(SourceFiles, SourceFilesRequest(fs.sources for fs in request.elements)),
-        Get(VenvPex, MmepackCliRequest()),
+    sources, cli = await engine.validate_inputs(
+        SourceFilesRequest(fs.sources for fs in request.elements)
     )
     model_dirs = sorted({fs.address.spec_path for fs in request.elements})
-    result = await Get(
-        FallibleProcessResult,
+    result = await engine.run(
         VenvPexProcess(
             cli,
             argv=["validate", *model_dirs],

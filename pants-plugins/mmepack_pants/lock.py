@@ -14,28 +14,21 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
-from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.backend.python.util_rules.pex import VenvPexProcess
+from pants.core.util_rules.source_files import SourceFilesRequest
 from pants.engine.console import Console
-from pants.engine.fs import Digest, MergeDigests, Workspace
+from pants.engine.fs import Workspace
 from pants.engine.goal import Goal, GoalSubsystem
-from pants.engine.process import FallibleProcessResult, ProcessCacheScope
-from pants.engine.rules import Get, MultiGet, collect_rules, goal_rule
+from pants.engine.process import ProcessCacheScope
+from pants.engine.rules import collect_rules, goal_rule
 from pants.engine.target import FieldSet, Targets
 from pants.util.logging import LogLevel
 
-from mmepack_pants.cli import MmepackCliRequest
-from mmepack_pants.passthrough import (
-    APPEND_ONLY_CACHES,
-    PassthroughRequest,
-    PassthroughWritten,
-    process_env,
-)
+from mmepack_contract import LOCK_FILE, REQUIREMENTS_FILE
+from mmepack_pants import engine
+from mmepack_pants.passthrough import APPEND_ONLY_CACHES, process_env
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
 from mmepack_pants.target_types import TritonModelPythonVersionField, TritonModelSourcesField
-
-_LOCK_FILE = "requirements.lock"
-_REQUIREMENTS_FILE = "requirements.txt"
 
 
 class LockEnvsSubsystem(GoalSubsystem):
@@ -79,18 +72,14 @@ async def lock_envs(
     console: Console,
 ) -> LockEnvs:
     field_sets = [_LockFieldSet.create(t) for t in targets if _LockFieldSet.is_applicable(t)]
-    cli, _ = await MultiGet(
-        Get(VenvPex, MmepackCliRequest()), Get(PassthroughWritten, PassthroughRequest())
-    )
-    all_sources = await MultiGet(
-        Get(SourceFiles, SourceFilesRequest([fs.sources])) for fs in field_sets
-    )
+    cli, _ = await engine.lock_inputs()
+    all_sources = await engine.sources_each(SourceFilesRequest([fs.sources]) for fs in field_sets)
     # Only what the user set: the library owns the default server.
     server = [f"--triton-version={target_server.version}"] if target_server.version else []
     processes = []
     for field_set, sources in zip(field_sets, all_sources):
         model_dir = field_set.address.spec_path
-        if os.path.join(model_dir, _REQUIREMENTS_FILE) not in sources.snapshot.files:
+        if os.path.join(model_dir, REQUIREMENTS_FILE) not in sources.snapshot.files:
             continue
         python = field_set.python_version.value or subsystem.python_version
         processes.append(
@@ -99,7 +88,7 @@ async def lock_envs(
                 argv=[*lock_argv(model_dir, python), *server],
                 description=lock_description(str(field_set.address), python),
                 input_digest=sources.snapshot.digest,
-                output_files=[os.path.join(model_dir, _LOCK_FILE)],
+                output_files=[os.path.join(model_dir, LOCK_FILE)],
                 # The environment build resolves with this machine's pip configuration; so does
                 # the lock (Pants points pip at /dev/null for its own resolves). pip's index and
                 # its token come through passthrough.py: even an uncached process's environment
@@ -110,7 +99,7 @@ async def lock_envs(
                 level=LogLevel.INFO,
             )
         )
-    results = await MultiGet(Get(FallibleProcessResult, VenvPexProcess, p) for p in processes)
+    results = await engine.run_each(processes)
     failed = 0
     for process, result in zip(processes, results):
         if result.exit_code != 0:
@@ -118,10 +107,10 @@ async def lock_envs(
             console.print_stderr(result.stderr.decode(errors="replace").strip())
         else:
             console.print_stdout(result.stdout.decode(errors="replace").strip())
-    merged = await Get(Digest, MergeDigests(r.output_digest for r in results if r.exit_code == 0))
+    merged = await engine.merge(r.output_digest for r in results if r.exit_code == 0)
     workspace.write_digest(merged)
     if not processes:
-        console.print_stderr(f"No triton_model with a {_REQUIREMENTS_FILE} among the targets.")
+        console.print_stderr(f"No triton_model with a {REQUIREMENTS_FILE} among the targets.")
     return LockEnvs(exit_code=1 if failed else 0)
 
 

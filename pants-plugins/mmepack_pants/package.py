@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
@@ -34,31 +33,36 @@ from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.base.build_root import BuildRoot
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.util_rules.distdir import DistDir
-from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.engine.addresses import Address, Addresses
-from pants.engine.fs import (
-    EMPTY_DIGEST,
-    AddPrefix,
-    Digest,
-    DigestContents,
-    DigestSubset,
-    MergeDigests,
-    PathGlobs,
-    RemovePrefix,
-    Snapshot,
-)
+from pants.core.util_rules.source_files import SourceFilesRequest
+from pants.engine.addresses import Address
+from pants.engine.fs import EMPTY_DIGEST, Digest, DigestContents, PathGlobs, Snapshot
 from pants.engine.internals.session import RunId
 from pants.engine.process import FallibleProcessResult, ProcessResultMetadata
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import SourcesField, TransitiveTargets, TransitiveTargetsRequest
+from pants.engine.rules import collect_rules, rule
+from pants.engine.target import SourcesField
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from mmepack_pants.cli import MmepackCliRequest
-from mmepack_pants.dependencies import ToolchainRequest
+from mmepack_contract import (
+    ARTIFACT_SUFFIX,
+    CONFIG_FILE,
+    MODEL_VERSION_PATTERN,
+    PACKAGE_REPORT_FILE,
+    REQUIREMENTS_FILE,
+    SAGEMAKER_ENSEMBLE_PATTERN,
+    VERSION_FILE,
+)
+from mmepack_contract.reports import ContractError, PackageReport
+from mmepack_pants import engine
+from mmepack_pants.engine import (
+    PackagedModel,
+    PassthroughRequest,
+    PythonEnv,
+    PythonEnvRequest,
+    TritonModelPackageFieldSet,
+)
 from mmepack_pants.environment import (
     ENV_FILE,
-    REQUIREMENTS_FILE,
     STUB_FILE,
     MmepackBuildError,
     PythonEnv,
@@ -67,42 +71,18 @@ from mmepack_pants.environment import (
     stub_dir_globs,
     target_args,
 )
-from mmepack_pants.passthrough import (
-    APPEND_ONLY_CACHES,
-    PassthroughRequest,
-    PassthroughWritten,
-    process_env,
-)
+from mmepack_pants.passthrough import APPEND_ONLY_CACHES, PassthroughRequest, process_env
 from mmepack_pants.subsystem import MmepackSubsystem, TritonServerSubsystem
-from mmepack_pants.target_types import (
-    TritonModelOutputDirField,
-    TritonModelPythonVersionField,
-    TritonModelSourcesField,
-)
 
 logger = logging.getLogger(__name__)
 
 _OUT_DIR = "__mmepack_out"
 # `md5: <hex>` in a `.dvc` file and in a `.dir` listing (DVC 2 and 3 write both forms).
 _MD5 = re.compile(r"\bmd5[\"']?\s*:\s*[\"']?([0-9a-f]{32}(?:\.dir)?)\b")
-_WEIGHTS_LINE = "mmepack: model "
-# mmepack.artifact.size_report's lines (the plugin does not import the library).
-_SIZE_LINE = "mmepack: size of "
-_SIZE_WARNING = "mmepack: warning: "
-# The library's rules for the names of `<model>_<version>.tar.gz` (model_version.txt holds digits
-# with at most two dots; SageMaker loads the folder whose config matches this pattern). Stated
-# here because the plugin must not import the library.
-_VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
-_ENSEMBLE_RE = re.compile(r'platform:(\s)*"ensemble"')
-
-
-@dataclass(frozen=True)
-class TritonModelPackageFieldSet(PackageFieldSet):
-    required_fields = (TritonModelSourcesField,)
-
-    sources: TritonModelSourcesField
-    python_version: TritonModelPythonVersionField
-    output_dir: TritonModelOutputDirField
+# The library's rules for the names of `<model>_<version>.tar.gz`: the model version's pattern
+# and the one SageMaker finds the ensemble's folder with (mmepack_contract).
+_VERSION_RE = re.compile(MODEL_VERSION_PATTERN)
+_ENSEMBLE_RE = re.compile(SAGEMAKER_ENSEMBLE_PATTERN)
 
 
 def _require_dvc_config(address: Address, files: tuple[str, ...], dvc_target: str) -> None:
@@ -132,17 +112,17 @@ async def _local_remote_objects(model: Snapshot) -> Digest:
     dvc_files = [f for f in model.files if f.endswith(".dvc") and not f.startswith(".dvc/")]
     if not dvc_files:
         return EMPTY_DIGEST
-    contents = await Get(DigestContents, DigestSubset(model.digest, PathGlobs(dvc_files)))
+    contents = await engine.subset_contents(model.digest, PathGlobs(dvc_files))
     md5s = {m for c in contents for m in _MD5.findall(c.content.decode(errors="replace"))}
-    found = await Get(Snapshot, PathGlobs(_object_globs(md5s)))
+    found = await engine.snapshot(PathGlobs(_object_globs(md5s)))
     listings = [f for f in found.files if f.endswith(".dir")]
     if not listings:
         return found.digest
     # A tracked folder: its `.dir` object lists the md5 of every file in it.
-    dir_contents = await Get(DigestContents, DigestSubset(found.digest, PathGlobs(listings)))
+    dir_contents = await engine.subset_contents(found.digest, PathGlobs(listings))
     children = {m for c in dir_contents for m in _MD5.findall(c.content.decode(errors="replace"))}
-    more = await Get(Snapshot, PathGlobs(_object_globs(children)))
-    return await Get(Digest, MergeDigests([found.digest, more.digest]))
+    more = await engine.snapshot(PathGlobs(_object_globs(children)))
+    return await engine.merge([found.digest, more.digest])
 
 
 # A rule helper: Pants finds its Gets only when it is defined before the rule that awaits it.
@@ -156,12 +136,8 @@ async def _check_working_copies(
     present = [path for path in tracked if path in model.files]
     if not present:
         return
-    pairs = await Get(
-        Digest,
-        DigestSubset(model.digest, PathGlobs([*present, *(f"{p}.dvc" for p in present)])),
-    )
-    result = await Get(
-        FallibleProcessResult,
+    pairs = await engine.subset(model.digest, PathGlobs([*present, *(f"{p}.dvc" for p in present)]))
+    result = await engine.run(
         VenvPexProcess(
             cli,
             argv=["check-weights", model_dir],
@@ -174,23 +150,6 @@ async def _check_working_copies(
         raise failure(address, "the weights check", result)
 
 
-@dataclass(frozen=True)
-class PackagedModel:
-    """What `build_triton_model` made: the artifact, the packaging process's result (whose
-    output the user is shown) and the environment it packed, if any; or, for a build that
-    failed, mmepack's explanation (`error`).
-
-    The explanation is returned, not raised: an exception that crosses a rule boundary reaches
-    the awaiting rule wrapped by the engine, and `package_triton_model` must still recognise a
-    `MmepackBuildError` to add what it removed from dist/ to the message.
-    """
-
-    built: Optional[BuiltPackage]
-    result: Optional[FallibleProcessResult]
-    env: Optional[PythonEnv]
-    error: Optional[str] = None
-
-
 # A rule helper: Pants finds its Gets only when it is defined before the rule that awaits it.
 async def _build(
     field_set: TritonModelPackageFieldSet,
@@ -199,16 +158,11 @@ async def _build(
 ) -> PackagedModel:
     address = field_set.address
     model_dir = address.spec_path
-    toolchain = await Get(Addresses, ToolchainRequest())
-    transitive, toolchain_closure, cli = await MultiGet(
-        Get(TransitiveTargets, TransitiveTargetsRequest([address])),
-        Get(TransitiveTargets, TransitiveTargetsRequest(toolchain)),
-        Get(VenvPex, MmepackCliRequest()),
-    )
+    toolchain = await engine.toolchain()
+    transitive, toolchain_closure, cli = await engine.package_inputs(address, toolchain)
     # The toolchain (dependencies.py) reaches the build through the CLI; its files are no input.
     not_model = set(toolchain_closure.closure)
-    sources = await Get(
-        SourceFiles,
+    sources = await engine.sources(
         SourceFilesRequest(t.get(SourcesField) for t in transitive.closure if t not in not_model),
     )
     _require_dvc_config(address, sources.snapshot.files, subsystem.dvc_target)
@@ -218,29 +172,30 @@ async def _build(
     tracked = [path[: -len(".dvc")] for path in sources.snapshot.files if path.endswith(".dvc")]
     model_files = sources.snapshot.digest
     if tracked:
-        model_files = await Get(
-            Digest,
-            DigestSubset(
-                model_files,
-                PathGlobs(["**", *(f"!{p}" for p in tracked), *(f"!{p}/**" for p in tracked)]),
-            ),
+        model_files = await engine.subset(
+            model_files,
+            PathGlobs(["**", *(f"!{p}" for p in tracked), *(f"!{p}/**" for p in tracked)]),
         )
     await _check_working_copies(address, model_dir, sources.snapshot, tracked, cli)
     remote_objects = await _local_remote_objects(sources.snapshot)
-    stubs = await Get(Digest, PathGlobs(stub_dir_globs(target_server)))
+    stubs = await engine.digest(PathGlobs(stub_dir_globs(target_server)))
     inputs = [model_files, remote_objects, stubs]
     env_args: list[str] = []
     env: Optional[PythonEnv] = None
     if os.path.join(model_dir, REQUIREMENTS_FILE) in sources.snapshot.files:
-        env = await Get(
-            PythonEnv, PythonEnvRequest(address, model_dir, sources.snapshot.digest, target)
+        env = await engine.python_env(
+            PythonEnvRequest(address, model_dir, sources.snapshot.digest, target)
         )
         inputs.append(env.digest)
-        env_args = [f"--env={ENV_FILE}", *([f"--stub={STUB_FILE}"] if env.stub else [])]
+        env_args = [
+            f"--env={ENV_FILE}",
+            # Its build report states its Python: the package step need not open the archive.
+            *([f"--env-python={env.python_version}"] if env.python_version else []),
+            *([f"--stub={STUB_FILE}"] if env.stub else []),
+        ]
 
-    package_input = await Get(Digest, MergeDigests(inputs))
-    result = await Get(
-        FallibleProcessResult,
+    package_input = await engine.merge(inputs)
+    result = await engine.run(
         VenvPexProcess(
             cli,
             argv=[
@@ -249,12 +204,14 @@ async def _build(
                 "--pull",
                 "--repo-root=.",
                 f"--output-dir={_OUT_DIR}",
+                f"--report={PACKAGE_REPORT_FILE}",
                 *target,
                 *env_args,
             ],
             description=f"Package {address} for SageMaker MME",
             input_digest=package_input,
             output_directories=[_OUT_DIR],
+            output_files=[PACKAGE_REPORT_FILE],
             # Credentials and the machine's paths reach it outside its cache key.
             extra_env=process_env(),
             append_only_caches=APPEND_ONLY_CACHES,
@@ -263,13 +220,17 @@ async def _build(
     )
     if result.exit_code != 0:
         raise failure(address, "packaging", result)
-    output = await Get(Digest, RemovePrefix(result.output_digest, _OUT_DIR))
-    snapshot = await Get(Snapshot, AddPrefix(output, field_set.output_dir.value or "mme"))
+    artifacts, report_contents = await engine.package_outputs(
+        result.output_digest, _OUT_DIR, PACKAGE_REPORT_FILE
+    )
+    report = read_package_report(address, report_contents)
+    output = await engine.remove_prefix(artifacts, _OUT_DIR)
+    snapshot = await engine.add_prefix(output, field_set.output_dir.value or "mme")
     built = BuiltPackage(
         snapshot.digest,
         tuple(BuiltPackageArtifact(path) for path in snapshot.files),
     )
-    return PackagedModel(built, result, env)
+    return PackagedModel(built, result, env, report=report)
 
 
 @rule(desc="Build a Triton model's MME artifact", level=LogLevel.DEBUG)
@@ -301,9 +262,9 @@ async def package_triton_model(
     """
     address = field_set.address
     # Before any step can run: the variables it needs, which are in none of their cache keys.
-    await Get(PassthroughWritten, PassthroughRequest())
+    await engine.passthrough(PassthroughRequest())
     try:
-        packaged = await Get(PackagedModel, TritonModelPackageFieldSet, field_set)
+        packaged = await engine.packaged_model(field_set)
         if packaged.error is not None:
             raise MmepackBuildError(packaged.error)
     except Exception as exc:
@@ -328,10 +289,12 @@ async def package_triton_model(
     if packaged.env is not None:
         for line in packaged.env.report(run_id):
             logger.info(f"{address}: {line}")
-    # Both are set when no error was returned.
+    # All three are set when no error was returned.
     assert packaged.result is not None and packaged.built is not None
-    _relay_weights_line(address, packaged.result, run_id)
-    _relay_size_report(address, packaged.result)
+    assert packaged.report is not None
+    reused = packaged.result.metadata.source(run_id) != ProcessResultMetadata.Source.RAN
+    _relay_weights_line(address, packaged.report, reused)
+    _relay_size_report(address, packaged.report)
     return packaged.built
 
 
@@ -344,19 +307,19 @@ def artifact_names(build_root: Path, model_dir: str) -> List[str]:
     """
     root = build_root / model_dir
     try:
-        version = (root / "model_version.txt").read_text(encoding="utf-8").strip()
+        version = (root / VERSION_FILE).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return []
     if not _VERSION_RE.fullmatch(version):
         return []
     models = {root.name}
-    for config in sorted(root.glob("*/config.pbtxt")):
+    for config in sorted(root.glob(f"*/{CONFIG_FILE}")):
         try:
             if _ENSEMBLE_RE.search(config.read_text(encoding="utf-8", errors="replace")):
                 models.add(config.parent.name)
         except OSError:
             continue
-    return sorted(f"{model}_{version}.tar.gz" for model in models)
+    return sorted(f"{model}_{version}{ARTIFACT_SUFFIX}" for model in models)
 
 
 def remove_stale_artifacts(build_root: Path, dist_subdir: Path, model_dir: str) -> List[Path]:
@@ -376,24 +339,35 @@ def remove_stale_artifacts(build_root: Path, dist_subdir: Path, model_dir: str) 
     return removed
 
 
-def _relay_weights_line(address: Address, result: FallibleProcessResult, run_id: RunId) -> None:
+def read_package_report(address: Address, contents: DigestContents) -> PackageReport:
+    """The package step's report, or the reason the plugin cannot use it (another contract
+    version, say) as the build's error."""
+    if len(contents) != 1:
+        raise MmepackBuildError(
+            f"{address}: the package step wrote no {PACKAGE_REPORT_FILE}; the mmepack tool is "
+            "older than this plugin, so use the mmepack version that matches the plugin"
+        )
+    try:
+        return PackageReport.from_json(contents[0].content.decode(errors="replace"))
+    except ContractError as exc:
+        raise MmepackBuildError(f"{address}: {exc}") from None
+
+
+def _relay_weights_line(address: Address, report: PackageReport, reused: bool) -> None:
     """Log whether the weights were downloaded or came from the DVC cache, which Pants would
-    otherwise swallow for a process that succeeded."""
-    reused = result.metadata.source(run_id) != ProcessResultMetadata.Source.RAN
-    for line in result.stderr.decode(errors="replace").splitlines():
-        if line.startswith(_WEIGHTS_LINE):
-            prefix = "reused from Pants' cache, as first reported: " if reused else ""
-            logger.info(f"{address}: {prefix}{line[len('mmepack: '):]}")
+    otherwise swallow for a process that succeeded; `reused`: the process result came from
+    Pants' cache, not from a run in this one."""
+    if report.weights_message is not None:
+        prefix = "reused from Pants' cache, as first reported: " if reused else ""
+        logger.info(f"{address}: {prefix}{report.weights_message}")
 
 
-def _relay_size_report(address: Address, result: FallibleProcessResult) -> None:
+def _relay_size_report(address: Address, report: PackageReport) -> None:
     """Show the artifact's size by part (environment, weights, stubs, code), and the warning
-    when its environment dominates it, which `mmepack package` prints on stdout."""
-    for line in result.stdout.decode(errors="replace").splitlines():
-        if line.startswith(_SIZE_LINE):
-            logger.info(f"{address}: {line[len('mmepack: '):]}")
-        elif line.startswith(_SIZE_WARNING):
-            logger.warning(f"{address}: {line[len(_SIZE_WARNING):]}")
+    when its environment dominates it."""
+    logger.info(f"{address}: {report.size_message}")
+    for warning in report.warnings:
+        logger.warning(f"{address}: {warning}")
 
 
 def rules():

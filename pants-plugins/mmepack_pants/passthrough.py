@@ -19,9 +19,10 @@ a cache never reads the file, so rotated, wrong or absent credentials change not
 one that runs uses the current run's values.
 
 Rules that start such a step (or a rule that awaits one) await `PassthroughWritten` first.
-One file per named-caches folder: two Pants runs at the same moment on one machine with
-different credentials share it, and the later writer's values serve both (README "A shared
-build cache").
+One file per Pants process (`env-<pid>.json`, mmepack_contract.paths.passthrough_for): two
+Pants runs at the same moment on one machine with different credentials (two CI jobs sharing a
+home folder) each hand their own values to their own steps, which find the file of the Pants
+process among their parents; files of Pants processes that have ended are removed.
 """
 
 from __future__ import annotations
@@ -29,25 +30,27 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional
 
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.internals.session import RunId
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import collect_rules, rule
 from pants.option.global_options import NamedCachesDirOption
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
+from mmepack_contract import PASSTHROUGH_VARIABLE
+from mmepack_contract.paths import passthrough_for
+from mmepack_pants import engine
+from mmepack_pants.engine import PassthroughRequest, PassthroughWritten
 from mmepack_pants.subsystem import MmepackSubsystem
 
 # Pants' named cache (a folder under `[GLOBAL].named_caches_dir`) and where sandboxes see it.
 CACHE_NAME = "mmepack_passthrough"
 SANDBOX_DIR = ".cache/mmepack-passthrough"
 FILE_NAME = "env.json"
-# mmepack.passthrough.VARIABLE (the plugin does not import the library).
-VARIABLE = "MMEPACK_PASSTHROUGH_FILE"
+# The variable the library's steps read the file's path from.
+VARIABLE = PASSTHROUGH_VARIABLE
 APPEND_ONLY_CACHES: FrozenDict[str, str] = FrozenDict({CACHE_NAME: SANDBOX_DIR})
 
 
@@ -57,8 +60,29 @@ def process_env(constants: Mapping[str, str] = FrozenDict()) -> Dict[str, str]:
     return {**constants, VARIABLE: f"{SANDBOX_DIR}/{FILE_NAME}"}
 
 
-def passthrough_file(named_caches_dir: Path) -> Path:
-    return named_caches_dir / CACHE_NAME / FILE_NAME
+def passthrough_file(named_caches_dir: Path, pid: Optional[int] = None) -> Path:
+    """The file this Pants process (or `pid`) writes for its steps."""
+    base = named_caches_dir / CACHE_NAME / FILE_NAME
+    return Path(passthrough_for(str(base), os.getpid() if pid is None else pid))
+
+
+def _remove_ended(folder: Path) -> None:
+    """Delete the files of Pants processes that have ended: they hold credentials no step will
+    read again."""
+    stem, suffix = os.path.splitext(FILE_NAME)
+    for path in folder.glob(f"{stem}-*{suffix}"):
+        pid = path.name[len(stem) + 1 : -len(suffix)]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        except OSError:
+            pass  # alive, another user's: not ours to judge
 
 
 def write_passthrough_file(named_caches_dir: Path, values: Mapping[str, str]) -> Path:
@@ -67,6 +91,7 @@ def write_passthrough_file(named_caches_dir: Path, values: Mapping[str, str]) ->
     path = passthrough_file(named_caches_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
+    _remove_ended(path.parent)
     text = json.dumps(dict(values), sort_keys=True)
     try:
         if path.read_text(encoding="utf-8") == text and (path.stat().st_mode & 0o077) == 0:
@@ -86,21 +111,6 @@ def write_passthrough_file(named_caches_dir: Path, values: Mapping[str, str]) ->
     return path
 
 
-@dataclass(frozen=True)
-class PassthroughRequest:
-    """Write this run's `[mmepack].env_passthrough` values for the steps that may run, plus
-    the variables `extra` names (the publish upload's `[mmepack-publish].env_passthrough`)."""
-
-    extra: Tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PassthroughWritten:
-    """The names written (never the values, which must not enter the engine's graph output)."""
-
-    names: Tuple[str, ...]
-
-
 @rule(desc="Hand the machine's variables to mmepack's steps", level=LogLevel.DEBUG)
 async def write_passthrough(
     request: PassthroughRequest,
@@ -111,7 +121,7 @@ async def write_passthrough(
     """Runs on every run (it depends on the run's id), so the file holds this run's values even
     when another checkout on the machine wrote its own since, or the file was deleted."""
     names = sorted({*subsystem.env_passthrough, *request.extra})
-    env_vars = await Get(EnvironmentVars, EnvironmentVarsRequest(names))
+    env_vars = await engine.env_vars(names)
     write_passthrough_file(Path(named_caches_dir.val), env_vars)
     return PassthroughWritten(tuple(sorted(env_vars)))
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
@@ -39,13 +42,18 @@ from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 from pants.util.ordered_set import FrozenOrderedSet
 
 from mmepack_pants.cli import EnvBuilderRequest, MmepackCliRequest
-from mmepack_pants.dependencies import ToolchainRequest
-from mmepack_pants.environment import PythonEnv, PythonEnvRequest, build_python_env
-from mmepack_pants.package import TritonModelPackageFieldSet, build_triton_model
+from mmepack_pants.engine import (
+    PassthroughRequest,
+    PythonEnv,
+    PythonEnvRequest,
+    ToolchainRequest,
+    TritonModelPackageFieldSet,
+)
+from mmepack_pants.environment import build_python_env
+from mmepack_pants.package import build_triton_model
 from mmepack_pants.passthrough import (
     APPEND_ONLY_CACHES,
     VARIABLE,
-    PassthroughRequest,
     passthrough_file,
     write_passthrough,
     write_passthrough_file,
@@ -272,3 +280,21 @@ def test_the_publish_uploads_variables_join_the_file(tmp_path: Path) -> None:
         **_machine(3),
         "GITHUB_SHA": "c0ffee",
     }
+
+
+def test_each_pants_process_writes_its_own_file_and_ended_ones_are_removed(
+    tmp_path: Path,
+) -> None:
+    # Two Pants runs at once on one machine must not hand each other their credentials: the
+    # file is named by the writing process, and the files of processes that ended go.
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    alive = os.getppid()
+    folder = passthrough_file(tmp_path).parent
+    folder.mkdir(parents=True)
+    passthrough_file(tmp_path, ended.pid).write_text("{}")
+    passthrough_file(tmp_path, alive).write_text("{}")
+    path = write_passthrough_file(tmp_path, {"A": "1"})
+    assert path == passthrough_file(tmp_path, os.getpid())
+    assert path.name == f"env-{os.getpid()}.json"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([path.name, f"env-{alive}.json"])

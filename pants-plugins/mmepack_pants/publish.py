@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
-from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.base.build_root import BuildRoot
 from pants.core.goals.publish import (
     PublishFieldSet,
@@ -31,30 +31,20 @@ from pants.core.goals.publish import (
     PublishRequest,
 )
 from pants.core.util_rules.distdir import DistDir
-from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.core.util_rules.source_files import SourceFilesRequest
 from pants.core.util_rules.system_binaries import BashBinary, GitBinaryException
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent, MergeDigests
-from pants.engine.process import (
-    FallibleProcessResult,
-    InteractiveProcess,
-    Process,
-    ProcessCacheScope,
-)
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.fs import CreateDigest, FileContent
+from pants.engine.process import InteractiveProcess, ProcessCacheScope
+from pants.engine.rules import collect_rules, rule
 from pants.option.option_types import BoolOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
-from pants.vcs.git import GitWorktree, GitWorktreeRequest, MaybeGitWorktree
+from pants.vcs.git import GitWorktree
 
-from mmepack_pants.cli import MmepackCliRequest
-from mmepack_pants.passthrough import (
-    APPEND_ONLY_CACHES,
-    PassthroughRequest,
-    PassthroughWritten,
-    process_env,
-)
+from mmepack_contract import BRANCH_VARIABLES, COMMIT_VARIABLES, S3_PREFIX_VARIABLE
+from mmepack_pants import engine
+from mmepack_pants.passthrough import APPEND_ONLY_CACHES, process_env
 from mmepack_pants.target_types import TritonModelSourcesField
 
 
@@ -92,13 +82,9 @@ class MmepackPublish(Subsystem):
             "AWS_ENDPOINT_URL_S3",
             "AWS_CA_BUNDLE",
             "HOME",
-            "GITHUB_REF_NAME",
-            "CI_COMMIT_BRANCH",
-            "BRANCH_NAME",
-            "GITHUB_SHA",
-            "CI_COMMIT_SHA",
-            "GIT_COMMIT",
-            "MMEPACK_S3_PREFIX",
+            *BRANCH_VARIABLES,
+            *COMMIT_VARIABLES,
+            S3_PREFIX_VARIABLE,
         ],
         help=softwrap(
             """
@@ -108,10 +94,6 @@ class MmepackPublish(Subsystem):
         ),
         advanced=True,
     )
-
-
-_BRANCH_VARIABLES = ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME")
-_COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
 
 
 def publish_argv(
@@ -142,10 +124,10 @@ def publish_argv(
     ):
         if value:
             argv.append(f"{flag}={value}")
-    ci_branch = any(env.get(v) for v in _BRANCH_VARIABLES)
+    ci_branch = any(env.get(v) for v in BRANCH_VARIABLES)
     if git_branch and not options.branch and not ci_branch:
         argv.append(f"--branch={git_branch}")
-    ci_commit = any(env.get(v) for v in _COMMIT_VARIABLES)
+    ci_commit = any(env.get(v) for v in COMMIT_VARIABLES)
     if git_commit and not ci_commit:
         argv.append(f"--commit={git_commit}")
     if git_dirty is not None and not ci_commit:
@@ -300,25 +282,18 @@ async def publish_triton_model(
         for artifact in package.artifacts
         if artifact.relpath
     )
-    cli, env, worktree, sources, _ = await MultiGet(
-        Get(VenvPex, MmepackCliRequest()),
-        Get(EnvironmentVars, EnvironmentVarsRequest(options.env_passthrough)),
-        Get(MaybeGitWorktree, GitWorktreeRequest()),
-        Get(SourceFiles, SourceFilesRequest([request.field_set.sources])),
-        # The upload runs as a process Pants runs itself, whose Command (environment included)
-        # is stored once a remote cache is on, even uncached: its credentials go through
-        # passthrough.py, like every other step's.
-        Get(PassthroughWritten, PassthroughRequest(tuple(options.env_passthrough))),
+    # The upload runs as a process Pants runs itself, whose Command (environment included) is
+    # stored once a remote cache is on, even uncached: its credentials go through
+    # passthrough.py, like every other step's (publish_inputs writes them).
+    cli, env, worktree, sources, _ = await engine.publish_inputs(
+        tuple(options.env_passthrough), SourceFilesRequest([request.field_set.sources])
     )
-    records = await Get(
-        Digest, CreateDigest(find_test_records(build_root.path, str(dist_dir.relpath), artifacts))
+    records = await engine.create(
+        CreateDigest(find_test_records(build_root.path, str(dist_dir.relpath), artifacts))
     )
     # The model's .dvc files ride along so the manifest can record the weights' DVC hashes.
-    input_digest = await Get(
-        Digest,
-        MergeDigests(
-            [sources.snapshot.digest, records, *(package.digest for package in request.packages)]
-        ),
+    input_digest = await engine.merge(
+        [sources.snapshot.digest, records, *(package.digest for package in request.packages)]
     )
     models_root = os.path.dirname(request.field_set.address.spec_path) or "."
     git = worktree.git_worktree
@@ -331,8 +306,7 @@ async def publish_triton_model(
         git_commit=git.commit_id if git is not None else None,
         git_dirty=worktree_dirty(git) if git is not None else None,
     )
-    process = await Get(
-        Process,
+    process = await engine.process(
         VenvPexProcess(
             cli,
             argv=argv,
@@ -345,11 +319,11 @@ async def publish_triton_model(
             cache_scope=ProcessCacheScope.PER_SESSION,
         ),
     )
-    result = await Get(FallibleProcessResult, Process, process)
+    result = await engine.run_process(process)
     output = (result.stdout + result.stderr).decode(errors="replace").strip()
     if options.dry_run:
         return PublishProcesses([dry_run_packages(artifacts, result.exit_code, output)])
-    contents = await Get(DigestContents, Digest, result.output_digest)
+    contents = await engine.contents(result.output_digest)
     report = next((c.content for c in contents if c.path == _REPORT_FILE), None)
     return PublishProcesses(report_packages(artifacts, result.exit_code, output, report, bash.path))
 

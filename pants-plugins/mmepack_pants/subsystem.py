@@ -18,6 +18,7 @@ from pants.option.subsystem import Subsystem
 from pants.util.meta import classproperty
 from pants.util.strutil import softwrap
 
+from mmepack_contract import CONDA_VARIABLE, DVC_CACHE_VARIABLE, ENV_CACHE_VARIABLE, PYTHON_VARIABLE
 from mmepack_pants.dist_version import PLUGIN_DISTRIBUTION
 from mmepack_pants.tool_lock import LOCK_PACKAGE, LOCK_RESOURCE, tool_requirement
 
@@ -152,16 +153,11 @@ class MmepackSubsystem(PythonToolBase):
             "PATH",
             "HOME",
             "PYENV_ROOT",
-            "MMEPACK_PYTHON_3_8",
-            "MMEPACK_PYTHON_3_9",
-            "MMEPACK_PYTHON_3_10",
-            "MMEPACK_PYTHON_3_11",
-            "MMEPACK_PYTHON_3_12",
-            "MMEPACK_PYTHON_3_13",
-            "MMEPACK_ENV_CACHE",
-            "MMEPACK_DVC_CACHE",
+            *(f"{PYTHON_VARIABLE}3_{minor}" for minor in range(8, 14)),
+            ENV_CACHE_VARIABLE,
+            DVC_CACHE_VARIABLE,
             "XDG_CACHE_HOME",
-            "MMEPACK_CONDA_EXE",
+            CONDA_VARIABLE,
             "MAMBA_EXE",
             "CONDA_EXE",
             "HTTP_PROXY",

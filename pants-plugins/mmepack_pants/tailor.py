@@ -30,15 +30,16 @@ from pants.core.goals.tailor import (
     PutativeTargets,
     PutativeTargetsRequest,
 )
-from pants.engine.fs import PathGlobs, Paths
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.fs import PathGlobs
+from pants.engine.rules import collect_rules, rule
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
+from mmepack_contract import CONFIG_FILE, VERSION_FILE
+from mmepack_pants import engine
 from mmepack_pants.subsystem import MmepackSubsystem
 from mmepack_pants.target_types import TritonModelTarget
 
-VERSION_FILE = "model_version.txt"
 # Triton's Python backend loads `model.py` from each version folder of a step.
 STEP_SOURCES = "*/*/model.py"
 STEPS_TARGET = "steps"
@@ -60,13 +61,15 @@ async def find_putative_triton_models(
     steps_kwargs: Dict[str, Union[str, int, bool, Tuple[str, ...]]] = {"sources": (STEP_SOURCES,)}
     if mypy:
         steps_kwargs["skip_mypy"] = True
-    version_files = await Get(Paths, PathGlobs, request.path_globs(VERSION_FILE))
+    version_files = await engine.paths(request.path_globs(VERSION_FILE))
     unowned = sorted(set(version_files.files) - set(all_owned_sources))
     model_dirs = [os.path.dirname(path) for path in unowned]
-    configs, dvc_files, step_files = await MultiGet(
-        Get(Paths, PathGlobs([os.path.join(d, "*", "config.pbtxt") for d in model_dirs])),
-        Get(Paths, PathGlobs([os.path.join(d, "**", "*.dvc") for d in model_dirs])),
-        Get(Paths, PathGlobs([os.path.join(d, STEP_SOURCES) for d in model_dirs])),
+    configs, dvc_files, step_files = await engine.paths_each(
+        [
+            PathGlobs([os.path.join(d, "*", CONFIG_FILE) for d in model_dirs]),
+            PathGlobs([os.path.join(d, "**", "*.dvc") for d in model_dirs]),
+            PathGlobs([os.path.join(d, STEP_SOURCES) for d in model_dirs]),
+        ]
     )
     owned = set(all_owned_sources)
     targets = []

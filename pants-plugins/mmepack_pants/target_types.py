@@ -16,10 +16,10 @@ from pants.engine.target import (
     Target,
 )
 
-# Where a model's declarative test cases are, relative to its directory: the library's
-# `mmepack.names.CASES_GLOB`, restated because the plugin cannot import the library
-# (tests/test_case_schema.py checks that the two agree).
-DEFAULT_CASES_GLOB = "tests/cases/*.json"
+from mmepack_contract import CASES_GLOB
+
+# Where a model's declarative test cases are, relative to its directory (the contract's).
+DEFAULT_CASES_GLOB = CASES_GLOB
 
 
 class TritonModelSourcesField(MultipleSourcesField):

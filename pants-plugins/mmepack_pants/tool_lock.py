@@ -5,7 +5,8 @@ own Python: the `mmepack-pants` wheel carries `mmepack_pants/mmepack.lock`, and 
 the tool from it (`default_lockfile_resource`), the way it installs black from the lockfile in
 its own wheel. The lock pins exactly what this repository tests with: it is this repository's
 third-party lockfile (3rdparty/python/default.lock, the resolve the library is built and tested
-in) plus one entry for the `mmepack` wheel built in the same `./pants package` run.
+in) plus one entry for each wheel of ours it needs (`mmepack`, `mmepack-contract`) built in the
+same `./pants package` run.
 
 That wheel is on no index. Its entry points at `file://${MMEPACK_WHEELS}/<wheel>`, a pex path
 mapping: the consumer's `[python-repos].path_mappings = ["MMEPACK_WHEELS|<folder>"]` says where
@@ -47,6 +48,7 @@ from pants.engine.target import (
     GenerateSourcesRequest,
     MultipleSourcesField,
     StringField,
+    StringSequenceField,
     Target,
     Targets,
 )
@@ -125,7 +127,7 @@ def _comment(text: str) -> List[str]:
     return [f"// {line}" if line else "//" for line in text.splitlines()]
 
 
-def build_tool_lock(third_party_lock: str, wheel: WheelFacts) -> str:
+def build_tool_lock(third_party_lock: str, *wheels: WheelFacts) -> str:
     """The tool lockfile: `third_party_lock` (a universal Pants pex lock of the library's
     requirements) plus the `mmepack` wheel, pinned by hash at `file://${MMEPACK_WHEELS}/...`.
 
@@ -134,6 +136,7 @@ def build_tool_lock(third_party_lock: str, wheel: WheelFacts) -> str:
     so pex installs only the closure of `mmepack[serve]` from the larger lock.
     """
     metadata, body = _split_lock(third_party_lock)
+    [wheel] = [w for w in wheels if w.name == "mmepack"] or [wheels[0]]
     requirement = tool_requirement(wheel.version)
     resolves = body.get("locked_resolves") or []
     if len(resolves) != 1 or body.get("style") != "universal":
@@ -141,22 +144,24 @@ def build_tool_lock(third_party_lock: str, wheel: WheelFacts) -> str:
             "mmepack: error: the third-party lockfile: expected one universal resolve "
             f"(style 'universal'), found {len(resolves)} of style {body.get('style')!r}"
         )
-    locked = [r for r in resolves[0]["locked_requirements"] if r["project_name"] != wheel.name]
-    locked.append(
-        {
-            "artifacts": [
-                {
-                    "algorithm": "sha256",
-                    "hash": wheel.sha256,
-                    "url": f"file://${{{WHEELS_MAPPING}}}/{wheel.filename}",
-                }
-            ],
-            "project_name": wheel.name,
-            "requires_dists": list(wheel.requires_dists),
-            "requires_python": wheel.requires_python or None,
-            "version": wheel.version,
-        }
-    )
+    ours = {w.name for w in wheels}
+    locked = [r for r in resolves[0]["locked_requirements"] if r["project_name"] not in ours]
+    for built in wheels:
+        locked.append(
+            {
+                "artifacts": [
+                    {
+                        "algorithm": "sha256",
+                        "hash": built.sha256,
+                        "url": f"file://${{{WHEELS_MAPPING}}}/{built.filename}",
+                    }
+                ],
+                "project_name": built.name,
+                "requires_dists": list(built.requires_dists),
+                "requires_python": built.requires_python or None,
+                "version": built.version,
+            }
+        )
     locked.sort(key=lambda r: r["project_name"])
     body["locked_resolves"] = [{**resolves[0], "locked_requirements": locked}]
     body["requirements"] = sorted({*body.get("requirements", []), requirement})
@@ -198,10 +203,15 @@ class MmepackToolLockThirdPartyField(StringField):
     )
 
 
-class MmepackToolLockDistributionField(StringField):
-    alias = "distribution"
+class MmepackToolLockDistributionsField(StringSequenceField):
+    alias = "distributions"
     required = True
-    help = "Address of the `python_distribution` of the `mmepack` wheel the lock pins."
+    help = softwrap(
+        """
+        Addresses of the `python_distribution`s of this repository's wheels the tool installs
+        (`mmepack` and what it requires of ours, `mmepack-contract`): each is pinned by hash.
+        """
+    )
 
 
 class MmepackToolLockTarget(Target):
@@ -210,7 +220,7 @@ class MmepackToolLockTarget(Target):
         *COMMON_TARGET_FIELDS,
         MmepackToolLockSourceField,
         MmepackToolLockThirdPartyField,
-        MmepackToolLockDistributionField,
+        MmepackToolLockDistributionsField,
     )
     help = softwrap(
         f"""
@@ -229,37 +239,40 @@ class GenerateToolLockRequest(GenerateSourcesRequest):
 @rule(desc="Generate the mmepack tool lockfile")
 async def generate_tool_lock(request: GenerateToolLockRequest) -> GeneratedSources:
     target = request.protocol_target
-    dist_spec = target[MmepackToolLockDistributionField].value
+    dist_specs = target[MmepackToolLockDistributionsField].value
     lock_path = target[MmepackToolLockThirdPartyField].value
-    assert dist_spec is not None and lock_path is not None
+    assert dist_specs and lock_path is not None
     dists = await Get(
         Targets,
         UnparsedAddressInputs(
-            [dist_spec],
+            dist_specs,
             owning_address=target.address,
-            description_of_origin=f"the `distribution` field of {target.address}",
+            description_of_origin=f"the `distributions` field of {target.address}",
         ),
     )
-    built, third_party = await MultiGet(
-        Get(BuiltPackage, PythonDistributionFieldSet, PythonDistributionFieldSet.create(dists[0])),
-        Get(
-            DigestContents,
-            PathGlobs(
-                [lock_path],
-                glob_match_error_behavior=GlobMatchErrorBehavior.error,
-                description_of_origin=f"the `third_party_lockfile` field of {target.address}",
-            ),
+    third_party = await Get(
+        DigestContents,
+        PathGlobs(
+            [lock_path],
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin=f"the `third_party_lockfile` field of {target.address}",
         ),
     )
-    contents = await Get(DigestContents, Digest, built.digest)
-    wheels = [c for c in contents if c.path.endswith(".whl")]
-    if len(wheels) != 1:
-        raise ValueError(
-            f"mmepack: error: {target.address}: expected {dist_spec} to build one wheel, got "
-            f"{[c.path for c in contents]}; set `wheel=True, sdist=False` on it"
-        )
-    facts = wheel_facts(wheels[0].path.rsplit("/", 1)[-1], wheels[0].content)
-    text = build_tool_lock(third_party[0].content.decode("utf-8"), facts)
+    built = await MultiGet(
+        Get(BuiltPackage, PythonDistributionFieldSet, PythonDistributionFieldSet.create(d))
+        for d in dists
+    )
+    all_contents = await MultiGet(Get(DigestContents, Digest, b.digest) for b in built)
+    facts = []
+    for dist, contents in zip(dists, all_contents):
+        wheels = [c for c in contents if c.path.endswith(".whl")]
+        if len(wheels) != 1:
+            raise ValueError(
+                f"mmepack: error: {target.address}: expected {dist.address} to build one wheel, "
+                f"got {[c.path for c in contents]}; set `wheel=True, sdist=False` on it"
+            )
+        facts.append(wheel_facts(wheels[0].path.rsplit("/", 1)[-1], wheels[0].content))
+    text = build_tool_lock(third_party[0].content.decode("utf-8"), *facts)
     digest = await Get(Digest, CreateDigest([FileContent(_OUTPUT_PATH, text.encode("utf-8"))]))
     return GeneratedSources(await Get(Snapshot, Digest, digest))
 

@@ -30,13 +30,13 @@ _THIRD_PARTY = """// header
 """
 
 
-def _wheel(version: str) -> bytes:
+def _wheel(version: str, name: str = "mmepack") -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as wheel:
         wheel.writestr(
-            f"mmepack-{version}.dist-info/METADATA",
+            f"{name.replace('-', '_')}-{version}.dist-info/METADATA",
             "Metadata-Version: 2.1\n"
-            "Name: mmepack\n"
+            f"Name: {name}\n"
             f"Version: {version}\n"
             "Requires-Python: >=3.11,<3.12\n"
             "Requires-Dist: numpy (<2)\n"
@@ -79,6 +79,20 @@ def test_lock_pins_the_wheel_by_hash_behind_the_path_mapping() -> None:
     # The third-party pins stay as they are.
     names = [r["project_name"] for r in body["locked_resolves"][0]["locked_requirements"]]
     assert names == ["mmepack", "numpy"]
+
+
+def test_every_wheel_of_ours_is_pinned_and_the_requirement_is_mmepack_s() -> None:
+    contract = _wheel("1.2.3", name="mmepack-contract")
+    metadata, body = _split(
+        build_tool_lock(
+            _THIRD_PARTY,
+            wheel_facts("mmepack_contract-1.2.3-py3-none-any.whl", contract),
+            wheel_facts("mmepack-1.2.3-py3-none-any.whl", _wheel("1.2.3")),
+        )
+    )
+    names = [r["project_name"] for r in body["locked_resolves"][0]["locked_requirements"]]
+    assert names == ["mmepack", "mmepack-contract", "numpy"]
+    assert "mmepack[serve]==1.2.3" in metadata["generated_with_requirements"]
 
 
 def test_a_rebuilt_wheel_replaces_the_old_entry() -> None:

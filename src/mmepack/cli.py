@@ -46,30 +46,39 @@ from mmepack.validate import (
     validate_model_directory,
     validate_tree,
 )
+from mmepack_contract import ERROR_PREFIX, PACKAGE_REPORT_FILE, S3_PREFIX_VARIABLE
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
+    from mmepack.artifact.report import write_package_report
     from mmepack.artifact.size_report import size_lines
     from mmepack.model.build_file import model_python
 
+    # A given environment states its own Python; only one to build needs the model's BUILD
+    # file and pants.toml, which a Pants sandbox does not hold.
+    python = args.python if args.env is not None else model_python(args.model_dir, args.python)
     result = package_model(
         args.model_dir,
         args.output_dir,
         env_archive=args.env,
+        env_python=args.env_python,
         stub=args.stub,
         pull=args.pull,
         repo_root=args.repo_root,
-        python=model_python(args.model_dir, args.python),
+        python=python,
         env_options=options_from_args(args),
         env_cache=cache_from_args(args),
         dvc_cache=args.dvc_cache,
         checkout=args.checkout,
         layout=check_layout_name(args.env_layout),
     )
-    size = result.path.stat().st_size
-    print(f"mmepack: wrote {result.path} ({size / 1e6:.1f} MB, {len(result.members)} entries)")
+    print(
+        f"mmepack: wrote {result.path} ({result.size / 1e6:.1f} MB, {len(result.members)} entries)"
+    )
     for line in size_lines(result):
         print(line)
+    if args.report is not None:
+        write_package_report(result, args.report)
     return 0
 
 
@@ -412,7 +421,7 @@ def _add_s3_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--prefix",
-        default=os.environ.get("MMEPACK_S3_PREFIX", ""),
+        default=os.environ.get(S3_PREFIX_VARIABLE, ""),
         help="key prefix, e.g. mme/ (default: $MMEPACK_S3_PREFIX)",
     )
     parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
@@ -463,6 +472,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     package.add_argument(
         "--stub", type=Path, help=f"the {STUB_NAME} to ship with --env (default: chosen for it)"
+    )
+    package.add_argument(
+        "--env-python",
+        help="the Python version --env was built for, as its build report states it "
+        "(python_version, e.g. 3.12.1; default: read from the archive)",
+    )
+    package.add_argument(
+        "--report",
+        type=Path,
+        help=f"also write a JSON report of the package step here (e.g. {PACKAGE_REPORT_FILE}): "
+        "artifacts with bytes and sha256, weights, size by part, warnings",
     )
     package.add_argument("--pull", action="store_true", help="`dvc pull` the model's weights first")
     package.add_argument("--repo-root", type=Path, default=Path("."))
@@ -678,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
         return code
     except MmepackError as exc:
-        print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)
+        print(f"{ERROR_PREFIX} {redact(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:
         # Bad input reaches the file system in ways no check can foresee (a full disk, a file
@@ -687,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(
             redact(
-                f"mmepack: error: {where}{exc.strerror or exc}; check that the path exists, is "
+                f"{ERROR_PREFIX} {where}{exc.strerror or exc}; check that the path exists, is "
                 "readable and that its disk has space, then run again"
             ),
             file=sys.stderr,

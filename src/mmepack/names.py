@@ -1,22 +1,22 @@
 """The file-name contract between a model directory, the artifact and Triton.
 
 Every name a data scientist writes, a builder produces or Triton looks for is spelled here (or,
-where the Pants plugin needs it too, in mmepack.contract and re-exported here) and nowhere else,
+where the Pants plugin needs it too, in mmepack_contract and re-exported here) and nowhere else,
 so a rename is one edit and no two stages can disagree about a file.
 """
 
 from __future__ import annotations
 
-# The names the Pants plugin also looks for live in mmepack.contract, which it can import.
-from mmepack.contract import ARTIFACT_SUFFIX as ARTIFACT_SUFFIX
-from mmepack.contract import CASES_GLOB as CASES_GLOB
-from mmepack.contract import CONFIG_FILE as CONFIG_FILE
-from mmepack.contract import ENV_ARCHIVE as ENV_ARCHIVE
-from mmepack.contract import LOCK_FILE as LOCK_FILE
-from mmepack.contract import PROGRESS_LOG as PROGRESS_LOG
-from mmepack.contract import REQUIREMENTS_FILE as REQUIREMENTS_FILE
-from mmepack.contract import STUB_NAME as STUB_NAME
-from mmepack.contract import VERSION_FILE as VERSION_FILE
+# The names the Pants plugin also looks for live in mmepack_contract, which it can import.
+from mmepack_contract import ARTIFACT_SUFFIX as ARTIFACT_SUFFIX
+from mmepack_contract import CASES_GLOB as CASES_GLOB
+from mmepack_contract import CONFIG_FILE as CONFIG_FILE
+from mmepack_contract import ENV_ARCHIVE as ENV_ARCHIVE
+from mmepack_contract import LOCK_FILE as LOCK_FILE
+from mmepack_contract import PROGRESS_LOG as PROGRESS_LOG
+from mmepack_contract import REQUIREMENTS_FILE as REQUIREMENTS_FILE
+from mmepack_contract import STUB_NAME as STUB_NAME
+from mmepack_contract import VERSION_FILE as VERSION_FILE
 
 # The Pants files whose settings the CLI reads so both build the same artifact.
 BUILD_FILE = "BUILD"

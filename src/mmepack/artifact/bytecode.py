@@ -7,7 +7,9 @@ name in all registered repositories, sees the changed folder and reloads the fir
 steps (seen on Triton 2.51). With a valid `.pyc` already there, the stub writes nothing.
 
 The bytecode is compiled by the interpreter the step will run (the packed environment's Python,
-e.g. 3.12 for the example, found like the environment builder finds it), with
+e.g. 3.12 for the example, found like the environment builder finds it; its version is the one
+the environment's build report states, read from the archive only for an environment given
+without one), with
 `PycInvalidationMode.CHECKED_HASH`: the `.pyc` records the source's hash instead of its
 modification time, so the same source gives the same bytes (the artifact stays reproducible)
 and an edited source is still recompiled rather than silently ignored.
@@ -71,9 +73,25 @@ def _interpreter(minor: str) -> str:
     return str(find_base_interpreter(minor).executable)
 
 
-def step_bytecode(directory: ModelDirectory, env_archive: Path | None) -> dict[str, bytes]:
+def archive_python(env_archive: Path) -> str | None:
+    """`environment_python` of an archive given without its build report, or None when it is
+    not a packed environment (a stand-in the packager only places): its Python, and so the
+    bytecode's, is unknown; the step compiles on load as it would without mmepack."""
+    try:
+        return environment_python(env_archive)
+    except (tarfile.TarError, OSError, MmepackError):
+        return None
+
+
+def minor_version(python_version: str) -> str:
+    """`3.12` of `3.12.1` (or of `3.12`)."""
+    return ".".join(python_version.split(".")[:2])
+
+
+def step_bytecode(directory: ModelDirectory, env_python: str | None) -> dict[str, bytes]:
     """Tar member name -> `.pyc` bytes for every `.py` in the version folders of each Python
-    step that runs in the packed environment."""
+    step that runs in the packed environment, whose Python is `env_python` (`3.X`; None: no
+    environment, or one of unknown Python, so no bytecode)."""
     sources: list[tuple[str, str]] = []  # (file on disk, name recorded = tar member name)
     for model in directory.models:
         if model.execution_env_relpath() is None:
@@ -85,14 +103,9 @@ def step_bytecode(directory: ModelDirectory, env_archive: Path | None) -> dict[s
                 if "__pycache__" not in source.parts:
                     member = f"{model.name}/{source.relative_to(model.folder).as_posix()}"
                     sources.append((str(source), member))
-    if not sources or env_archive is None:
+    if not sources or env_python is None:
         return {}
-    try:
-        minor = environment_python(env_archive)
-    except (tarfile.TarError, OSError, MmepackError):
-        # Not a packed environment (a stand-in the packager only places): its Python, and so
-        # the bytecode's, is unknown; the step compiles on load as it would without mmepack.
-        return {}
+    minor = minor_version(env_python)
     python = _interpreter(minor)
     with tempfile.TemporaryDirectory(prefix="mmepack-bytecode-") as out:
         try:
@@ -113,12 +126,12 @@ def step_bytecode(directory: ModelDirectory, env_archive: Path | None) -> dict[s
 
 
 def add_step_bytecode(
-    tar: GzipTarWriter, directory: ModelDirectory, env_archive: Path | None
+    tar: GzipTarWriter, directory: ModelDirectory, env_python: str | None
 ) -> tuple[str, ...]:
     """Append the steps' bytecode (and its `__pycache__/` folders) to an artifact being written,
     with the writer's fixed owners and times; returns the member names added."""
     added: list[str] = []
-    for name, data in sorted(step_bytecode(directory, env_archive).items()):
+    for name, data in sorted(step_bytecode(directory, env_python).items()):
         folder = name.rsplit("/", 1)[0]
         if folder + "/" not in added:
             info = tarfile.TarInfo(folder)

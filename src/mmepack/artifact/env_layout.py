@@ -91,9 +91,10 @@ def shared_value(step: TritonModel, holder: TritonModel, file_name: str) -> str:
 def rewrite_env_path(model: TritonModel, value: str) -> bytes:
     """`model`'s config.pbtxt with only EXECUTION_ENV_PATH's string changed to `value`.
 
-    The text is edited on the line protobuf's parser recorded for the string, and parsed again:
-    the new config must equal the old one but for that value, or the packager refuses (a value
-    split over several quoted pieces, say) rather than ship a config it did not mean to write.
+    The text is edited on the line protobuf's parser recorded for the string, and the new text
+    parsed: it must equal the config already parsed but for that value, or the packager refuses
+    (a value split over several quoted pieces, say) rather than ship a config it did not mean
+    to write.
     """
     raw = model.env_path()
     assert raw is not None
@@ -116,7 +117,9 @@ def rewrite_env_path(model: TritonModel, value: str) -> bytes:
         )
     lines[number - 1] = lines[number - 1].replace(quoted, f'"{value}"')
     text = "".join(lines)
-    expected = parse_model_config(model.text, path)
+    # The config as already parsed, not the text parsed again: one parse per config.
+    expected = type(model.config)()
+    expected.CopyFrom(model.config)
     expected.parameters[ENV_PATH_PARAMETER].string_value = value
     if parse_model_config(text, path) != expected:
         raise MmepackError(f"{path}:{number}: {ENV_PATH_PARAMETER}: rewriting failed; {how}")

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol, TypeVar
 
 from mmepack.errors import MmepackError
 from mmepack.files import open_regular
@@ -160,8 +160,72 @@ def _not_gzip(path: Path, exc: Exception) -> MmepackError:
     )
 
 
-def _splice_facts(path: Path, file_size: int) -> GzipFacts | None:
-    """Facts of a file in `SpliceableGzipWriter`'s shape, or None when it is not in it.
+class ContentStream(Protocol):
+    """The content of a gzip file, read from the front once (what `read_content` is given)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _NotSpliceable(Exception):
+    """The deflate data is not in `SpliceableGzipWriter`'s shape."""
+
+
+class _DeflateReader:
+    """The content of a raw deflate range as a read-only file, inflated on demand; its CRC-32
+    and size are counted as it goes, so whoever reads it (or `drain`) pays for one inflate."""
+
+    def __init__(self, handle: IO[bytes], left: int) -> None:
+        self._handle = handle
+        self._left = left
+        self.inflater = zlib.decompressobj(_RAW_WBITS)
+        self._out = b""
+        self._pos = 0
+        self.crc = 0
+        self.size = 0
+
+    def _more(self) -> bool:
+        """Inflate the next piece into the buffer; False at the end of the range."""
+        while self._left:
+            chunk = self._handle.read(min(_CHUNK, self._left))
+            if not chunk:
+                raise _NotSpliceable
+            self._left -= len(chunk)
+            out = self.inflater.decompress(chunk)
+            if self.inflater.eof:
+                raise _NotSpliceable  # a final block before the end: not ours
+            if out:
+                self.crc, self.size = zlib.crc32(out, self.crc), self.size + len(out)
+                self._out, self._pos = out, 0
+                return True
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        parts: list[bytes] = []
+        wanted = size if size >= 0 else None
+        while wanted is None or wanted > 0:
+            if self._pos >= len(self._out) and not self._more():
+                break
+            end = len(self._out) if wanted is None else min(len(self._out), self._pos + wanted)
+            parts.append(self._out[self._pos : end])
+            if wanted is not None:
+                wanted -= end - self._pos
+            self._pos = end
+        return b"".join(parts)
+
+    def drain(self) -> None:
+        self._out, self._pos = b"", 0
+        while self._more():
+            pass
+
+
+_Content = TypeVar("_Content")
+
+
+def _splice_facts(
+    path: Path, file_size: int, read_content: Callable[[ContentStream], _Content] | None = None
+) -> tuple[GzipFacts, _Content | None] | None:
+    """Facts of a file in `SpliceableGzipWriter`'s shape, or None when it is not in it; with
+    what `read_content` made of the content as it was inflated.
 
     The byte patterns are checked first (no header fields, the sync marker and the empty final
     block before the trailer); then the deflate data up to the final block is inflated once: it
@@ -187,28 +251,19 @@ def _splice_facts(path: Path, file_size: int) -> GzipFacts | None:
         trailer_crc, trailer_size = struct.unpack("<II", tail[-_TRAILER_SIZE:])
         end = file_size - len(final) - _TRAILER_SIZE
         handle.seek(_HEADER_SIZE)
-        inflater = zlib.decompressobj(_RAW_WBITS)
-        crc = size = 0
-        left = end - _HEADER_SIZE
+        reader = _DeflateReader(handle, end - _HEADER_SIZE)
         try:
-            while left:
-                chunk = handle.read(min(_CHUNK, left))
-                if not chunk:
-                    return None
-                left -= len(chunk)
-                out = inflater.decompress(chunk)
-                crc, size = zlib.crc32(out, crc), size + len(out)
-                if inflater.eof:
-                    return None  # a final block before the end: not ours
+            made = None if read_content is None else read_content(reader)
+            reader.drain()
             for ending in _FINAL_BLOCKS:
-                probe = inflater.copy()
+                probe = reader.inflater.copy()
                 if probe.decompress(ending) or not probe.eof or probe.unused_data:
                     return None
-        except zlib.error:
+        except (zlib.error, _NotSpliceable):
             return None
-    if crc != trailer_crc or size & 0xFFFFFFFF != trailer_size:
+    if reader.crc != trailer_crc or reader.size & 0xFFFFFFFF != trailer_size:
         return None
-    return GzipFacts(size, crc, (_HEADER_SIZE, end))
+    return GzipFacts(reader.size, reader.crc, (_HEADER_SIZE, end)), made
 
 
 def iter_gzip_content(path: Path) -> Iterator[bytes]:
@@ -243,14 +298,28 @@ def inspect_gzip(path: Path) -> GzipFacts:
     The ISIZE trailer is only the size modulo 4 GiB (and of the last member), so the size is
     always counted.
     """
+    facts, _ = inspect_gzip_reading(path, None)
+    return facts
+
+
+def inspect_gzip_reading(
+    path: Path, read_content: Callable[[ContentStream], _Content] | None
+) -> tuple[GzipFacts, _Content | None]:
+    """`inspect_gzip`, handing the content to `read_content` as it is inflated for the check,
+    so a caller that needs something inside (the environment's Python and distributions) has
+    it without decompressing the file again. Its result is None for a file not in the splice
+    shape: that caller reads such a file itself. `read_content` must not raise for content it
+    does not understand (it returns what it makes of it); what it leaves unread is inflated
+    after it returns.
+    """
     try:
         file_size = path.stat().st_size
     except OSError as exc:
         raise _not_gzip(path, exc) from None
-    facts = _splice_facts(path, file_size)
-    if facts is not None:
-        return facts
+    found = _splice_facts(path, file_size, read_content)
+    if found is not None:
+        return found
     crc = size = 0
     for out in iter_gzip_content(path):
         crc, size = zlib.crc32(out, crc), size + len(out)
-    return GzipFacts(size, crc, None)
+    return GzipFacts(size, crc, None), None

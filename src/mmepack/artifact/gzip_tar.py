@@ -30,7 +30,7 @@ import sys
 import tarfile
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from mmepack.artifact.gzip_member import (
     GzipFacts,
@@ -86,6 +86,12 @@ def open_tar_stream(stream: IO[bytes]) -> tarfile.TarFile:
     return tarfile.open(fileobj=prefixed, mode="r|")
 
 
+class BinarySink(Protocol):
+    """Where a `GzipTarWriter` writes: a binary file, or a wrapper that also hashes."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
 class GzipTarWriter:
     """Writes tar members into `raw` as one gzip member (see the module's doc).
 
@@ -94,7 +100,7 @@ class GzipTarWriter:
     between calls, so a part's figure may be off by that much; the totals are exact.
     """
 
-    def __init__(self, raw: IO[bytes], level: int) -> None:
+    def __init__(self, raw: BinarySink, level: int) -> None:
         self._raw = raw
         self._level = level
         self._deflate: zlib._Compress | None = None

@@ -13,8 +13,8 @@ from __future__ import annotations
 from mmepack.artifact.writer import PART_ENVIRONMENT, PARTS, PackageResult
 from mmepack.names import REQUIREMENTS_FILE
 
-# The plugin relays the lines that start so (Pants hides a successful process's output).
-SIZE_LINE = "mmepack: size of "
+# How the size message starts (the package report carries it for the plugin to relay).
+SIZE_MESSAGE = "size of "
 # Above this share of the compressed artifact, the environment "dominates" it.
 ENV_DOMINATES = 0.5
 
@@ -29,25 +29,40 @@ def environment_share(result: PackageResult) -> float:
     return result.part_bytes.get(PART_ENVIRONMENT, 0) / total if total else 0.0
 
 
-def size_lines(result: PackageResult) -> list[str]:
-    """One line per part with bytes (compressed in the artifact / unpacked), then the flag."""
+def size_message(result: PackageResult) -> str:
+    """The size by part (compressed in the artifact / unpacked), without the `mmepack: ` that
+    stdout puts before it; the package report carries it as is."""
     total = sum(result.part_bytes.values())
     cells = []
     for part in PARTS:
         packed = result.part_bytes.get(part, 0)
         cells.append(f"{part} {_mb(packed)} ({_mb(result.part_content.get(part, 0))} unpacked)")
-    lines = [
-        f"{SIZE_LINE}{result.path.name}: {_mb(total)}, environment layout "
+    return (
+        f"{SIZE_MESSAGE}{result.path.name}: {_mb(total)}, environment layout "
         f"{result.layout.value}: " + ", ".join(cells)
-    ]
+    )
+
+
+def size_warning(result: PackageResult) -> str | None:
+    """The flag, only when the environment dominates and a requirement can be dropped; without
+    the `mmepack: warning: ` that stdout puts before it."""
     share = environment_share(result)
-    if share > ENV_DOMINATES and result.unused_requirements:
-        unused = ", ".join(result.unused_requirements)
-        lines.append(
-            f"mmepack: warning: {result.path.name}: the Python environment is {share:.0%} of the "
-            "artifact, and every cold load on the endpoint downloads and unpacks it; "
-            f"{REQUIREMENTS_FILE} lists {unused}, which no Python step imports and no package "
-            f"they import needs: drop {'it' if len(result.unused_requirements) == 1 else 'them'} "
-            f"and re-lock (`mmepack lock <model dir>`)"
-        )
+    if share <= ENV_DOMINATES or not result.unused_requirements:
+        return None
+    unused = ", ".join(result.unused_requirements)
+    return (
+        f"{result.path.name}: the Python environment is {share:.0%} of the "
+        "artifact, and every cold load on the endpoint downloads and unpacks it; "
+        f"{REQUIREMENTS_FILE} lists {unused}, which no Python step imports and no package "
+        f"they import needs: drop {'it' if len(result.unused_requirements) == 1 else 'them'} "
+        f"and re-lock (`mmepack lock <model dir>`)"
+    )
+
+
+def size_lines(result: PackageResult) -> list[str]:
+    """One line per part with bytes (compressed in the artifact / unpacked), then the flag."""
+    lines = [f"mmepack: {size_message(result)}"]
+    warning = size_warning(result)
+    if warning is not None:
+        lines.append(f"mmepack: warning: {warning}")
     return lines

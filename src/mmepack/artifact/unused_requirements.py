@@ -16,7 +16,9 @@ import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, cast
 
+from mmepack.artifact.gzip_member import ContentStream
 from mmepack.environment.probe import top_level_from_record
 from mmepack.environment.requirements import canonical_name, read_requirements, requirement_names
 from mmepack.model.repository import ModelDirectory
@@ -26,6 +28,7 @@ _ALWAYS_NEEDED = {"numpy"}
 _DIST_INFO_RE = re.compile(
     r"(?:^|/)site-packages/(?P<dist>[^/]+)\.dist-info/(?P<file>top_level\.txt|RECORD|METADATA)$"
 )
+_ENV_PYTHON_RE = re.compile(r"^(?:\./)?lib/python(3\.\d+)/")
 _REQUIRES_RE = re.compile(r"^Requires-Dist:\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.MULTILINE)
 
 
@@ -37,32 +40,59 @@ class Distribution:
     requires: list[str] = field(default_factory=list)
 
 
+@dataclass
+class EnvironmentContents:
+    """What the packager needs from inside a packed environment, read in one pass: its Python
+    (`3.X`, from its `lib/python3.X/` folder; None when it has none) and its distributions."""
+
+    python: str | None = None
+    distributions: dict[str, Distribution] = field(default_factory=dict)
+
+
+def _scan(tar: tarfile.TarFile) -> EnvironmentContents:
+    found = EnvironmentContents()
+    records: dict[str, str] = {}
+    for member in tar:
+        if found.python is None:
+            python = _ENV_PYTHON_RE.match(member.name)
+            if python is not None:
+                found.python = python.group(1)
+        match = _DIST_INFO_RE.search(member.name)
+        if match is None or not member.isfile():
+            continue
+        handle = tar.extractfile(member)
+        if handle is None:
+            continue
+        text = handle.read().decode("utf-8", errors="replace")
+        name = canonical_name(match.group("dist").split("-")[0])
+        dist = found.distributions.setdefault(name, Distribution())
+        if match.group("file") == "top_level.txt":
+            dist.modules = [n.strip() for n in text.split() if n.strip()]
+        elif match.group("file") == "RECORD":
+            records[name] = text
+        else:
+            dist.requires = [canonical_name(r) for r in _REQUIRES_RE.findall(text)]
+    for name, text in records.items():
+        if not found.distributions[name].modules:
+            found.distributions[name].modules = top_level_from_record(text)
+    return found
+
+
+def read_environment(content: ContentStream) -> EnvironmentContents | None:
+    """`EnvironmentContents` of a packed environment's plain tar, read from the front once (as
+    the artifact writer inflates it to splice it); None when it is no tar."""
+    try:
+        with tarfile.open(fileobj=cast(IO[bytes], content), mode="r|") as tar:
+            return _scan(tar)
+    except tarfile.TarError:
+        return None
+
+
 def environment_distributions(env_archive: Path) -> dict[str, Distribution]:
     """Read every `.dist-info` of a packed environment (a conda-pack tar or tar.gz), in one
     streaming pass: canonical distribution name -> its modules and dependencies."""
-    found: dict[str, Distribution] = {}
-    records: dict[str, str] = {}
     with tarfile.open(env_archive, mode="r|*") as tar:
-        for member in tar:
-            match = _DIST_INFO_RE.search(member.name)
-            if match is None or not member.isfile():
-                continue
-            handle = tar.extractfile(member)
-            if handle is None:
-                continue
-            text = handle.read().decode("utf-8", errors="replace")
-            name = canonical_name(match.group("dist").split("-")[0])
-            dist = found.setdefault(name, Distribution())
-            if match.group("file") == "top_level.txt":
-                dist.modules = [n.strip() for n in text.split() if n.strip()]
-            elif match.group("file") == "RECORD":
-                records[name] = text
-            else:
-                dist.requires = [canonical_name(r) for r in _REQUIRES_RE.findall(text)]
-    for name, text in records.items():
-        if not found[name].modules:
-            found[name].modules = top_level_from_record(text)
-    return found
+        return _scan(tar).distributions
 
 
 def imported_modules(directory: ModelDirectory) -> set[str]:

@@ -15,21 +15,24 @@ no-op.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from mmepack.artifact.bytecode import add_step_bytecode
+from mmepack.artifact.bytecode import add_step_bytecode, archive_python
 from mmepack.artifact.env_layout import EnvLayout, place_environment
-from mmepack.artifact.gzip_tar import GzipTarWriter
+from mmepack.artifact.gzip_member import GzipFacts, inspect_gzip_reading
+from mmepack.artifact.gzip_tar import BinarySink, GzipTarWriter
 from mmepack.artifact.safe_files import scan_model_folder
+from mmepack.artifact.unused_requirements import Distribution, read_environment
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path, open_regular, process_alive
 from mmepack.model.repository import ModelDirectory, TritonModel
 from mmepack.model.version import artifact_name, check_folder_name, check_model_name
-from mmepack.model.weights import TrackedFile
+from mmepack.model.weights import PullResult, TrackedFile
 from mmepack.names import (
     CONFIG_FILE,
     ENV_PATH_PARAMETER,
@@ -57,6 +60,29 @@ class PackageResult:
     # Requirements no Python step imports nor needs (see artifact.unused_requirements): what
     # the size warning names; filled in by `package_model` when the environment dominates.
     unused_requirements: tuple[str, ...] = ()
+    # The artifact's bytes and their sha256, counted as they were written.
+    size: int = 0
+    sha256: str = ""
+    # The DVC-tracked files packed, and what pulling them cost (`package_model` fills both in).
+    weights: tuple[TrackedFile, ...] = ()
+    pull: PullResult | None = None
+    # The environment's distributions, read while its bytes were checked for splicing (None
+    # when they were not: no environment, or another layout); what the size warning needs.
+    env_distributions: dict[str, Distribution] | None = None
+
+
+class _HashingFile:
+    """The artifact's file, hashing and counting what is written to it (no second read)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
 
 
 def _artifact_files(model: TritonModel, model_dir: Path) -> list[tuple[str, Path]]:
@@ -122,16 +148,11 @@ def plan_members(
     stub: Path | None = None,
     layout: EnvLayout = EnvLayout.default(),
 ) -> list[PlannedMember]:
-    """Every tar member in name order."""
+    """Every tar member in name order. `weights` are the model's DVC-tracked files, which the
+    caller has checked are in place (`verify_weights`, as `package_model` does); here they
+    only say which members are weights."""
     members: dict[str, Path | bytes | None] = {}
     parts: dict[str, str] = {}
-    missing_weights = [w for w in weights if not w.path.exists()]
-    if missing_weights:
-        first = missing_weights[0]
-        raise MmepackError(
-            f"model '{directory.name}': {first.path} is tracked by {first.dvc_file} but is not "
-            "present; pull the weights first (`mmepack pull-weights` or `dvc pull`)"
-        )
     for model in directory.models:
         check = check_folder_name if model.names_its_backend else check_model_name
         check(model.name, model.folder / CONFIG_FILE)
@@ -197,7 +218,7 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
     return info
 
 
-def _write_member(tar: GzipTarWriter, member: PlannedMember) -> None:
+def _write_member(tar: GzipTarWriter, member: PlannedMember, env_facts: GzipFacts | None) -> None:
     source = member.source
     if source is None:
         tar.add_dir(_info(member.name.rstrip("/"), tarfile.DIRTYPE), member.part)
@@ -205,7 +226,7 @@ def _write_member(tar: GzipTarWriter, member: PlannedMember) -> None:
         tar.add_bytes(_info(member.name), source, member.part)
     elif member.part == PART_ENVIRONMENT and member.name.endswith(f"/{SHARED_ENV_TAR}"):
         # The plain tar, shipped as the environment build's own deflate bytes (compressed once).
-        tar.add_spliced(_info(member.name), source, member.part)
+        tar.add_spliced(_info(member.name), source, member.part, env_facts)
     else:
         info = _info(member.name)
         info.size = source.stat().st_size
@@ -223,8 +244,13 @@ def write_artifact(
     *,
     layout: EnvLayout = EnvLayout.default(),
     compress_level: int = COMPRESS_LEVEL,
+    env_python: str | None = None,
 ) -> PackageResult:
     """Write `<output_dir>/<model>_<version>.tar.gz` atomically: a failure leaves nothing.
+
+    `weights` must be in place (`verify_weights`): the writer does not look for them again.
+    `env_python` is the environment's Python version as its build report states it (the steps'
+    bytecode is compiled for it); without it, it is read from the archive.
 
     `layout` says how the Python environment travels (see `mmepack.artifact.env_layout`);
     `EnvLayout.PER_STEP` writes the layout of earlier releases, one copy per step, recompressed
@@ -232,6 +258,12 @@ def write_artifact(
     """
     name = check_model_name(directory.name, directory.root)
     members = plan_members(directory, env_archive, weights, stub, layout)
+    env_facts = contents = None
+    if env_archive is not None and layout is EnvLayout.SHARED_TAR:
+        # One inflate of the environment: the splice check, its Python and its distributions.
+        env_facts, contents = inspect_gzip_reading(env_archive, read_environment)
+    if env_archive is not None and env_python is None:
+        env_python = contents.python if contents is not None else archive_python(env_archive)
     final = output_dir / artifact_name(name, version)
     if len(final.name.encode("utf-8")) > _MAX_NAME_BYTES:
         raise MmepackError(
@@ -248,14 +280,15 @@ def write_artifact(
             "--output-dir"
         ) from None
     try:
-        with atomic_path(final) as partial, partial.open("wb") as raw:
+        with atomic_path(final) as partial, partial.open("wb") as file:
+            raw = _HashingFile(file)
             if layout is EnvLayout.PER_STEP:
                 tar = _legacy_writer(raw, compress_level)
             else:
                 tar = GzipTarWriter(raw, compress_level)
             for member in members:
-                _write_member(tar, member)
-            bytecode = add_step_bytecode(tar, directory, env_archive)
+                _write_member(tar, member, env_facts)
+            bytecode = add_step_bytecode(tar, directory, env_python)
             tar.close(PART_CODE)
     except OSError as exc:
         raise MmepackError(
@@ -272,6 +305,9 @@ def write_artifact(
         part_bytes=sizes,
         part_content=content,
         layout=layout,
+        size=raw.size,
+        sha256=raw.hash.hexdigest(),
+        env_distributions=None if contents is None else contents.distributions,
     )
 
 
@@ -284,7 +320,7 @@ class _LegacyGzipTarWriter(GzipTarWriter):
         super().add_file(info, source, part, store=False)
 
 
-def _legacy_writer(raw: IO[bytes], level: int) -> GzipTarWriter:
+def _legacy_writer(raw: BinarySink, level: int) -> GzipTarWriter:
     return _LegacyGzipTarWriter(raw, level)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.errors import MmepackError
+from mmepack_contract import PYTHON_VARIABLE
 
 _PROBE = (
     "import json, sys, sysconfig; v = sysconfig.get_config_var; print(json.dumps({"
@@ -77,7 +78,7 @@ def _version_key(path: Path) -> tuple[int, ...]:
 
 def _candidates(minor: str) -> list[Path]:
     found: list[Path] = []
-    explicit = os.environ.get(f"MMEPACK_PYTHON_{minor.replace('.', '_')}")
+    explicit = os.environ.get(f"{PYTHON_VARIABLE}{minor.replace('.', '_')}")
     if explicit:
         found.append(Path(explicit))
     roots = [os.environ.get("PYENV_ROOT"), str(Path.home() / ".pyenv")]
@@ -107,6 +108,6 @@ def find_base_interpreter(minor: str) -> BaseInterpreter:
     raise MmepackError(
         f"no shared-library CPython {minor} found (tried: {', '.join(tried) or 'nothing'}); "
         f"install one built with --enable-shared (e.g. `PYTHON_CONFIGURE_OPTS=--enable-shared "
-        f"pyenv install {minor}`) or point MMEPACK_PYTHON_{minor.replace('.', '_')} at its "
+        f"pyenv install {minor}`) or point {PYTHON_VARIABLE}{minor.replace('.', '_')} at its "
         "python executable"
     )

@@ -11,7 +11,7 @@ as possible, and so that only a proven environment is ever stored or returned:
    under a real Triton stub, and only then store it in the cache.
 
 The command line around it is `mmepack.environment.command`; packing is
-`mmepack.environment.pack`.
+`mmepack.environment.determinism.pack_reproducibly`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from mmepack.environment.startup import compile_startup_bytecode
 from mmepack.errors import MmepackError, model_prefix
 from mmepack.files import copy_atomically
 from mmepack.names import ENV_ARCHIVE, PROGRESS_LOG
+from mmepack_contract import CONTRACT_VERSION
 
 Log = Callable[[str], None]
 # The progress log starts over once it passes this size, so it never grows without bound.
@@ -204,6 +205,7 @@ def _report(
 ) -> BuildReport:
     manifest = hit.manifest
     return BuildReport(
+        contract=CONTRACT_VERSION,
         schema=REPORT_SCHEMA,
         label=request.label,
         python_version=str(manifest.get("python_version", request.python)),

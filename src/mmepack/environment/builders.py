@@ -21,10 +21,11 @@ from typing import Protocol
 from mmepack.environment.base_python import BaseInterpreter, find_base_interpreter
 from mmepack.environment.determinism import deterministic_variables
 from mmepack.errors import MmepackError
+from mmepack_contract import CONDA_VARIABLE as CONTRACT_CONDA_VARIABLE
 
 Log = Callable[[str], None]
 BUILDER_KINDS = ("auto", "conda", "portable")
-CONDA_VARIABLE = "MMEPACK_CONDA_EXE"
+CONDA_VARIABLE = CONTRACT_CONDA_VARIABLE
 _CONDA_NAMES = ("micromamba", "mamba", "conda")
 # pip lines worth showing while an install runs for minutes.
 _PROGRESS_PREFIXES = ("Collecting ", "Downloading ", "Building wheel", "Installing collected")

@@ -32,8 +32,10 @@ from typing import Any
 from mmepack.environment.requirements import normalised_requirements
 from mmepack.errors import MmepackError
 from mmepack.files import atomic_path, file_hexdigest, process_alive
+from mmepack_contract import ENV_CACHE_VARIABLE
+from mmepack_contract.paths import env_cache_root
 
-CACHE_VARIABLE = "MMEPACK_ENV_CACHE"
+CACHE_VARIABLE = ENV_CACHE_VARIABLE
 ARCHIVE = "python_env.tar.gz"
 MANIFEST = "manifest.json"
 # A build's staging folder and the entry being renamed into place (files.atomic_path).
@@ -48,10 +50,8 @@ ENV_FORMAT = 6
 
 def default_cache_root() -> Path:
     """$MMEPACK_ENV_CACHE, else the XDG cache folder, else ~/.cache/mmepack/envs."""
-    if os.environ.get(CACHE_VARIABLE):
-        return Path(os.environ[CACHE_VARIABLE])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mmepack" / "envs"
+    # The plugin names the same folder in its messages (mmepack_contract.paths).
+    return Path(env_cache_root(os.environ, str(Path.home())))
 
 
 def platform_tag() -> str:

@@ -27,6 +27,7 @@ from mmepack.errors import MmepackError
 from mmepack.names import REQUIREMENTS_FILE, STUB_NAME
 from mmepack.redact import redact
 from mmepack.triton.target import DEFAULT_STUB_PYTHON, DEFAULT_TRITON_VERSION, TargetServer
+from mmepack_contract import ERROR_PREFIX
 
 
 def add_env_options(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         passthrough.apply()
         return run_build_env(args)
     except MmepackError as exc:
-        print(f"mmepack: error: {redact(str(exc))}", file=sys.stderr)
+        print(f"{ERROR_PREFIX} {redact(str(exc))}", file=sys.stderr)
         return 1
 
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from mmepack.contract import SAGEMAKER_ENSEMBLE_PATTERN
 from mmepack.model.config import Problem
 from mmepack.names import ENV_ARCHIVE, ENV_PATH_PARAMETER, MODEL_DIR_VARIABLE
+from mmepack_contract import SAGEMAKER_ENSEMBLE_PATTERN
 
 if TYPE_CHECKING:
     from mmepack.model.repository import TritonModel

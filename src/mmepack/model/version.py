@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mmepack.contract import MODEL_VERSION_PATTERN
 from mmepack.errors import MmepackError
 from mmepack.files import read_text
 
 # Re-exported for mmepack.publish, which names the file in its refusals.
 from mmepack.names import VERSION_FILE as VERSION_FILE
+from mmepack_contract import MODEL_VERSION_PATTERN
 
 # The version ends up in an S3 key and in the SageMaker `TargetModel` string, where Triton also
 # uses the text after the first dot to guess a backend, so keep it to digits and dots.

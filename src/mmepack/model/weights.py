@@ -25,9 +25,9 @@ from ruamel.yaml.error import YAMLError
 from mmepack.errors import MmepackError
 from mmepack.files import file_hexdigest, read_text
 from mmepack.model.dvc_remote import bucket_missing, default_remote, explain, require_plugin
+from mmepack_contract import DVC_CACHE_VARIABLE as CONTRACT_DVC_CACHE_VARIABLE
 
-# Where the shared DVC cache lives when --dvc-cache is not given.
-DVC_CACHE_VARIABLE = "MMEPACK_DVC_CACHE"
+DVC_CACHE_VARIABLE = CONTRACT_DVC_CACHE_VARIABLE
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,15 @@ def file_md5(path: Path) -> str:
 
 
 def verify_weights(model: str, files: list[TrackedFile]) -> None:
-    """Fail unless every tracked file is present with its recorded content."""
+    """Fail unless every tracked file is present with its recorded content.
+
+    Compared as `mmepack.model.drift` compares (the size first, then the md5, remembered per
+    file identity), so a file validation already hashed is not hashed again.
+    """
+    from mmepack.model.drift import find_drift
+
     problems: list[str] = []
+    present: list[TrackedFile] = []
     for tracked in files:
         if tracked.is_directory:
             if not tracked.path.is_dir():
@@ -119,11 +126,11 @@ def verify_weights(model: str, files: list[TrackedFile]) -> None:
         if not tracked.path.is_file():
             problems.append(f"{tracked.path} (tracked by {tracked.dvc_file}) is missing")
             continue
-        actual = file_md5(tracked.path)
-        if actual != tracked.md5:
-            problems.append(
-                f"{tracked.path} has md5 {actual} but {tracked.dvc_file} records {tracked.md5}"
-            )
+        present.append(tracked)
+    for drift in find_drift(present):
+        problems.append(
+            f"{drift.tracked.path} does not match {drift.tracked.dvc_file} ({drift.why})"
+        )
     if problems:
         raise MmepackError(
             f"model '{model}': DVC-tracked weights are not in place:\n  "
@@ -214,6 +221,8 @@ class PullResult:
     downloaded_objects: int
     downloaded_bytes: int
     cache_dir: Path
+    # The md5 of every object fetched from the remote (the rest came from the cache).
+    fetched: frozenset[str] = frozenset()
 
 
 def pull_weights(
@@ -223,6 +232,7 @@ def pull_weights(
     *,
     cache_dir: Path | None = None,
     checkout: Path | None = None,
+    check_drift: bool = True,
 ) -> PullResult | None:
     """Put a model's DVC-tracked files in place from the repository's default remote.
 
@@ -232,7 +242,8 @@ def pull_weights(
     always asked for objects the cache lacks, even when a working-tree copy exists, so a missing
     `dvc push` fails here rather than for the next person. A working-tree copy that differs from
     its record is refused, never overwritten. `checkout` is the real checkout when `repo_root`
-    is a copy of it (a Pants sandbox), for remotes that are local folders.
+    is a copy of it (a Pants sandbox), for remotes that are local folders. `check_drift=False`
+    is for a caller that has just refused drifted copies itself (package, after validation).
     """
     if not files:
         return None
@@ -242,7 +253,7 @@ def pull_weights(
             f"model '{model}': {repo_root} has no .dvc/ folder but {dvc_files} tracks weights; "
             "run from the repository root (or give --repo-root)"
         )
-    modified = modified_local_copies(files)
+    modified = modified_local_copies(files) if check_drift else []
     if modified:
         raise MmepackError(f"model '{model}': " + "; ".join(modified) + ".")
     cache = (cache_dir or default_dvc_cache()).resolve()
@@ -297,6 +308,7 @@ def pull_weights(
         downloaded_objects=len(fetched),
         downloaded_bytes=sum(fetched.values()),
         cache_dir=cache,
+        fetched=frozenset(fetched),
     )
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from mmepack import __version__
 from mmepack.artifact.check import check_artifact
-from mmepack.contract import COMMIT_VARIABLES
 from mmepack.environment.determinism import RECORD_FILE as ENV_RECORD
 from mmepack.environment.lock import read_lock
 from mmepack.errors import MmepackError
@@ -25,6 +24,7 @@ from mmepack.model.version import parse_artifact_name
 from mmepack.model.weights import tracked_files
 from mmepack.names import ENV_MEMBER_SUFFIXES, LOCK_FILE
 from mmepack.publish.revision import from_ci_or_git
+from mmepack_contract import COMMIT_VARIABLES
 
 # CI systems check out a detached HEAD and say which commit in these variables.
 _COMMIT_VARIABLES = COMMIT_VARIABLES

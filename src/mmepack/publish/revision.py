@@ -13,9 +13,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-# BRANCH_VARIABLES: the CI variables naming the branch being built, re-exported for callers.
-from mmepack.contract import BRANCH_VARIABLES as BRANCH_VARIABLES
 from mmepack.errors import MmepackError
+
+# BRANCH_VARIABLES: the CI variables naming the branch being built, re-exported for callers.
+from mmepack_contract import BRANCH_VARIABLES as BRANCH_VARIABLES
 
 
 def from_ci_or_git(

@@ -53,12 +53,12 @@ from botocore.exceptions import (
 
 from mmepack.artifact.check import CheckedArtifact, check_artifact
 from mmepack.artifact.diff import describe_difference
-from mmepack.contract import BRANCH_VARIABLES
 from mmepack.errors import Interrupted, MmepackError
 from mmepack.model.version import VERSION_FILE, artifact_name
 from mmepack.publish.revision import from_ci_or_git
 from mmepack.publish.tested import manifest_tested
 from mmepack.redact import redact
+from mmepack_contract import BRANCH_VARIABLES
 
 if TYPE_CHECKING:
     # From types-boto3[s3] (3rdparty/python), which Pants maps to boto3 for type checking.

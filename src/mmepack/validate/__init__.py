@@ -4,8 +4,10 @@ the files alone, each with its file, line and field."""
 from mmepack.validate.checks import (
     Problem,
     Severity,
+    Validation,
     count_errors,
     discover_model_directories,
+    validate_model,
     validate_model_directory,
     validate_tree,
 )
@@ -13,8 +15,10 @@ from mmepack.validate.checks import (
 __all__ = [
     "Problem",
     "Severity",
+    "Validation",
     "count_errors",
     "discover_model_directories",
+    "validate_model",
     "validate_model_directory",
     "validate_tree",
 ]

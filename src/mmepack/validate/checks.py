@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmepack.errors import MmepackError
 from mmepack.model.config import ConfigSchemaError, Problem, Severity
-from mmepack.model.repository import TritonModel, model_folders, read_triton_model
+from mmepack.model.repository import ModelDirectory, TritonModel, model_folders, read_triton_model
 from mmepack.model.rules import SAGEMAKER_ENSEMBLE_RE, packaging_problems, top_ensembles
 from mmepack.model.version import artifact_name, read_model_version
+from mmepack.model.weights import TrackedFile
 from mmepack.names import (
     CONFIG_FILE,
     ENV_ARCHIVE,
@@ -37,14 +39,20 @@ from mmepack.validate.fil_config import check_fil_config
 from mmepack.validate.lock import check_lock
 from mmepack.validate.model_checks import check_model
 from mmepack.validate.onnx_files import check_onnx_files
-from mmepack.validate.safety import check_env_collisions, check_model_files
+from mmepack.validate.safety import (
+    check_env_collisions,
+    check_model_files,
+    check_model_files_and_weights,
+)
 from mmepack.validate.triton_rules import check_triton_rules
 
 __all__ = [
     "Problem",
     "Severity",
+    "Validation",
     "count_errors",
     "discover_model_directories",
+    "validate_model",
     "validate_model_directory",
     "validate_tree",
 ]
@@ -174,26 +182,61 @@ def _problem_order(problem: Problem) -> tuple[str, int, str]:
     return (str(problem.file), problem.line or 0, problem.field)
 
 
+@dataclass(frozen=True)
+class Validation:
+    """What validating one model directory found, and what it read on the way, so packaging
+    goes on with the parsed models instead of reading the directory again."""
+
+    problems: list[Problem]
+    root: Path | None = None
+    # Every model folder parsed, in folder order (a config that did not parse is left out).
+    models: tuple[TritonModel, ...] = ()
+    # Whether every model folder's config parsed.
+    all_parsed: bool = False
+    # The name SageMaker loads the artifact by (the top ensemble's, else the first folder's).
+    deployable: str | None = None
+    # The DVC-tracked files the `.dvc` files describe (None when one of them is unreadable).
+    weights: list[TrackedFile] | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    def directory(self) -> ModelDirectory:
+        """The parsed model directory; only for a validation without errors."""
+        assert self.root is not None and self.all_parsed and self.models and not self.errors
+        return ModelDirectory(root=self.root, models=self.models)
+
+
 def validate_model_directory(path: Path) -> list[Problem]:
     """Every problem of one deployable model directory (e.g. `models/screen_detector`).
 
     Never raises for a bad model: unreadable or unparsable configs become Problems and the
     remaining models are still checked, so one run lists everything to fix.
     """
+    return validate_model(path).problems
+
+
+def validate_model(path: Path) -> Validation:
+    """`validate_model_directory`, with the parsed models and tracked weights it read."""
     if not path.is_dir():
-        return [Problem(path, None, "directory", "not a directory; expected a model directory")]
+        return Validation(
+            [Problem(path, None, "directory", "not a directory; expected a model directory")]
+        )
     folders = model_folders(path)
     if not folders:
-        return [
-            Problem(
-                path,
-                None,
-                "directory",
-                f"no Triton model found; expected sub-folders holding a {CONFIG_FILE}, e.g. "
-                f"{path}/<model_name>/{CONFIG_FILE}",
-            ),
-            *check_model_files(path),
-        ]
+        return Validation(
+            [
+                Problem(
+                    path,
+                    None,
+                    "directory",
+                    f"no Triton model found; expected sub-folders holding a {CONFIG_FILE}, e.g. "
+                    f"{path}/<model_name>/{CONFIG_FILE}",
+                ),
+                *check_model_files(path),
+            ]
+        )
     problems: list[Problem] = []
     parsed = {folder.name: _read_model(folder, problems) for folder in folders}
     models = [m for m in parsed.values() if m is not None]
@@ -216,10 +259,18 @@ def validate_model_directory(path: Path) -> list[Problem]:
     problems.extend(_check_pattern_outside_ensemble(models, len(folders)))
     problems.extend(_check_requirements(path, models))
     problems.extend(check_env_collisions(models))
-    problems.extend(check_model_files(path))
+    file_problems, weights = check_model_files_and_weights(path)
+    problems.extend(file_problems)
     problems.extend(check_lock(path))
     problems.extend(check_onnx_files(models, versions))
-    return sorted(problems, key=_problem_order)
+    return Validation(
+        problems=sorted(problems, key=_problem_order),
+        root=path,
+        models=tuple(models),
+        all_parsed=len(models) == len(folders),
+        deployable=deployable,
+        weights=weights,
+    )
 
 
 def discover_model_directories(root: Path) -> list[Path]:

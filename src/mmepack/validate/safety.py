@@ -18,7 +18,7 @@ from mmepack.model.config import Problem
 from mmepack.model.drift import find_drift
 from mmepack.model.repository import TritonModel
 from mmepack.model.rules import env_path_relpath
-from mmepack.model.weights import tracked_files
+from mmepack.model.weights import TrackedFile, tracked_files
 from mmepack.names import CONFIG_FILE, ENV_PATH_PARAMETER, STUB_NAME
 
 
@@ -38,6 +38,13 @@ def config_entries(root: Path) -> list[Path]:
 def check_model_files(root: Path) -> list[Problem]:
     """Unsafe entries in every model folder, unreadable configs, bad `.dvc` files, and
     DVC-tracked working copies whose bytes differ from their record (`mmepack.model.drift`)."""
+    problems, _ = check_model_files_and_weights(root)
+    return problems
+
+
+def check_model_files_and_weights(root: Path) -> tuple[list[Problem], list[TrackedFile] | None]:
+    """`check_model_files`, and the DVC-tracked files it read (None when a `.dvc` file is bad),
+    so packaging goes on with them instead of reading the `.dvc` files again."""
     problems: list[Problem] = []
     for folder in config_entries(root):
         config = folder / CONFIG_FILE
@@ -51,10 +58,10 @@ def check_model_files(root: Path) -> list[Problem]:
         tracked = tracked_files(root)
     except MmepackError as exc:
         problems.append(Problem(root, None, "dvc", str(exc)))
-        return problems
+        return problems, None
     for drift in find_drift(tracked):
         problems.append(Problem(drift.tracked.path, None, "dvc", drift.describe()))
-    return problems
+    return problems, tracked
 
 
 def check_env_collisions(models: Sequence[TritonModel]) -> list[Problem]:
