@@ -24,10 +24,10 @@ from pants.engine.unions import UnionRule
 from pants.version import PANTS_SEMVER
 
 from mmepack_pants import engine
+from mmepack_pants.tool_lock import PLUGIN_DISTRIBUTION
 
 VERSION_FILE = "src/mmepack/__init__.py"
 DISTRIBUTIONS = ("mmepack", "mmepack-pants", "mmepack-contract")
-PLUGIN_DISTRIBUTION = "mmepack-pants"
 
 
 def read_version(source: str, path: str = VERSION_FILE) -> str:

@@ -18,8 +18,10 @@ from mmepack_pants.engine import PythonEnv, PythonEnvRequest
 from mmepack_pants.environment import build_python_env
 from mmepack_pants.package import build_triton_model
 
-# Modules whose rules still make their own requests (the tool's PEXes; see the design page).
-_NOT_YET = {"mmepack_pants.cli"}
+# Modules whose rules still make their own requests (the tool's PEXes; see the design page),
+# and tool28's two new modules (`check`, the tool lockfile's codegen), written beside the
+# gathering and not yet moved onto engine.py's helpers.
+_NOT_YET = {"mmepack_pants.cli", "mmepack_pants.check", "mmepack_pants.tool_lock"}
 
 
 def _engine_calls(path: str) -> int:

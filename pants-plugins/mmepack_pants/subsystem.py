@@ -19,8 +19,12 @@ from pants.util.meta import classproperty
 from pants.util.strutil import softwrap
 
 from mmepack_contract import CONDA_VARIABLE, DVC_CACHE_VARIABLE, ENV_CACHE_VARIABLE, PYTHON_VARIABLE
-from mmepack_pants.dist_version import PLUGIN_DISTRIBUTION
-from mmepack_pants.tool_lock import LOCK_PACKAGE, LOCK_RESOURCE, tool_requirement
+from mmepack_pants.tool_lock import (
+    LOCK_PACKAGE,
+    LOCK_RESOURCE,
+    PLUGIN_DISTRIBUTION,
+    tool_requirement,
+)
 
 
 def plugin_version() -> Optional[str]:

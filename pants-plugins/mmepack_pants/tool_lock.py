@@ -55,6 +55,9 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 from pants.util.strutil import softwrap
 
+# The plugin's own distribution (its version is the tool's: subsystem.py, dist_version.py). Here,
+# in a module that imports no other of the plugin's, so the subsystem can read it at import.
+PLUGIN_DISTRIBUTION = "mmepack-pants"
 # The pex path mapping the lock's `mmepack` artifact is written against.
 WHEELS_MAPPING = "MMEPACK_WHEELS"
 # Where the lock lands in the plugin wheel: `resource://mmepack_pants/mmepack.lock`.
