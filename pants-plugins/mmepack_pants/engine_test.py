@@ -4,10 +4,14 @@ that await its helpers (docs/design/call-by-name.md)."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Set, Tuple
 
+# pytest runs these tests from its own tool resolve; pants-plugins holds no pytest requirement.
+import pytest  # pants: no-infer-dep
 from pants.backend.python.subsystems.setuptools import PythonDistributionFieldSet
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
 from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
@@ -88,3 +92,15 @@ def test_the_last_modules_moved_still_declare_their_requests() -> None:
     program = _declared(build_program)
     assert (Targets, (UnparsedAddressInputs,)) in program
     assert (PexRequest, (PexFromTargetsRequest,)) in program
+
+
+@pytest.mark.parametrize("first", ["subsystem", "tool_lock", "engine", "cli", "dist_version"])
+def test_no_import_cycle_whichever_module_loads_first(first: str) -> None:
+    """tool_lock.py imports engine.py now, and the subsystem imports tool_lock.py: engine.py must
+    not import a module that imports the subsystem (as it did cli.py), in any import order."""
+    code = f"import mmepack_pants.{first}; import mmepack_pants.register"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
