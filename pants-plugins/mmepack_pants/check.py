@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.core.goals.check import CheckRequest, CheckResult, CheckResults
-from pants.engine.fs import GlobMatchErrorBehavior, PathGlobs, Snapshot
-from pants.engine.process import FallibleProcessResult
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.fs import GlobMatchErrorBehavior, PathGlobs
+from pants.engine.rules import collect_rules, rule
 from pants.engine.target import FieldSet
 from pants.engine.unions import UnionRule
 from pants.option.option_types import SkipOption
 from pants.option.subsystem import Subsystem
 from pants.util.logging import LogLevel
 
+from mmepack_pants import engine
 from mmepack_pants.cases import case_globs, data_globs
-from mmepack_pants.cli import MmepackCliRequest
 from mmepack_pants.target_types import (
     DEFAULT_CASES_GLOB,
     TritonModelCasesField,
@@ -58,13 +57,10 @@ async def check_model_cases(
     if subsystem.skip:
         return CheckResults([], checker_name=request.tool_name)
     patterns = [fs.cases.value or DEFAULT_CASES_GLOB for fs in request.field_sets]
-    all_cases = await MultiGet(
-        Get(
-            Snapshot,
-            PathGlobs(
-                case_globs(fs.address.spec_path, pattern),
-                glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
-            ),
+    all_cases = await engine.snapshots_each(
+        PathGlobs(
+            case_globs(fs.address.spec_path, pattern),
+            glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
         )
         for fs, pattern in zip(request.field_sets, patterns)
     )
@@ -75,30 +71,19 @@ async def check_model_cases(
     ]
     if not checked:
         return CheckResults([], checker_name=request.tool_name)
-    cli = await Get(VenvPex, MmepackCliRequest())
+    cli = await engine.mmepack_cli()
     # The cases' folders (data files they name) and the configs; never the weights.
-    inputs = await MultiGet(
-        Get(
-            Snapshot,
-            PathGlobs(
-                [
-                    *data_globs(cases.files),
-                    f"{fs.address.spec_path}/*/config.pbtxt",
-                ]
-            ),
-        )
+    inputs = await engine.snapshots_each(
+        PathGlobs([*data_globs(cases.files), f"{fs.address.spec_path}/*/config.pbtxt"])
         for fs, _, cases in checked
     )
-    results = await MultiGet(
-        Get(
-            FallibleProcessResult,
-            VenvPexProcess(
-                cli,
-                argv=["check-cases", fs.address.spec_path, f"--cases={pattern}"],
-                description=f"Check the test cases of {fs.address}",
-                input_digest=snapshot.digest,
-                level=LogLevel.DEBUG,
-            ),
+    results = await engine.run_each(
+        VenvPexProcess(
+            cli,
+            argv=["check-cases", fs.address.spec_path, f"--cases={pattern}"],
+            description=f"Check the test cases of {fs.address}",
+            input_digest=snapshot.digest,
+            level=LogLevel.DEBUG,
         )
         for (fs, pattern, _), snapshot in zip(checked, inputs)
     )

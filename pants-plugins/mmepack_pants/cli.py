@@ -11,41 +11,22 @@ resolve and interpreter constraints never decide what mmepack runs with. With
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 from pants.backend.python.target_types import EntryPoint, MainSpecification
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex
 from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
 from pants.engine.addresses import UnparsedAddressInputs
-from pants.engine.rules import Get, collect_rules, rule
-from pants.engine.target import Targets
+from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
 
+from mmepack_pants import engine
+from mmepack_pants.engine import (
+    CasesRunnerRequest,
+    EnvBuilderRequest,
+    MmepackCliRequest,
+    ProgramRequest,
+)
 from mmepack_pants.subsystem import MmepackSubsystem, ModelCasesSubsystem
-
-
-@dataclass(frozen=True)
-class MmepackCliRequest:
-    """The full mmepack CLI, built from `[mmepack].cli`."""
-
-
-@dataclass(frozen=True)
-class EnvBuilderRequest:
-    """Only the environment builder, built from `[mmepack].env_builder`, so that environment
-    builds are cached independently of the rest of mmepack."""
-
-
-@dataclass(frozen=True)
-class CasesRunnerRequest:
-    """The CLI with the server packages, built from `[model-cases].runner`, to run test cases."""
-
-
-@dataclass(frozen=True)
-class _ProgramRequest:
-    address: str
-    option: str
-    module: str
-    function: str
 
 
 def tool_pex_request(subsystem: MmepackSubsystem, main: MainSpecification, name: str) -> PexRequest:
@@ -68,12 +49,12 @@ async def _program(
     subsystem: MmepackSubsystem, address: str, option: str, module: str, function: str
 ) -> VenvPex:
     if subsystem.from_sources:
-        return await Get(VenvPex, _ProgramRequest(address, option, module, function))
+        return await engine.program(ProgramRequest(address, option, module, function))
     main: MainSpecification = EntryPoint(module, function)
     if module == "mmepack.cli":
         # The tool's own main: `[mmepack].console_script` / `entry_point` may change it.
         main = subsystem.main
-    return await Get(VenvPex, PexRequest, tool_pex_request(subsystem, main, module))
+    return await engine.venv_pex(tool_pex_request(subsystem, main, module))
 
 
 @rule(desc="Build the mmepack command line", level=LogLevel.DEBUG)
@@ -102,24 +83,22 @@ async def build_cases_runner(
 
 
 @rule(level=LogLevel.DEBUG)
-async def build_program(request: _ProgramRequest) -> VenvPex:
-    targets = await Get(
-        Targets,
+async def build_program(request: ProgramRequest) -> VenvPex:
+    targets = await engine.targets(
         UnparsedAddressInputs(
             [request.address], owning_address=None, description_of_origin=request.option
-        ),
+        )
     )
-    pex_request = await Get(
-        PexRequest,
+    pex_request = await engine.pex_from_targets(
         PexFromTargetsRequest(
             [t.address for t in targets],
             output_filename=f"{request.module}.pex",
             internal_only=True,
             main=EntryPoint(request.module, request.function),
             description=request.module,
-        ),
+        )
     )
-    return await Get(VenvPex, PexRequest, pex_request)
+    return await engine.venv_pex(pex_request)
 
 
 def rules():

@@ -23,7 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence, Tuple
 
-from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
+from pants.backend.python.subsystems.setuptools import PythonDistributionFieldSet
+from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
 from pants.core.goals.package import BuiltPackage, PackageFieldSet
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
@@ -43,11 +45,10 @@ from pants.engine.fs import (
 from pants.engine.internals.session import RunId
 from pants.engine.process import FallibleProcessResult, Process, ProcessResultMetadata
 from pants.engine.rules import Get, MultiGet
-from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
+from pants.engine.target import Targets, TransitiveTargets, TransitiveTargetsRequest
 from pants.vcs.git import GitWorktreeRequest, MaybeGitWorktree
 
 from mmepack_contract.reports import PackageReport
-from mmepack_pants.cli import CasesRunnerRequest, EnvBuilderRequest, MmepackCliRequest
 from mmepack_pants.target_types import (
     TritonModelOutputDirField,
     TritonModelPythonVersionField,
@@ -55,6 +56,34 @@ from mmepack_pants.target_types import (
 )
 
 # The requests and results the plugin's rules exchange through the engine.
+
+
+@dataclass(frozen=True)
+class MmepackCliRequest:
+    """The full mmepack CLI, built from `[mmepack].cli` (cli.py)."""
+
+
+@dataclass(frozen=True)
+class EnvBuilderRequest:
+    """Only the environment builder, built from `[mmepack].env_builder` (cli.py), so that
+    environment builds are cached independently of the rest of mmepack."""
+
+
+@dataclass(frozen=True)
+class CasesRunnerRequest:
+    """The CLI with the server packages, built from `[model-cases].runner` (cli.py), to run test
+    cases."""
+
+
+@dataclass(frozen=True)
+class ProgramRequest:
+    """One mmepack program built from targets of this repository (`[mmepack].from_sources`):
+    `address` as `option` names it, run as `module:function`."""
+
+    address: str
+    option: str
+    module: str
+    function: str
 
 
 @dataclass(frozen=True)
@@ -154,6 +183,15 @@ async def snapshot(globs: PathGlobs) -> Snapshot:
     return await Get(Snapshot, PathGlobs, globs)
 
 
+async def snapshots_each(globs: Iterable[PathGlobs]) -> Tuple[Snapshot, ...]:
+    """A snapshot of each glob set, made concurrently."""
+    return await MultiGet(Get(Snapshot, PathGlobs, g) for g in globs)
+
+
+async def snapshot_of(digest: Digest) -> Snapshot:
+    return await Get(Snapshot, Digest, digest)
+
+
 async def paths(globs: PathGlobs) -> Paths:
     return await Get(Paths, PathGlobs, globs)
 
@@ -165,6 +203,11 @@ async def paths_each(globs: Iterable[PathGlobs]) -> Tuple[Paths, ...]:
 
 async def contents(digest: Digest) -> DigestContents:
     return await Get(DigestContents, Digest, digest)
+
+
+async def contents_each(digests: Iterable[Digest]) -> Tuple[DigestContents, ...]:
+    """The contents of each digest, read concurrently."""
+    return await MultiGet(Get(DigestContents, Digest, d) for d in digests)
 
 
 async def contents_of(globs: PathGlobs) -> DigestContents:
@@ -250,6 +293,29 @@ async def env_vars(names: Sequence[str]) -> EnvironmentVars:
 
 async def addresses(specs: UnparsedAddressInputs) -> Addresses:
     return await Get(Addresses, UnparsedAddressInputs, specs)
+
+
+async def targets(specs: UnparsedAddressInputs) -> Targets:
+    return await Get(Targets, UnparsedAddressInputs, specs)
+
+
+async def built_distributions(
+    field_sets: Iterable[PythonDistributionFieldSet],
+) -> Tuple[BuiltPackage, ...]:
+    """Each `python_distribution` built (`./pants package`), concurrently."""
+    return await MultiGet(Get(BuiltPackage, PythonDistributionFieldSet, fs) for fs in field_sets)
+
+
+async def pex_from_targets(request: PexFromTargetsRequest) -> PexRequest:
+    return await Get(PexRequest, PexFromTargetsRequest, request)
+
+
+async def venv_pex(request: PexRequest) -> VenvPex:
+    return await Get(VenvPex, PexRequest, request)
+
+
+async def program(request: ProgramRequest) -> VenvPex:
+    return await Get(VenvPex, ProgramRequest, request)
 
 
 async def toolchain() -> Addresses:

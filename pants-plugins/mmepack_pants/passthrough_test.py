@@ -41,8 +41,9 @@ from pants.testutil.option_util import create_subsystem
 from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 from pants.util.ordered_set import FrozenOrderedSet
 
-from mmepack_pants.cli import EnvBuilderRequest, MmepackCliRequest
 from mmepack_pants.engine import (
+    EnvBuilderRequest,
+    MmepackCliRequest,
     PassthroughRequest,
     PythonEnv,
     PythonEnvRequest,

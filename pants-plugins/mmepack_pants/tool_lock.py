@@ -29,19 +29,10 @@ from email.parser import Parser
 from typing import Any, Dict, List, Optional, Tuple
 
 from pants.backend.python.subsystems.setuptools import PythonDistributionFieldSet
-from pants.core.goals.package import BuiltPackage
 from pants.core.target_types import ResourceSourceField
 from pants.engine.addresses import UnparsedAddressInputs
-from pants.engine.fs import (
-    CreateDigest,
-    Digest,
-    DigestContents,
-    FileContent,
-    GlobMatchErrorBehavior,
-    PathGlobs,
-    Snapshot,
-)
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.fs import CreateDigest, FileContent, GlobMatchErrorBehavior, PathGlobs
+from pants.engine.rules import collect_rules, rule
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     GeneratedSources,
@@ -50,13 +41,15 @@ from pants.engine.target import (
     StringField,
     StringSequenceField,
     Target,
-    Targets,
 )
 from pants.engine.unions import UnionRule
 from pants.util.strutil import softwrap
 
+from mmepack_pants import engine
+
 # The plugin's own distribution (its version is the tool's: subsystem.py, dist_version.py). Here,
-# in a module that imports no other of the plugin's, so the subsystem can read it at import.
+# in a module that imports no other of the plugin's but engine.py (which imports none that imports
+# the subsystem), so the subsystem can read it at import.
 PLUGIN_DISTRIBUTION = "mmepack-pants"
 # The pex path mapping the lock's `mmepack` artifact is written against.
 WHEELS_MAPPING = "MMEPACK_WHEELS"
@@ -245,27 +238,22 @@ async def generate_tool_lock(request: GenerateToolLockRequest) -> GeneratedSourc
     dist_specs = target[MmepackToolLockDistributionsField].value
     lock_path = target[MmepackToolLockThirdPartyField].value
     assert dist_specs and lock_path is not None
-    dists = await Get(
-        Targets,
+    dists = await engine.targets(
         UnparsedAddressInputs(
             dist_specs,
             owning_address=target.address,
             description_of_origin=f"the `distributions` field of {target.address}",
-        ),
+        )
     )
-    third_party = await Get(
-        DigestContents,
+    third_party = await engine.contents_of(
         PathGlobs(
             [lock_path],
             glob_match_error_behavior=GlobMatchErrorBehavior.error,
             description_of_origin=f"the `third_party_lockfile` field of {target.address}",
-        ),
+        )
     )
-    built = await MultiGet(
-        Get(BuiltPackage, PythonDistributionFieldSet, PythonDistributionFieldSet.create(d))
-        for d in dists
-    )
-    all_contents = await MultiGet(Get(DigestContents, Digest, b.digest) for b in built)
+    built = await engine.built_distributions(PythonDistributionFieldSet.create(d) for d in dists)
+    all_contents = await engine.contents_each(b.digest for b in built)
     facts = []
     for dist, contents in zip(dists, all_contents):
         wheels = [c for c in contents if c.path.endswith(".whl")]
@@ -276,8 +264,8 @@ async def generate_tool_lock(request: GenerateToolLockRequest) -> GeneratedSourc
             )
         facts.append(wheel_facts(wheels[0].path.rsplit("/", 1)[-1], wheels[0].content))
     text = build_tool_lock(third_party[0].content.decode("utf-8"), *facts)
-    digest = await Get(Digest, CreateDigest([FileContent(_OUTPUT_PATH, text.encode("utf-8"))]))
-    return GeneratedSources(await Get(Snapshot, Digest, digest))
+    digest = await engine.create(CreateDigest([FileContent(_OUTPUT_PATH, text.encode("utf-8"))]))
+    return GeneratedSources(await engine.snapshot_of(digest))
 
 
 def rules():
