@@ -45,6 +45,7 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 from pants.util.strutil import softwrap
 
+from mmepack_contract import ERROR_PREFIX
 from mmepack_pants import engine
 
 # The plugin's own distribution (its version is the tool's: subsystem.py, dist_version.py). Here,
@@ -86,7 +87,7 @@ def wheel_facts(filename: str, content: bytes) -> WheelFacts:
         metadata_paths = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
         if len(metadata_paths) != 1:
             raise ValueError(
-                f"mmepack: error: {filename}: expected one *.dist-info/METADATA, found "
+                f"{ERROR_PREFIX} {filename}: expected one *.dist-info/METADATA, found "
                 f"{len(metadata_paths)}; is it a wheel built by `./pants package`?"
             )
         message = Parser().parsestr(wheel.read(metadata_paths[0]).decode("utf-8"))
@@ -107,7 +108,7 @@ def _split_lock(text: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         begin, end = lines.index(_METADATA_BEGIN), lines.index(_METADATA_END)
     except ValueError:
         raise ValueError(
-            "mmepack: error: the third-party lockfile has no Pants metadata header; regenerate it "
+            f"{ERROR_PREFIX} the third-party lockfile has no Pants metadata header; regenerate it "
             "with `./pants generate-lockfiles`"
         ) from None
     metadata = json.loads(
@@ -137,7 +138,7 @@ def build_tool_lock(third_party_lock: str, *wheels: WheelFacts) -> str:
     resolves = body.get("locked_resolves") or []
     if len(resolves) != 1 or body.get("style") != "universal":
         raise ValueError(
-            "mmepack: error: the third-party lockfile: expected one universal resolve "
+            f"{ERROR_PREFIX} the third-party lockfile: expected one universal resolve "
             f"(style 'universal'), found {len(resolves)} of style {body.get('style')!r}"
         )
     ours = {w.name for w in wheels}
@@ -259,7 +260,7 @@ async def generate_tool_lock(request: GenerateToolLockRequest) -> GeneratedSourc
         wheels = [c for c in contents if c.path.endswith(".whl")]
         if len(wheels) != 1:
             raise ValueError(
-                f"mmepack: error: {target.address}: expected {dist.address} to build one wheel, "
+                f"{ERROR_PREFIX} {target.address}: expected {dist.address} to build one wheel, "
                 f"got {[c.path for c in contents]}; set `wheel=True, sdist=False` on it"
             )
         facts.append(wheel_facts(wheels[0].path.rsplit("/", 1)[-1], wheels[0].content))
