@@ -68,3 +68,25 @@ def test_loadtest_against_a_url_needs_no_server(monkeypatch: pytest.MonkeyPatch)
     # It gets past the extras check to its own option checks.
     with pytest.raises(MmepackError, match="--p99-ms: expected milliseconds above 0"):
         run_loadtest(args)
+
+
+def test_a_plain_pex_names_the_serve_pex_beside_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # pex sets PEX to the file it runs from; the library then lives outside any site-packages.
+    monkeypatch.setenv("PEX", str(tmp_path / "cli.pex"))
+    monkeypatch.setitem(_MODULES, "onnxruntime", None)
+    assert cli.main(["endpoint", MISSING]) == 1
+    line = capsys.readouterr().err
+    assert "pip install 'mmepack[serve]'" in line
+    assert f"this PEX (cli.pex) leaves the extra out: run `{tmp_path / 'cli-serve.pex'}`" in line
+    assert "./pants package src/mmepack:cli-serve" in line
+
+
+def test_outside_a_pex_no_pex_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PEX", raising=False)
+    monkeypatch.setitem(_MODULES, "onnxruntime", None)
+    assert cli.main(["endpoint", MISSING]) == 1
+    assert "cli-serve.pex" not in capsys.readouterr().err
