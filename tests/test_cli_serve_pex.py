@@ -10,12 +10,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,13 +26,10 @@ from mmepack.extras import SERVE_PEX
 from mmepack.testing import find_artifact
 from mmepack.testing.endpoint_client import BINARY_JSON, runtime_client
 from models.screen_detector.tests import reference
+from tests.cli_serving import COMMAND_SECONDS, EXAMPLE, all_answered, endpoint_process, loadtest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = "screen_detector"
-PAYLOAD = REPO_ROOT / "models" / EXAMPLE / "tests" / "loadtest_payload.json"
 START_SECONDS = 180
-COMMAND_SECONDS = 300
-MAX_REQUESTS = 4
 BARE_PATH = "/usr/bin:/bin"
 MISSING = "/nonexistent/screen_detector_1.tar.gz"
 
@@ -84,66 +79,21 @@ def test_plain_cli_pex_names_the_extra_and_the_serve_pex(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []
 
 
-def _loadtest(out: Path, *where: str) -> dict[str, object]:
-    done = subprocess.run(
-        [_python(), str(_pex(SERVE_PEX)), "loadtest", *where]
-        + ["--payload", str(PAYLOAD), "--concurrency", "1", "--seconds", "2"]
-        + ["--max-requests", str(MAX_REQUESTS), "--p99-ms", "60000", "--out", str(out)],
-        env=_run_env(),
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_SECONDS,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    summary: dict[str, object] = json.loads((out / "summary.json").read_text())
-    return summary
-
-
 def test_serve_pex_loadtest_on_the_artifact_starts_its_own_endpoint(tmp_path: Path) -> None:
-    summary = _loadtest(tmp_path / "report", str(find_artifact(EXAMPLE)))
-    cold = summary["cold_loads"]
-    levels = summary["levels"]
-    assert isinstance(cold, list) and isinstance(levels, list) and levels
+    command = [_python(), str(_pex(SERVE_PEX))]
+    summary = loadtest(command, _run_env(), tmp_path / "report", str(find_artifact(EXAMPLE)))
     # The cold load answered, so the ensemble's ONNX step ran in the stand-in on the PEX's
     # own ONNX Runtime; every timed request was answered too.
-    assert [c["outcome"] for c in cold] == ["ok"]
-    for level in levels:
-        assert 0 < level["requests"] <= MAX_REQUESTS
-        assert level["errors"] == 0
+    all_answered(summary)
 
 
 @pytest.fixture()
 def endpoint(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`cli-serve.pex endpoint ARTIFACT --port 0`: (runtime URL, its process)."""
-    err = (tmp_path / "endpoint.err").open("w+")
-    owner = subprocess.Popen(
-        [_python(), str(_pex(SERVE_PEX)), "endpoint", str(find_artifact(EXAMPLE)), "--port", "0"],
-        env=_run_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        url = None
-        while url is None and time.monotonic() < deadline and owner.poll() is None:
-            time.sleep(0.5)
-            err.seek(0)
-            found = re.search(r" at (http://127\.0\.0\.1:\d+)\n", err.read())
-            url = found.group(1) if found else None
-        err.seek(0)
-        assert url, f"endpoint did not start: {err.read()[-4000:]}"
-        yield url, owner
-    finally:
-        if owner.poll() is None:
-            owner.send_signal(signal.SIGINT)
-            try:
-                owner.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(owner.pid, signal.SIGKILL)
-                owner.wait(timeout=30)
-        err.close()
+    command = [_python(), str(_pex(SERVE_PEX)), "endpoint", str(find_artifact(EXAMPLE))]
+    command += ["--port", "0"]
+    with endpoint_process(command, _run_env(), tmp_path / "endpoint.err", START_SECONDS) as running:
+        yield running
 
 
 def _packed_onnx(artifact: Path, into: Path) -> Path:

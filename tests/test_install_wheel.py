@@ -25,14 +25,11 @@ import pytest
 from mmepack import __version__
 from mmepack.extras import SERVE_MODULES
 from mmepack.testing import find_artifact
+from tests.cli_serving import COMMAND_SECONDS, EXAMPLE, all_answered, endpoint_process, loadtest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = "screen_detector"
-PAYLOAD = REPO_ROOT / "models" / EXAMPLE / "tests" / "loadtest_payload.json"
 PIP_SECONDS = 1500
 START_SECONDS = 120
-COMMAND_SECONDS = 300
-MAX_REQUESTS = 4
 BARE_PATH = "/usr/bin:/bin"
 
 
@@ -130,64 +127,15 @@ def test_installed_version_is_the_package_version(venv: Path) -> None:
 @pytest.fixture()
 def endpoint(venv: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`mmepack endpoint ARTIFACT --port 0` from the venv: (runtime URL, its process)."""
-    artifact = find_artifact(EXAMPLE)
-    err = (tmp_path / "endpoint.err").open("w+")
-    owner = subprocess.Popen(
-        [str(venv / "bin" / "mmepack"), "endpoint", str(artifact), "--port", "0"],
-        env=_run_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        url = None
-        while url is None and time.monotonic() < deadline and owner.poll() is None:
-            time.sleep(0.5)
-            err.seek(0)
-            found = re.search(r" at (http://127\.0\.0\.1:\d+)\n", err.read())
-            url = found.group(1) if found else None
-        err.seek(0)
-        assert url, f"endpoint did not start: {err.read()[-4000:]}"
-        yield url, owner
-    finally:
-        if owner.poll() is None:
-            owner.send_signal(signal.SIGINT)
-            try:
-                owner.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(owner.pid, signal.SIGKILL)
-                owner.wait(timeout=30)
-        err.close()
-
-
-def _loadtest(venv: Path, out: Path, *where: str) -> dict[str, object]:
-    done = subprocess.run(
-        [str(venv / "bin" / "mmepack"), "loadtest", *where]
-        + ["--payload", str(PAYLOAD), "--concurrency", "1", "--seconds", "2"]
-        + ["--max-requests", str(MAX_REQUESTS), "--p99-ms", "60000", "--out", str(out)],
-        env=_run_env(),
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_SECONDS,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    summary: dict[str, object] = json.loads((out / "summary.json").read_text())
-    return summary
-
-
-def _all_ok(summary: dict[str, object]) -> int:
-    """How many requests the report counts; each must have been answered (the ensemble's ONNX
-    step ran in the stand-in, on the venv's onnxruntime)."""
-    cold = summary["cold_loads"]
-    levels = summary["levels"]
-    assert isinstance(cold, list) and isinstance(levels, list)
-    assert [c["outcome"] for c in cold] == ["ok"]
-    for level in levels:
-        assert 0 < level["requests"] <= MAX_REQUESTS
-        assert level["errors"] == 0
-    return len(cold) + sum(level["requests"] for level in levels)
+    command = [
+        str(venv / "bin" / "mmepack"),
+        "endpoint",
+        str(find_artifact(EXAMPLE)),
+        "--port",
+        "0",
+    ]
+    with endpoint_process(command, _run_env(), tmp_path / "endpoint.err", START_SECONDS) as running:
+        yield running
 
 
 def test_endpoint_serves_the_example_to_a_loadtest(
@@ -195,8 +143,9 @@ def test_endpoint_serves_the_example_to_a_loadtest(
 ) -> None:
     url, owner = endpoint
     target = find_artifact(EXAMPLE).name
-    summary = _loadtest(
-        venv,
+    summary = loadtest(
+        [str(venv / "bin" / "mmepack")],
+        _run_env(),
         tmp_path / "report",
         "--endpoint-url",
         url,
@@ -205,7 +154,7 @@ def test_endpoint_serves_the_example_to_a_loadtest(
         "--target-model",
         target,
     )
-    sent = _all_ok(summary)
+    sent = all_answered(summary)
     # The endpoint itself counted the same invokes, none failed.
     owner.send_signal(signal.SIGINT)
     owner.wait(timeout=60)
@@ -217,5 +166,10 @@ def test_endpoint_serves_the_example_to_a_loadtest(
 
 
 def test_loadtest_on_the_artifact_starts_its_own_endpoint(venv: Path, tmp_path: Path) -> None:
-    summary = _loadtest(venv, tmp_path / "report", str(find_artifact(EXAMPLE)))
-    assert _all_ok(summary) >= 2
+    summary = loadtest(
+        [str(venv / "bin" / "mmepack")],
+        _run_env(),
+        tmp_path / "report",
+        str(find_artifact(EXAMPLE)),
+    )
+    assert all_answered(summary) >= 2
