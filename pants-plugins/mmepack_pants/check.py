@@ -20,6 +20,7 @@ from pants.option.option_types import SkipOption
 from pants.option.subsystem import Subsystem
 from pants.util.logging import LogLevel
 
+from mmepack_contract import CONFIG_FILE
 from mmepack_pants import engine
 from mmepack_pants.cases import case_globs, data_globs
 from mmepack_pants.target_types import (
@@ -74,7 +75,7 @@ async def check_model_cases(
     cli = await engine.mmepack_cli()
     # The cases' folders (data files they name) and the configs; never the weights.
     inputs = await engine.snapshots_each(
-        PathGlobs([*data_globs(cases.files), f"{fs.address.spec_path}/*/config.pbtxt"])
+        PathGlobs([*data_globs(cases.files), f"{fs.address.spec_path}/*/{CONFIG_FILE}"])
         for fs, _, cases in checked
     )
     results = await engine.run_each(
